@@ -1,0 +1,34 @@
+# wdmoe-opt: `make demo` and `make test` work on a fresh machine (Python 3.11).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p demo-out
+	$(BIN)/wdmoe-opt generate wdmoe-sim --seed 0 -o demo-out/wdmoe-sim.json
+	$(BIN)/wdmoe-opt solve demo-out/wdmoe-sim.json --selection topk --bandwidth uniform \
+		-o demo-out/topk-uniform.solution.json
+	$(BIN)/wdmoe-opt check demo-out/wdmoe-sim.json demo-out/topk-uniform.solution.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis

@@ -1,0 +1,20 @@
+"""wdmoe-opt: optimization toolkit for wireless distributed mixture-of-experts inference.
+
+The model (:mod:`wdmoe_opt.model`), the three problems (:mod:`wdmoe_opt.problems`),
+the method registry (:mod:`wdmoe_opt.registry`) and the one result type
+(:mod:`wdmoe_opt.solution`). Heavy backends load only when a method needs them.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import BackendUnavailable, InputError  # noqa: E402
+from .model import Instance, ModelSizes, Selection, System  # noqa: E402
+from .problems import BandwidthProblem, JointProblem, SelectionProblem  # noqa: E402
+from .registry import get_method, methods, register, solve  # noqa: E402
+from .solution import Solution, Status  # noqa: E402
+
+__all__ = [
+    "__version__", "InputError", "BackendUnavailable", "Instance", "ModelSizes", "Selection",
+    "System", "BandwidthProblem", "SelectionProblem", "JointProblem", "Solution", "Status",
+    "get_method", "methods", "register", "solve",
+]

@@ -1,0 +1,348 @@
+"""The WDMoE instance: model sizes, devices and channels, placement, gating weights.
+
+Immutable and validated at the door (STYLE habit 5): every array is a read-only
+float64/int64 copy, and every error names the path of the field as it appears
+in the ``wdmoe-instance/1`` file (``system.devices[3].tx_power_w``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
+WEIGHT_SUM_TOL = 1e-4
+
+#: FLOPs of the activation per hidden element (``eta`` of eq. 5), SiLU = x * sigmoid(x):
+#: negate, exp, add, divide. The paper leaves it open; see docs/model.md.
+DEFAULT_ACTIVATION_FLOPS = 4.0
+
+
+def token_bits_from_dims(hidden_dim: int, precision_bits: float) -> float:
+    """Eq. (4): ``L_comm = epsilon * m`` bits per token embedding."""
+    return float(precision_bits) * float(hidden_dim)
+
+
+def token_flops_from_dims(
+    hidden_dim: int, ffn_hidden_dim: int, activation_flops: float = DEFAULT_ACTIVATION_FLOPS
+) -> float:
+    """Eq. (5), literally: ``4 m m_h + 2 m_h m + eta m_h + m_h`` FLOPs per token."""
+    m, mh = float(hidden_dim), float(ffn_hidden_dim)
+    return 4 * m * mh + 2 * mh * m + float(activation_flops) * mh + mh
+
+
+def _positive_int(value, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(path, "must be a positive integer", value)
+    return int(value)
+
+
+def _positive_float(value, path: str, allow_zero: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(path, "must be a number", value) from None
+    if not np.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise InputError(path, "must be a finite " + ("non-negative" if allow_zero else "positive")
+                         + " number", value)
+    return x
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSizes:
+    """Sizes of the MoE model: ``I`` layers, ``E`` experts per layer, router Top-K,
+    bits per token embedding (eq. 4) and FLOPs per token per expert (eq. 5).
+
+    ``dims`` keeps the model dimensions the sizes came from, if any
+    (``hidden_dim``, ``ffn_hidden_dim``, ``precision_bits``, ``activation_flops``).
+    """
+
+    layers: int
+    experts: int
+    top_k: int
+    token_bits: float
+    token_flops: float
+    dims: Mapping[str, float] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", _positive_int(self.layers, "model.layers"))
+        object.__setattr__(self, "experts", _positive_int(self.experts, "model.experts"))
+        k = _positive_int(self.top_k, "model.top_k")
+        if k > self.experts:
+            raise InputError("model.top_k", f"must be at most model.experts = {self.experts}", k)
+        object.__setattr__(self, "top_k", k)
+        object.__setattr__(self, "token_bits", _positive_float(self.token_bits, "model.token_bits"))
+        object.__setattr__(self, "token_flops",
+                           _positive_float(self.token_flops, "model.token_flops"))
+        if self.dims is not None:
+            object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
+
+    @classmethod
+    def from_dims(cls, layers: int, experts: int, top_k: int, hidden_dim: int,
+                  ffn_hidden_dim: int, precision_bits: float = 16,
+                  activation_flops: float = DEFAULT_ACTIVATION_FLOPS) -> ModelSizes:
+        """Sizes from model dimensions through eqs. (4) and (5)."""
+        hidden_dim = _positive_int(hidden_dim, "model.hidden_dim")
+        ffn_hidden_dim = _positive_int(ffn_hidden_dim, "model.ffn_hidden_dim")
+        precision_bits = _positive_float(precision_bits, "model.precision_bits")
+        activation_flops = _positive_float(activation_flops, "model.activation_flops",
+                                           allow_zero=True)
+        return cls(layers, experts, top_k,
+                   token_bits_from_dims(hidden_dim, precision_bits),
+                   token_flops_from_dims(hidden_dim, ffn_hidden_dim, activation_flops),
+                   dims={"hidden_dim": hidden_dim, "ffn_hidden_dim": ffn_hidden_dim,
+                         "precision_bits": precision_bits,
+                         "activation_flops": activation_flops})
+
+
+_DEVICE_ARRAYS = ("compute_flops", "tx_power_w", "gain_down", "gain_up")
+
+
+@dataclass(frozen=True, eq=False)
+class System:
+    """The wireless system: BS, noise, total bandwidth and ``U`` devices.
+
+    Device arrays are indexed by device ``k``. Gains are ``[U]`` (slow fading) or
+    ``[I, U]`` (fast fading: one gain per layer). ``compute_j_per_flop`` is the
+    optional device compute energy (SiftMoE-style objectives); zero if absent.
+    """
+
+    total_bandwidth_hz: float
+    noise_psd_w_per_hz: float
+    bs_power_w: float
+    compute_flops: np.ndarray
+    tx_power_w: np.ndarray
+    gain_down: np.ndarray
+    gain_up: np.ndarray
+    distance_m: np.ndarray | None = None
+    compute_j_per_flop: np.ndarray | None = None
+
+    def __post_init__(self):
+        def set_(name, value):
+            object.__setattr__(self, name, value)
+
+        set_("total_bandwidth_hz",
+             _positive_float(self.total_bandwidth_hz, "system.total_bandwidth_hz"))
+        set_("noise_psd_w_per_hz",
+             _positive_float(self.noise_psd_w_per_hz, "system.noise_psd_w_per_hz"))
+        set_("bs_power_w", _positive_float(self.bs_power_w, "system.bs_power_w"))
+        n = None
+        for name in _DEVICE_ARRAYS + ("distance_m", "compute_j_per_flop"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = _device_array(value, name)
+            if n is None:
+                n = arr.shape[-1]
+            elif arr.shape[-1] != n:
+                raise InputError(f"system.devices[*].{name}",
+                                 f"must have one value per device ({n} devices)", arr.shape[-1])
+            allow_zero = name in ("compute_j_per_flop",)
+            _check_device_values(arr, name, allow_zero)
+            if arr.ndim == 2 and name not in ("gain_down", "gain_up"):
+                raise InputError(f"system.devices[*].{name}",
+                                 "must be one number per device", arr.shape)
+            set_(name, _readonly(arr))
+        if n is None or n < 1:
+            raise InputError("system.devices", "must list at least one device", n)
+
+    @property
+    def n_devices(self) -> int:
+        return int(self.compute_flops.shape[0])
+
+    @property
+    def fast_fading(self) -> bool:
+        return self.gain_down.ndim == 2 or self.gain_up.ndim == 2
+
+
+def _device_array(value, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"system.devices[*].{name}", "must be numbers", value) from None
+    if arr.ndim not in (1, 2):
+        raise InputError(f"system.devices[*].{name}", "must be [U] or [I][U]", arr.shape)
+    return arr
+
+
+def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
+    bad = ~np.isfinite(arr) | (arr < 0) | ((arr == 0) & (not allow_zero))
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        k = int(idx[-1])
+        path = f"system.devices[{k}].{name}" + (f"[{int(idx[0])}]" if arr.ndim == 2 else "")
+        kind = "non-negative" if allow_zero else "positive"
+        raise InputError(path, f"must be a finite {kind} number", float(arr[tuple(idx)]))
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One WDMoE instance (SPEC §1): what every problem and solver reads.
+
+    Parameters
+    ----------
+    name : str
+    model : ModelSizes
+    system : System
+    gating_weights : array [I, J, E]
+        Router probabilities of every token for every expert (softmax over E).
+    placement : array [I, E] of device ids, optional
+        ``placement[i, e]`` hosts expert ``e`` of layer ``i``; identity if omitted
+        (requires ``E == U``).
+    provenance : mapping
+        Generator, seed, source: carried along, not part of the content hash.
+    """
+
+    name: str
+    model: ModelSizes
+    system: System
+    gating_weights: np.ndarray
+    placement: np.ndarray | None = None
+    provenance: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError("name", "must be a non-empty string", self.name)
+        I, E, U = self.model.layers, self.model.experts, self.system.n_devices
+        w = _gating_array(self.gating_weights, I, E)
+        object.__setattr__(self, "gating_weights", _readonly(w))
+        for gname in ("gain_down", "gain_up"):
+            g = getattr(self.system, gname)
+            if g.ndim == 2 and g.shape[0] != I:
+                raise InputError(f"system.devices[*].{gname}",
+                                 f"per-layer gains need one row per layer ({I})", g.shape)
+        if self.placement is None:
+            if E != U:
+                raise InputError("placement", f"is required when experts ({E}) != devices ({U})")
+            pl = np.tile(np.arange(U, dtype=np.int64), (I, 1))
+        else:
+            pl = _placement_array(self.placement, I, E, U)
+        object.__setattr__(self, "placement", _readonly(pl))
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.model.layers
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.gating_weights.shape[1])
+
+    @property
+    def n_experts(self) -> int:
+        return self.model.experts
+
+    @property
+    def n_devices(self) -> int:
+        return self.system.n_devices
+
+    @cached_property
+    def identity_placement(self) -> bool:
+        """True for the paper's setting: expert ``k`` of every layer on device ``k``."""
+        return self.n_experts == self.n_devices and bool(
+            (self.placement == np.arange(self.n_devices)).all())
+
+    # -- channels, per layer -------------------------------------------------------------
+    @cached_property
+    def gain_down_per_layer(self) -> np.ndarray:
+        """Downlink gains ``[I, U]`` (a broadcast view for slow fading)."""
+        return _per_layer(self.system.gain_down, self.n_layers)
+
+    @cached_property
+    def gain_up_per_layer(self) -> np.ndarray:
+        """Uplink gains ``[I, U]``."""
+        return _per_layer(self.system.gain_up, self.n_layers)
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the content (model, system, placement, gating); not name/provenance."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self._content_header(), sort_keys=True).encode())
+        for arr in (self.system.gain_down, self.system.gain_up, self.system.compute_flops,
+                    self.system.tx_power_w, self.placement.astype("<i8"),
+                    self.gating_weights):
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+        for opt in (self.system.distance_m, self.system.compute_j_per_flop):
+            h.update(b"-" if opt is None else np.ascontiguousarray(opt, "<f8").tobytes())
+        return "sha256:" + h.hexdigest()
+
+    def _content_header(self) -> dict:
+        m, s = self.model, self.system
+        return {"layers": m.layers, "experts": m.experts, "top_k": m.top_k,
+                "token_bits": repr(m.token_bits), "token_flops": repr(m.token_flops),
+                "total_bandwidth_hz": repr(s.total_bandwidth_hz),
+                "noise_psd_w_per_hz": repr(s.noise_psd_w_per_hz),
+                "bs_power_w": repr(s.bs_power_w)}
+
+    def replace(self, **changes) -> Instance:
+        """A validated copy with some fields changed (``dataclasses.replace``)."""
+        from dataclasses import replace
+        return replace(self, **changes)
+
+    def with_system(self, **changes) -> Instance:
+        """A copy whose :class:`System` has some fields changed (e.g. total bandwidth)."""
+        from dataclasses import replace
+        return replace(self, system=replace(self.system, **changes))
+
+
+def _per_layer(gain: np.ndarray, layers: int) -> np.ndarray:
+    if gain.ndim == 2:
+        return gain
+    return np.broadcast_to(gain, (layers, gain.shape[0]))
+
+
+def _gating_array(value, I: int, E: int) -> np.ndarray:
+    try:
+        w = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("gating.weights", "must be an [I][J][E] array of numbers") from None
+    if w.ndim != 3 or w.shape[0] != I or w.shape[2] != E or w.shape[1] < 1:
+        raise InputError("gating.weights",
+                         f"must have shape [layers={I}][tokens>=1][experts={E}]", w.shape)
+    bad = ~np.isfinite(w) | (w < 0) | (w > 1 + WEIGHT_SUM_TOL)
+    if bad.any():
+        i, j, e = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(f"gating.weights[{i}][{j}][{e}]",
+                         "must be a probability in [0, 1]", float(w[i, j, e]))
+    sums = w.sum(axis=2)
+    off = np.abs(sums - 1.0) > WEIGHT_SUM_TOL
+    if off.any():
+        i, j = (int(x) for x in np.argwhere(off)[0])
+        raise InputError(f"gating.weights[{i}][{j}]",
+                         "must sum to 1 over experts (router softmax)", float(sums[i, j]))
+    return w
+
+
+def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError("placement", "must be an [I][E] array of device ids") from None
+    if raw.shape != (I, E):
+        raise InputError("placement", f"must have shape [layers={I}][experts={E}]", raw.shape)
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f"
+                                           and np.all(np.mod(raw, 1) == 0)):
+        raise InputError("placement", "must hold integer device ids", raw.dtype.name)
+    pl = raw.astype(np.int64)
+    bad = (pl < 0) | (pl >= U)
+    if bad.any():
+        i, e = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(f"placement[{i}][{e}]",
+                         f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
+    return pl

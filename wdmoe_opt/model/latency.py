@@ -1,0 +1,168 @@
+"""The latency, WLR and energy model (SPEC §1; the paper's eqs. 2-12).
+
+Everything is vectorized over layers x tokens x experts with numpy. Bandwidth
+arguments broadcast: ``bandwidth_hz`` of shape ``[..., U]`` gives outputs of shape
+``[..., I, U]``, so a solver can evaluate many allocations at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .instance import Instance
+from .selection import Selection
+
+LN2 = np.log(2.0)
+
+
+def shannon_rate_bps(bandwidth_hz, signal_w, noise_psd_w_per_hz) -> np.ndarray:
+    """Eqs. (2)-(3): ``R = B log2(1 + S / (N0 B))`` with ``R(0) = 0``.
+
+    ``signal_w`` is the received power ``P g``. Computed as
+    ``B log1p(S / (N0 B)) / ln 2`` for accuracy at large ``B``.
+    """
+    b = np.asarray(bandwidth_hz, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = b * np.log1p(signal_w / (noise_psd_w_per_hz * b)) / LN2
+    return np.where(b > 0, r, 0.0)
+
+
+def link_rates_bps(instance: Instance, bandwidth_hz) -> tuple[np.ndarray, np.ndarray]:
+    """Downlink (eq. 2) and uplink (eq. 3) rates, each ``[..., I, U]``."""
+    s = instance.system
+    b = np.asarray(bandwidth_hz, dtype=np.float64)[..., None, :]
+    down = shannon_rate_bps(b, s.bs_power_w * instance.gain_down_per_layer, s.noise_psd_w_per_hz)
+    up = shannon_rate_bps(b, s.tx_power_w * instance.gain_up_per_layer, s.noise_psd_w_per_hz)
+    return down, up
+
+
+def comm_time_per_token_s(instance: Instance, bandwidth_hz) -> np.ndarray:
+    """Eq. (6): ``c = L_comm / R_down + L_comm / R_up`` per token, ``[..., I, U]``
+    (``inf`` where the device has no bandwidth)."""
+    down, up = link_rates_bps(instance, bandwidth_hz)
+    bits = instance.model.token_bits
+    with np.errstate(divide="ignore"):
+        return bits / down + bits / up
+
+
+def compute_time_per_token_s(instance: Instance) -> np.ndarray:
+    """Eq. (7): ``a_k = L_comp / C_k`` per token and expert, ``[U]``."""
+    return instance.model.token_flops / instance.system.compute_flops
+
+
+def device_loads(instance: Instance, selection: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """Loads ``(u, p)``, each ``[I, U]`` int64 (eq. 9, generalized to shared placement).
+
+    ``p[i, k]``: selected (token, expert) pairs whose expert lives on device ``k``;
+    ``u[i, k]``: distinct tokens sent to ``k`` (a token sent to two experts on one
+    device crosses the link once). Under the identity placement ``u == p``.
+    """
+    q = selection.mask
+    I, J, E = q.shape
+    U = instance.n_devices
+    pl = instance.placement
+    if instance.identity_placement:
+        p = q.sum(axis=1, dtype=np.int64)
+        return p, p.copy()
+    i_idx, j_idx, e_idx = np.nonzero(q)
+    k_idx = pl[i_idx, e_idx]
+    p = np.bincount(i_idx * U + k_idx, minlength=I * U).reshape(I, U)
+    pair = np.unique((i_idx * J + j_idx) * U + k_idx)
+    u = np.bincount((pair // (J * U)) * U + pair % U, minlength=I * U).reshape(I, U)
+    return u, p
+
+
+def device_time_s(instance: Instance, selection: Selection, bandwidth_hz,
+                  loads: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Eqs. (8)-(10): ``t[i, k] = u c_k(B_k) + p a_k`` (0 with no load), ``[..., I, U]``."""
+    u, p = device_loads(instance, selection) if loads is None else loads
+    return device_time_from_loads(instance, u, p, bandwidth_hz)
+
+
+def device_time_from_loads(instance: Instance, u: np.ndarray, p: np.ndarray,
+                           bandwidth_hz) -> np.ndarray:
+    """``t[i, k]`` from loads ``u, p`` (``[I, U]``); broadcasting as the module says."""
+    c = comm_time_per_token_s(instance, bandwidth_hz)
+    a = compute_time_per_token_s(instance)
+    with np.errstate(invalid="ignore"):
+        t = np.where(u > 0, u * c, 0.0) + p * a
+    return t
+
+
+def layer_latency_s(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
+    """Eq. (11): attention waiting latency ``t^i = max_k t[i, k]``, ``[..., I]``."""
+    return device_time_s(instance, selection, bandwidth_hz).max(axis=-1)
+
+
+def total_latency_s(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
+    """The P1/P3 objective ``T = sum_i t^i`` (eq. 13/19)."""
+    return layer_latency_s(instance, selection, bandwidth_hz).sum(axis=-1)
+
+
+def selected_weight(instance: Instance, selection: Selection) -> np.ndarray:
+    """``[I, U]``: ``sum_j sum_{e on k} q w``, the numerator of the WLR (eq. 12)."""
+    I, _, E = selection.shape
+    U = instance.n_devices
+    per_expert = (selection.mask * instance.gating_weights).sum(axis=1)  # [I, E]
+    if instance.identity_placement:
+        return per_expert
+    out = np.zeros((I, U))
+    np.add.at(out, (np.repeat(np.arange(I), E), instance.placement.ravel()), per_expert.ravel())
+    return out
+
+
+def wlr(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
+    """Eq. (12): weight-to-latency ratio ``[I, U]``; 0 for a device with no load."""
+    t = device_time_s(instance, selection, bandwidth_hz)
+    num = selected_weight(instance, selection)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t > 0, num / np.where(t > 0, t, 1.0), 0.0)
+
+
+def topk_weight(instance: Instance) -> float:
+    """``sum`` of the router's Top-K weights over the batch (retained-weight denominator)."""
+    w = instance.gating_weights
+    k = instance.model.top_k
+    return float(np.sort(w, axis=-1)[..., -k:].sum())
+
+
+def retained_weight(instance: Instance, selection: Selection) -> float:
+    """Accuracy proxy: ``sum q w / sum_{Top-K} w`` over the batch (1.0 for Top-K)."""
+    return float((selection.mask * instance.gating_weights).sum()) / topk_weight(instance)
+
+
+def expert_invocations(selection: Selection) -> int:
+    """``sum q``: selected (token, expert) pairs in the batch."""
+    return int(selection.mask.sum())
+
+
+def transmit_energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
+    """``[I, U]`` transmit energy: per distinct token, ``P_bs L / R_down + P_k L / R_up``."""
+    u, _ = device_loads(instance, selection)
+    down, up = link_rates_bps(instance, bandwidth_hz)
+    bits = instance.model.token_bits
+    s = instance.system
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_token = bits * (s.bs_power_w / down + s.tx_power_w / up)
+        return np.where(u > 0, u * per_token, 0.0)
+
+
+def compute_energy_j(instance: Instance, selection: Selection) -> np.ndarray:
+    """``[I, U]`` device compute energy ``p L_comp e_k`` (zero without ``compute_j_per_flop``)."""
+    _, p = device_loads(instance, selection)
+    e = instance.system.compute_j_per_flop
+    if e is None:
+        return np.zeros(p.shape)
+    return p * instance.model.token_flops * e
+
+
+def energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> float:
+    """Total energy of the batch: transmit (both directions) plus device compute."""
+    return float(transmit_energy_j(instance, selection, bandwidth_hz).sum()
+                 + compute_energy_j(instance, selection).sum())
+
+
+def uniform_bandwidth_hz(instance: Instance) -> np.ndarray:
+    """The paper's baseline split: ``B_k = B / U``."""
+    U = instance.n_devices
+    return np.full(U, instance.system.total_bandwidth_hz / U)

@@ -1,0 +1,91 @@
+"""The expert selection ``q[i, j, e]`` (eqs. 16-17) as an immutable boolean mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .instance import Instance
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """Which experts each token keeps: ``mask[i, j, e]`` is ``q^i_{j,e}``."""
+
+    mask: np.ndarray
+
+    def __post_init__(self):
+        m = np.asarray(self.mask)
+        if m.ndim != 3:
+            raise InputError("selection", "must be an [I][J][E] mask", m.shape)
+        if m.dtype != np.bool_:
+            if not np.isin(m, (0, 1)).all():
+                raise InputError("selection", "must hold 0/1 values")
+            m = m.astype(bool)
+        m = np.array(m, copy=True)
+        m.setflags(write=False)
+        object.__setattr__(self, "mask", m)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.mask.shape  # type: ignore[return-value]
+
+    def experts_per_token(self) -> np.ndarray:
+        """``[I, J]`` number of kept experts of each token."""
+        return self.mask.sum(axis=2)
+
+    def kept_lists(self) -> list[list[list[int]]]:
+        """Schema form: ``[I][J]`` lists of kept expert ids, ascending."""
+        I, J, E = self.shape
+        flat = self.mask.reshape(-1, E)
+        ids = np.nonzero(flat)[1]
+        per_token = np.split(ids, np.cumsum(flat.sum(axis=1))[:-1])
+        lists = [t.tolist() for t in per_token]
+        return [lists[i * J:(i + 1) * J] for i in range(I)]
+
+    @classmethod
+    def from_lists(cls, lists: Sequence, shape: tuple[int, int, int],
+                   field: str = "selection") -> Selection:
+        """Inverse of :meth:`kept_lists`, validated against ``shape = (I, J, E)``."""
+        I, J, E = shape
+        if not isinstance(lists, Sequence) or len(lists) != I:
+            raise InputError(field, f"must have one entry per layer ({I})",
+                             len(lists) if isinstance(lists, Sequence) else lists)
+        rows, cols = [], []
+        for i, layer in enumerate(lists):
+            if not isinstance(layer, Sequence) or len(layer) != J:
+                raise InputError(f"{field}[{i}]", f"must have one entry per token ({J})",
+                                 len(layer) if isinstance(layer, Sequence) else layer)
+            for j, kept in enumerate(layer):
+                if not isinstance(kept, Sequence) or isinstance(kept, str):
+                    raise InputError(f"{field}[{i}][{j}]", "must be a list of expert ids", kept)
+                for e in kept:
+                    if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e < E:
+                        raise InputError(f"{field}[{i}][{j}]",
+                                         f"holds an expert id outside 0..{E - 1}", e)
+                    rows.append(i * J + j)
+                    cols.append(e)
+        mask = np.zeros((I * J, E), dtype=bool)
+        mask[rows, cols] = True
+        return cls(mask.reshape(I, J, E))
+
+    @classmethod
+    def topk(cls, instance: Instance, k: int | None = None) -> Selection:
+        """The router's choice: each token keeps its ``k`` highest-weight experts
+        (``k`` = the instance's top_k by default; ties go to the lower expert id)."""
+        return cls(topk_mask(instance.gating_weights, instance.model.top_k if k is None else k))
+
+
+def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
+    """``[..., E]`` boolean mask of the ``k`` largest entries of the last axis
+    (stable: ties go to the lower index)."""
+    E = weights.shape[-1]
+    if not 1 <= k <= E:
+        raise InputError("top_k", f"must be in 1..{E}", k)
+    order = np.argsort(-weights, axis=-1, kind="stable")[..., :k]
+    mask = np.zeros(weights.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=-1)
+    return mask

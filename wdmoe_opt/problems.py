@@ -1,0 +1,107 @@
+"""The three formulations as problem objects (SPEC §2).
+
+A method of problem ``pX`` is called as ``solve(problem, options) -> Solution``;
+the problem object carries the data, the options carry the method's knobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError
+from .model import Instance, Selection, uniform_bandwidth_hz
+
+Support = Literal["topk", "all"]
+LowerLevel = Literal["uniform", "coupled"]
+SUPPORTS = ("topk", "all")
+LOWER_LEVELS = ("uniform", "coupled")
+
+#: Relative tolerance on ``sum_k B_k = B`` (eq. 20) used by every check.
+BANDWIDTH_SUM_RTOL = 1e-6
+
+
+def check_bandwidth(instance: Instance, bandwidth_hz, field: str = "bandwidth_hz") -> np.ndarray:
+    """Validate eqs. (20)-(21): ``B_k >= 0`` and ``sum_k B_k = B``; return a float array."""
+    b = np.asarray(bandwidth_hz, dtype=np.float64)
+    U, total = instance.n_devices, instance.system.total_bandwidth_hz
+    if b.shape != (U,):
+        raise InputError(field, f"must have one value per device ({U})", b.shape)
+    if not np.isfinite(b).all() or (b < 0).any():
+        k = int(np.argmax(~np.isfinite(b) | (b < 0)))
+        raise InputError(f"{field}[{k}]", "must be a finite non-negative number", float(b[k]))
+    if abs(b.sum() - total) > BANDWIDTH_SUM_RTOL * total:
+        raise InputError(field, f"must sum to the total bandwidth {total:g} Hz", float(b.sum()))
+    return b
+
+
+def _check_choice(value, allowed, field):
+    if value not in allowed:
+        raise InputError(field, f"must be one of {', '.join(allowed)}", value)
+
+
+@dataclass(frozen=True, eq=False)
+class BandwidthProblem:
+    """P3 (eqs. 19-21): allocate bandwidth for a fixed selection."""
+
+    instance: Instance
+    selection: Selection
+    key = "p3"
+
+    def __post_init__(self):
+        I, J, E = self.instance.gating_weights.shape
+        if self.selection.shape != (I, J, E):
+            raise InputError("selection", f"must have shape [{I}][{J}][{E}]",
+                             self.selection.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectionProblem:
+    """P2 (eqs. 15-17): maximize total WLR at a fixed bandwidth.
+
+    ``support="topk"`` keeps a subset of each token's router Top-K;
+    ``support="all"`` is the literal P2 (any non-empty subset of experts).
+    ``bandwidth_hz`` defaults to the uniform split, as the paper uses.
+    """
+
+    instance: Instance
+    bandwidth_hz: np.ndarray | None = None
+    support: Support = "topk"
+    key = "p2"
+
+    def __post_init__(self):
+        _check_choice(self.support, SUPPORTS, "support")
+        b = (uniform_bandwidth_hz(self.instance) if self.bandwidth_hz is None
+             else check_bandwidth(self.instance, self.bandwidth_hz))
+        b = np.array(b, copy=True)
+        b.setflags(write=False)
+        object.__setattr__(self, "bandwidth_hz", b)
+
+    def allowed_mask(self) -> np.ndarray:
+        """``[I, J, E]``: the experts each token may keep under ``support``."""
+        if self.support == "all":
+            return np.ones(self.instance.gating_weights.shape, dtype=bool)
+        return Selection.topk(self.instance).mask
+
+
+@dataclass(frozen=True, eq=False)
+class JointProblem:
+    """P1 (eqs. 13-15): bilevel; ``lower_level`` says how P2 sees the bandwidth.
+
+    ``uniform``: the follower scores WLR at the uniform split (the paper's practice);
+    ``coupled``: the follower scores WLR at the leader's bandwidth (eqs. 13-15 literally).
+    """
+
+    instance: Instance
+    support: Support = "topk"
+    lower_level: LowerLevel = "uniform"
+    key = "p1"
+
+    def __post_init__(self):
+        _check_choice(self.support, SUPPORTS, "support")
+        _check_choice(self.lower_level, LOWER_LEVELS, "lower_level")
+
+
+Problem = BandwidthProblem | SelectionProblem | JointProblem
