@@ -89,8 +89,10 @@ class Method:
         start = time.perf_counter()
         solution = self.solve_fn(problem, opts)
         elapsed = time.perf_counter() - start
+        context = {name: getattr(problem, name) for name in ("support", "lower_level")
+                   if hasattr(problem, name)}
         return solution.with_run_info(
-            solve_time_s=elapsed, method=self.key,
+            solve_time_s=elapsed, method=self.key, extra={**context, **solution.extra},
             solver={"name": self.key, "version": package_version(),
                     "options": opts.as_dict(), "backends": backend_versions(self.backends)})
 

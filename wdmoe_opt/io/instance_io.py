@@ -1,0 +1,212 @@
+"""``wdmoe-instance/1`` files: JSON (any language) or ``.npz`` (compact, lossless).
+
+The ``.npz`` form is a zip of ``.npy`` members (readable from numpy, Julia,
+MATLAB, Rust...): ``header`` holds the JSON document (as bytes) without the gating array,
+and ``gating_weights`` holds it as float64. Floats in JSON are written with
+Python's shortest round-trip repr, so both forms are lossless.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import Instance, ModelSizes, System
+from ..model.instance import DEFAULT_ACTIVATION_FLOPS
+from .atomic import atomic_write, atomic_write_text
+
+SCHEMA = "wdmoe-instance/1"
+_NPZ_WEIGHTS = "gating_weights"
+_NPZ_HEADER = "header"  # the JSON document (uint8 bytes)
+
+
+# -- writing ----------------------------------------------------------------------------
+def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
+    """The schema document of ``instance`` (weights as nested lists if included)."""
+    m, s = instance.model, instance.system
+    model = {"layers": m.layers, "experts": m.experts, "top_k": m.top_k,
+             "token_bits": m.token_bits, "token_flops": m.token_flops}
+    if m.dims is not None:
+        model.update(m.dims)
+    devices = []
+    for k in range(s.n_devices):
+        d = {"compute_flops": float(s.compute_flops[k]), "tx_power_w": float(s.tx_power_w[k]),
+             "gain_down": _device_gain(s.gain_down, k), "gain_up": _device_gain(s.gain_up, k)}
+        if s.distance_m is not None:
+            d["distance_m"] = float(s.distance_m[k])
+        if s.compute_j_per_flop is not None:
+            d["compute_j_per_flop"] = float(s.compute_j_per_flop[k])
+        devices.append(d)
+    doc = {
+        "schema": SCHEMA, "name": instance.name, "model": model,
+        "system": {"total_bandwidth_hz": s.total_bandwidth_hz,
+                   "noise_psd_w_per_hz": s.noise_psd_w_per_hz,
+                   "bs_power_w": s.bs_power_w, "devices": devices},
+    }
+    if not instance.identity_placement:
+        doc["placement"] = instance.placement.tolist()
+    doc["gating"] = {"weights": instance.gating_weights.tolist() if include_weights
+                     else f"npz:{_NPZ_WEIGHTS}"}
+    doc["provenance"] = dict(instance.provenance)
+    return doc
+
+
+def _device_gain(g: np.ndarray, k: int):
+    return float(g[k]) if g.ndim == 1 else g[:, k].tolist()
+
+
+def write_instance(instance: Instance, path: str | os.PathLike) -> Path:
+    """Write ``instance`` atomically: ``.npz`` suffix -> binary form, otherwise JSON."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        header = json.dumps(instance_to_dict(instance, include_weights=False)).encode()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **{_NPZ_WEIGHTS: instance.gating_weights,
+                                          _NPZ_HEADER:
+                                          np.frombuffer(header, dtype=np.uint8)})
+        return atomic_write(path, write)
+    return atomic_write_text(path, json.dumps(instance_to_dict(instance)))
+
+
+# -- reading ----------------------------------------------------------------------------
+def read_instance(path: str | os.PathLike) -> Instance:
+    """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("instance file", "does not exist", str(path)) from None
+    except OSError as exc:
+        raise InputError("instance file", f"cannot be read ({exc.strerror})", str(path)) from None
+    if raw[:2] == b"PK":
+        doc, weights = _read_npz(raw, path)
+    else:
+        doc = parse_json(raw, path)
+        weights = None
+    return instance_from_dict(doc, weights)
+
+
+def parse_json(raw: bytes, path: Path) -> dict:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(str(path), "is neither JSON nor a .npz file") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise InputError(str(path), "must hold a JSON object")
+    return doc
+
+
+def _read_npz(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            header = z[_NPZ_HEADER].tobytes()
+            weights = z[_NPZ_WEIGHTS]
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputError(str(path), f"is not a wdmoe-instance .npz file ({exc})") from None
+    return parse_json(header, path), weights
+
+
+def _get(d: dict, key: str, path: str, required: bool = True):
+    if not isinstance(d, dict):
+        raise InputError(path, "must be a JSON object")
+    if key not in d:
+        if required:
+            raise InputError(f"{path}.{key}" if path else key, "is required")
+        return None
+    return d[key]
+
+
+def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance:
+    """Build and validate an :class:`Instance` from a schema document."""
+    schema = _get(doc, "schema", "")
+    if schema != SCHEMA:
+        raise InputError("schema", f"must be {SCHEMA!r}", schema)
+    model = _model_from_dict(_get(doc, "model", ""))
+    system = _get(doc, "system", "")
+    devices = _get(system, "devices", "system")
+    if not isinstance(devices, list) or not devices:
+        raise InputError("system.devices", "must be a non-empty list", devices)
+    cols = {}
+    for name in ("compute_flops", "tx_power_w", "gain_down", "gain_up", "distance_m",
+                 "compute_j_per_flop"):
+        required = name not in ("distance_m", "compute_j_per_flop")
+        vals = [_get(d, name, f"system.devices[{k}]", required) for k, d in enumerate(devices)]
+        if all(v is None for v in vals):
+            cols[name] = None
+            continue
+        if any(v is None for v in vals):
+            k = vals.index(None)
+            raise InputError(f"system.devices[{k}].{name}", "is given for some devices only")
+        cols[name] = _device_column(vals, name)
+    sys_obj = System(
+        total_bandwidth_hz=_number(_get(system, "total_bandwidth_hz", "system"),
+                                   "system.total_bandwidth_hz"),
+        noise_psd_w_per_hz=_number(_get(system, "noise_psd_w_per_hz", "system"),
+                                   "system.noise_psd_w_per_hz"),
+        bs_power_w=_number(_get(system, "bs_power_w", "system"), "system.bs_power_w"), **cols)
+    gating = _get(doc, "gating", "")
+    w = _get(gating, "weights", "gating") if weights is None else weights
+    if isinstance(w, str):
+        raise InputError("gating.weights", "refers to a binary array but the file is JSON", w)
+    name = _get(doc, "name", "")
+    provenance = doc.get("provenance") or {}
+    if not isinstance(provenance, dict):
+        raise InputError("provenance", "must be a JSON object", provenance)
+    return Instance(name=name, model=model, system=sys_obj, gating_weights=w,
+                    placement=doc.get("placement"), provenance=provenance)
+
+
+def _number(v, path: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(path, "must be a number", v)
+    return float(v)
+
+
+def _device_column(vals: list, name: str) -> np.ndarray:
+    nested = [isinstance(v, list) for v in vals]
+    if any(nested) and not all(nested):
+        raise InputError(f"system.devices[*].{name}",
+                         "must be a number for every device or a per-layer list for every device")
+    for k, v in enumerate(vals):
+        items = v if isinstance(v, list) else [v]
+        for x in items:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise InputError(f"system.devices[{k}].{name}", "must be a number", x)
+    if all(nested):
+        lengths = {len(v) for v in vals}
+        if len(lengths) != 1:
+            raise InputError(f"system.devices[*].{name}",
+                             "per-layer lists must have the same length", sorted(lengths))
+        return np.asarray(vals, dtype=np.float64).T  # [I, U]
+    return np.asarray(vals, dtype=np.float64)
+
+
+def _model_from_dict(m: dict) -> ModelSizes:
+    layers = _get(m, "layers", "model")
+    experts = _get(m, "experts", "model")
+    top_k = _get(m, "top_k", "model")
+    if "token_bits" in m or "token_flops" in m:
+        dims = {k: m[k] for k in ("hidden_dim", "ffn_hidden_dim", "precision_bits",
+                                  "activation_flops") if k in m}
+        return ModelSizes(layers, experts, top_k,
+                          _number(_get(m, "token_bits", "model"), "model.token_bits"),
+                          _number(_get(m, "token_flops", "model"), "model.token_flops"),
+                          dims=dims or None)
+    if "hidden_dim" not in m:
+        raise InputError("model", "needs token_bits and token_flops, or hidden_dim and "
+                         "ffn_hidden_dim")
+    return ModelSizes.from_dims(layers, experts, top_k, _get(m, "hidden_dim", "model"),
+                                _get(m, "ffn_hidden_dim", "model"),
+                                m.get("precision_bits", 16),
+                                m.get("activation_flops", DEFAULT_ACTIVATION_FLOPS))
