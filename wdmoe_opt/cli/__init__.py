@@ -1,0 +1,59 @@
+"""``wdmoe-opt``: a thin command line over the library (parse, call, print, store).
+
+Bad input prints one line ``error: <field> <message>; got <value>`` on stderr
+and exits with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import BackendUnavailable, InputError
+
+#: Modules of ``wdmoe_opt.cli`` that each define a click ``command``.
+_COMMANDS = ("generate", "info", "solve", "check")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="wdmoe-opt")
+def cli():
+    """Optimization toolkit for wireless distributed MoE inference (the WDMoE paper's P1-P3).
+
+    \b
+    Example:
+      wdmoe-opt generate wdmoe-sim --seed 0 -o sim.json
+      wdmoe-opt solve sim.json --selection alg1 --bandwidth exact -o sol.json
+      wdmoe-opt check sim.json sol.json
+    """
+
+
+for _name in _COMMANDS:
+    cli.add_command(importlib.import_module(f"{__name__}.{_name}").command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns (and exits with) the process exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="wdmoe-opt", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except (InputError, BackendUnavailable) as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 2
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code

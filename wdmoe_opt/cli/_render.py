@@ -1,0 +1,109 @@
+"""Readable summaries (rich tables) of instances and solutions."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ..model import Instance, Selection
+from ..model import latency as lat
+from ..solution import Solution
+
+
+def _ms(x: float) -> str:
+    return "inf" if not np.isfinite(x) else f"{x * 1e3:,.3f}"
+
+
+def _maybe(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def print_solution(solution: Solution, instance: Instance, console: Console | None = None):
+    """Totals, then per layer (latency, slowest device) and per device (bandwidth, load)."""
+    con = console or Console()
+    I, J, E = instance.gating_weights.shape
+    t = lat.device_time_s(instance, solution.selection, solution.bandwidth_hz)
+    u, _ = lat.device_loads(instance, solution.selection)
+    slowest = t.argmax(axis=1)
+    extra = dict(solution.extra)
+    parts = [f"{k.removesuffix('_method')} {extra[k]}" for k in
+             ("selection_method", "bandwidth_method") if k in extra]
+    con.print(f"[bold]{instance.name}[/]: {I} layers x {J} tokens x {E} experts, "
+              f"{instance.n_devices} devices, {instance.system.total_bandwidth_hz / 1e6:g} MHz")
+    con.print(f"method  {solution.method}" + (f" ({', '.join(parts)})" if parts else "")
+              + f"   status [bold]{solution.status}[/]   solve time {solution.solve_time_s:.3f} s")
+    gap = solution.gap
+    con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
+              f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap "
+              f"{'-' if gap is None else f'{gap:.2e}'}")
+    con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
+              f"{solution.retained_weight:.1%}   expert invocations "
+              f"{solution.expert_invocations:,}")
+    layers = Table(title="per layer (attention waiting latency, eq. 11)", title_justify="left")
+    for col in ("layer", "latency ms", "slowest device", "its tokens"):
+        layers.add_column(col, justify="right")
+    for i in range(I):
+        k = int(slowest[i])
+        layers.add_row(str(i), _ms(solution.layer_latency_s[i]), str(k), str(int(u[i, k])))
+    con.print(layers)
+    devices = Table(title="per device", title_justify="left")
+    for col in ("device", "bandwidth MHz", "tokens/layer", "bottleneck in",
+                "comm ms/tok", "comp ms/tok"):
+        devices.add_column(col, justify="right")
+    c = lat.comm_time_per_token_s(instance, solution.bandwidth_hz).mean(axis=0)
+    a = lat.compute_time_per_token_s(instance)
+    counts = np.bincount(slowest, minlength=instance.n_devices)
+    for k in range(instance.n_devices):
+        devices.add_row(str(k), f"{solution.bandwidth_hz[k] / 1e6:.3f}", f"{u[:, k].mean():.1f}",
+                        str(int(counts[k])), _ms(c[k]), _ms(a[k]))
+    con.print(devices)
+    worst = int(np.bincount(slowest).argmax())
+    con.print(f"slowest device: {worst} (bottleneck in {int(counts[worst])} of {I} layers)")
+
+
+def print_instance(instance: Instance, console: Console | None = None):
+    """Sizes, Top-K load statistics, per-device rates and per-token times at the uniform split."""
+    con = console or Console()
+    I, J, E = instance.gating_weights.shape
+    m, s = instance.model, instance.system
+    con.print(f"[bold]{instance.name}[/]  {instance.content_hash}")
+    con.print(f"model: {I} layers, {J} tokens, {E} experts, top-{m.top_k}; "
+              f"{m.token_bits:,.0f} bits/token (eq. 4), {m.token_flops:,.0f} FLOP/token (eq. 5)")
+    con.print(f"system: {instance.n_devices} devices, {s.total_bandwidth_hz / 1e6:g} MHz, "
+              f"N0 {s.noise_psd_w_per_hz:.3e} W/Hz, BS {s.bs_power_w:g} W, "
+              f"{'fast' if s.fast_fading else 'slow'} fading, "
+              f"{'identity' if instance.identity_placement else 'shared'} placement")
+    prov = dict(instance.provenance)
+    if prov:
+        con.print("provenance: " + ", ".join(f"{k}={prov[k]}" for k in
+                                              ("generator", "preset", "seed", "source")
+                                              if k in prov))
+    b = lat.uniform_bandwidth_hz(instance)
+    topk = Selection.topk(instance)
+    u, p = lat.device_loads(instance, topk)
+    down, up = lat.link_rates_bps(instance, b)
+    c = lat.comm_time_per_token_s(instance, b)
+    a = lat.compute_time_per_token_s(instance)
+    t = lat.device_time_s(instance, topk, b)
+    table = Table(title="per device at the uniform split, router Top-K selection",
+                  title_justify="left")
+    for col in ("device", "experts/layer", "down Mb/s", "up Mb/s", "comm ms/token",
+                "compute ms/token", "tokens/layer mean", "max", "time ms/layer"):
+        table.add_column(col, justify="right")
+    experts_per_device = np.bincount(instance.placement.ravel(), minlength=instance.n_devices) / I
+    for k in range(instance.n_devices):
+        table.add_row(str(k), f"{experts_per_device[k]:g}", f"{down[:, k].mean() / 1e6:,.1f}",
+                      f"{up[:, k].mean() / 1e6:,.1f}", _ms(c[:, k].mean()), _ms(a[k]),
+                      f"{u[:, k].mean():.1f}", str(int(u[:, k].max())), _ms(t[:, k].mean()))
+    con.print(table)
+    layer = t.max(axis=1)
+    comm_share = float((np.where(u > 0, u * c, 0)).sum() / t.sum()) if t.sum() > 0 else 0.0
+    bottleneck = np.bincount(t.argmax(axis=1), minlength=instance.n_devices)
+    con.print(f"Top-K at uniform split: latency per batch {layer.sum():,.4f} s "
+              f"(layer mean {layer.mean() * 1e3:,.2f} ms); communication is {comm_share:.0%} "
+              f"of device time; bottleneck device {int(bottleneck.argmax())} in "
+              f"{int(bottleneck.max())} of {I} layers")
+    idle = np.flatnonzero(u.sum(axis=0) == 0)
+    if idle.size:
+        con.print(f"note: devices {idle.tolist()} receive no Top-K token")
