@@ -1,0 +1,35 @@
+"""Optional torch bridge: record gating weights from MoE models, steer them live.
+
+Install the extra with the CPU wheel: ``pip install torch==2.13.0 'transformers>=5'``.
+This is the only package of wdmoe-opt that imports torch; see ``docs/torch.md``.
+
+* :func:`record_gating` — forward hooks capture the router probabilities
+  ``[I, J, E]`` of every MoE layer; :func:`recorded_instance` turns them into a
+  ``wdmoe-instance/1`` instance with a preset's wireless system.
+* :func:`evaluate_policies` — apply a selection policy (:func:`topk_policy`,
+  :func:`method_policy`, :func:`fixed_policy`) inside the forward pass and report
+  the predicted latency beside the KL divergence and top-1 agreement of the output.
+* :class:`MoEAdapter` — the three methods any other torch MoE module implements.
+"""
+
+from .adapters import MoEAdapter, Router, TransformersAdapter
+from .live import (
+    LiveReport,
+    Policy,
+    evaluate_policies,
+    fixed_policy,
+    layer_instance,
+    method_policy,
+    output_divergence,
+    run_with_policy,
+    topk_policy,
+)
+from .models import TINY_MODELS, LoadedModel, load_model, tiny_model, token_ids
+from .record import record_gating, recorded_instance, router_hooks, router_probabilities
+
+__all__ = [
+    "MoEAdapter", "Router", "TransformersAdapter", "LiveReport", "Policy", "evaluate_policies",
+    "fixed_policy", "layer_instance", "method_policy", "output_divergence", "run_with_policy",
+    "topk_policy", "TINY_MODELS", "LoadedModel", "load_model", "tiny_model", "token_ids",
+    "record_gating", "recorded_instance", "router_hooks", "router_probabilities",
+]

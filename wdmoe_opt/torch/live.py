@@ -1,0 +1,165 @@
+"""Live selection policies: expert selection applied inside a model's forward pass.
+
+A policy maps a layer's live router probabilities to the experts each token
+runs: ``policy(layer, weights[J, E]) -> mask[J, E]`` (``q^i`` of eqs. 16-17).
+It is applied by a forward hook on every router, layer by layer, as a base
+station must (layer ``i``'s weights exist only once layers ``< i`` ran with
+their selection). :func:`evaluate_policies` then sets the two sides of the
+trade-off next to each other: the latency the WDMoE model predicts for the
+live selection (eqs. 10-13) and the measured effect on the model's output,
+the KL divergence of the next-token distribution and the top-1 agreement
+against the unmodified model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..model import Instance, Selection, topk_mask
+from ..problems import BandwidthProblem, SelectionProblem
+from ..registry import solve
+from .adapters import MoEAdapter, Router, adapter_for
+from .record import router_hooks, router_probabilities
+
+#: ``(layer, weights[J, E]) -> mask[J, E]`` (bool, at least one expert per token).
+Policy = Callable[[int, np.ndarray], np.ndarray]
+
+
+def topk_policy(k: int) -> Policy:
+    """Each token runs its ``k`` highest-weight experts (the router's own choice at
+    ``k`` = the model's Top-K; ties go to the lower expert id)."""
+    return lambda _layer, weights: topk_mask(weights, k)
+
+
+def fixed_policy(selection: Selection) -> Policy:
+    """Layer ``i`` runs ``selection.mask[i]`` verbatim: a selection solved offline
+    on recorded weights, replayed on the same tokens."""
+    return lambda layer, _weights: selection.mask[layer]
+
+
+def method_policy(instance: Instance, method: str, *, support: str = "topk",
+                  bandwidth_hz: np.ndarray | None = None, **options) -> Policy:
+    """Run the P2 method ``method`` (``topk``, ``alg1``, ``milp-highspy``...) on each
+    layer's live weights, with ``instance``'s devices and channel of that layer,
+    at ``bandwidth_hz`` (the uniform split by default, as the paper scores WLR)."""
+    def policy(layer: int, weights: np.ndarray) -> np.ndarray:
+        problem = SelectionProblem(layer_instance(instance, layer, weights),
+                                   bandwidth_hz=bandwidth_hz, support=support)
+        return solve(problem, method, options).selection.mask[0]
+    return policy
+
+
+def layer_instance(instance: Instance, layer: int, weights: np.ndarray) -> Instance:
+    """A one-layer instance: layer ``layer`` of ``instance`` with gating ``weights[J, E]``."""
+    s = instance.system
+    system = replace(s, gain_down=instance.gain_down_per_layer[layer],
+                     gain_up=instance.gain_up_per_layer[layer])
+    return replace(instance, model=replace(instance.model, layers=1), system=system,
+                   gating_weights=weights[None], placement=instance.placement[layer:layer + 1])
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    """One policy on one batch: predicted latency beside the measured output change.
+
+    ``kl_mean_nats``/``kl_max_nats``: ``KL(p_ref || p_policy)`` of the next-token
+    distribution, mean and max over positions; ``top1_agreement``: fraction of
+    positions whose most likely next token is unchanged. ``latency_s``, ``wlr_total``,
+    ``retained_weight`` and ``expert_invocations`` are the WDMoE model's numbers
+    (eqs. 10-13, 12, SPEC §1) for the live weights and selection at the bandwidth of
+    the P3 method ``bandwidth``.
+    """
+
+    policy: str
+    kl_mean_nats: float
+    kl_max_nats: float
+    top1_agreement: float
+    latency_s: float
+    wlr_total: float
+    retained_weight: float
+    expert_invocations: int
+    bandwidth: str
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def run_with_policy(model: nn.Module, input_ids: torch.Tensor, policy: Policy | None,
+                    adapter: MoEAdapter | None = None
+                    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Forward ``input_ids`` with ``policy`` steering every router (None: unmodified).
+
+    Returns the output logits ``[batch, seq, V]``, the live router probabilities
+    ``[I, J, E]`` and the selection that ran ``[I, J, E]`` (the model's Top-K when
+    ``policy`` is None).
+    """
+    adapter = adapter_for(model, adapter)
+    routers = adapter.routers(model)
+    weights: list[np.ndarray] = [None] * len(routers)  # type: ignore[list-item]
+    masks: list[np.ndarray] = [None] * len(routers)  # type: ignore[list-item]
+
+    def steer(i: int, router: Router, output):
+        w = router_probabilities(adapter, router, output)
+        weights[i] = w
+        if policy is None:
+            masks[i] = topk_mask(w, router.top_k)
+            return None
+        masks[i] = _checked_mask(policy(i, w), w.shape, i)
+        mask = torch.tensor(masks[i], device=adapter.logits(router, output).device)
+        return adapter.select(router, output, mask)
+
+    with router_hooks(routers, steer), torch.no_grad():
+        logits = model(input_ids).logits
+    return logits, np.stack(weights), np.stack(masks)
+
+
+def _checked_mask(mask, shape: tuple[int, int], layer: int) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != shape or m.dtype != np.bool_:
+        raise InputError(f"policy mask of layer {layer}", f"must be a bool array of shape {shape}",
+                         (m.shape, str(m.dtype)))
+    empty = ~m.any(axis=1)
+    if empty.any():
+        raise InputError(f"policy mask of layer {layer}", "leaves a token with no expert",
+                         f"token {int(np.argmax(empty))}")
+    return m
+
+
+def output_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> tuple[float, float, float]:
+    """``(mean KL, max KL, top-1 agreement)`` of next-token distributions, KL in nats."""
+    ref = torch.log_softmax(ref_logits.double().flatten(0, -2), dim=-1)
+    new = torch.log_softmax(logits.double().flatten(0, -2), dim=-1)
+    kl = (ref.exp() * (ref - new)).sum(dim=-1).clamp_min(0.0)
+    agree = (ref.argmax(dim=-1) == new.argmax(dim=-1)).double().mean()
+    return float(kl.mean()), float(kl.max()), float(agree)
+
+
+def evaluate_policies(model: nn.Module, input_ids: torch.Tensor, instance: Instance,
+                      policies: Mapping[str, Policy], *, bandwidth: str = "uniform",
+                      adapter: MoEAdapter | None = None) -> list[LiveReport]:
+    """Run each policy on ``input_ids`` and report it against the unmodified model.
+
+    ``instance`` gives the wireless system, placement and model sizes (e.g. the
+    instance recorded from this model); its layers must match the model's MoE
+    layers. The latency of each policy's live selection is the objective of the
+    P3 method ``bandwidth`` (``uniform``, or an optimizing one) on the live weights.
+    """
+    ref_logits, _, _ = run_with_policy(model, input_ids, None, adapter)
+    reports = []
+    for name, policy in policies.items():
+        logits, weights, masks = run_with_policy(model, input_ids, policy, adapter)
+        if weights.shape[0] != instance.n_layers:
+            raise InputError("instance", f"has {instance.n_layers} layers; the model has "
+                             f"{weights.shape[0]} MoE layers", instance.name)
+        live = replace(instance, gating_weights=weights)
+        sol = solve(BandwidthProblem(live, Selection(masks)), bandwidth)
+        kl_mean, kl_max, agree = output_divergence(ref_logits, logits)
+        reports.append(LiveReport(name, kl_mean, kl_max, agree, sol.objective_s, sol.wlr_total,
+                                  sol.retained_weight, sol.expert_invocations, bandwidth))
+    return reports

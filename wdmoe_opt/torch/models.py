@@ -1,0 +1,121 @@
+"""Models to record from: tiny random ones by name, or a local checkpoint by path.
+
+No weights can be downloaded here, so the named models are tiny ``transformers``
+configs (2 layers, hidden size 32, 8 experts, Top-2) initialized at random from
+the seed. A path loads a local checkpoint with ``from_pretrained`` and
+``local_files_only=True``: the code path a user runs on a real Mixtral,
+Qwen-MoE or OLMoE checkpoint they have on disk.
+
+Token ids (SPEC leaves the text open): random ids drawn from the seed; or, with
+a text file, the checkpoint's own tokenizer when the directory has one, and
+otherwise the file's bytes mapped into the vocabulary (``id = byte mod V``,
+one-to-one for the tiny models, whose vocabulary is the 256 byte values).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..rng import check_random_state
+
+#: Shared by every tiny config: byte-level vocabulary, 2 layers, hidden size 32.
+#: ``initializer_range = 0.2`` gives router logits of standard deviation ~1 (a
+#: trained router's spread); the transformers default 0.02 makes them near-uniform.
+_TINY_COMMON = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                    initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+#: name -> (transformers config class name, family-specific fields)
+TINY_MODELS: dict[str, tuple[str, dict]] = {
+    "tiny-mixtral": ("MixtralConfig", dict(num_local_experts=8, num_experts_per_tok=2)),
+    "tiny-qwen2-moe": ("Qwen2MoeConfig", dict(
+        num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+        shared_expert_intermediate_size=64, norm_topk_prob=False)),
+    "tiny-olmoe": ("OlmoeConfig", dict(num_experts=8, num_experts_per_tok=2,
+                                       norm_topk_prob=False)),
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A causal LM in eval mode, its name, and its tokenizer (None if it has none)."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size)
+
+    def dims(self) -> dict[str, int]:
+        """The model's hidden and expert FFN sizes (``m``, ``m_h`` of eqs. 4-5)."""
+        cfg = self.model.config
+        ffn = getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size
+        return {"hidden_dim": int(cfg.hidden_size), "ffn_hidden_dim": int(ffn)}
+
+
+def tiny_model(name: str, seed: int = 0) -> LoadedModel:
+    """A tiny random model of a known family (``tiny-mixtral``, ``tiny-qwen2-moe``,
+    ``tiny-olmoe``), initialized from ``seed`` without touching torch's global RNG."""
+    import transformers
+
+    if name not in TINY_MODELS:
+        raise InputError("model", "is not a tiny model name; known: " + ", ".join(TINY_MODELS),
+                         name)
+    config_name, fields = TINY_MODELS[name]
+    config = getattr(transformers, config_name)(**_TINY_COMMON, **fields)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    return LoadedModel(name, model.eval())
+
+
+def load_model(spec: str | os.PathLike, seed: int = 0) -> LoadedModel:
+    """A tiny model by name, or a local ``transformers`` checkpoint directory by path."""
+    if str(spec) in TINY_MODELS:
+        return tiny_model(str(spec), seed)
+    import transformers
+
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise InputError("model", "must be a tiny model name (" + ", ".join(TINY_MODELS)
+                         + ") or a local checkpoint directory with a config.json", str(spec))
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        tokenizer = None
+    return LoadedModel(path.name, model.eval(), tokenizer)
+
+
+def token_ids(loaded: LoadedModel, tokens: int, seed: int = 0,
+              text: str | os.PathLike | None = None) -> tuple[torch.Tensor, str]:
+    """``[1, tokens]`` input ids and how they were made (``random-ids``,
+    ``tokenizer`` or ``bytes-mod-vocab``; see the module docstring)."""
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1:
+        raise InputError("tokens", "must be a positive integer", tokens)
+    V = loaded.vocab_size
+    if text is None:
+        ids, how = check_random_state(seed).integers(0, V, tokens), "random-ids"
+    else:
+        try:
+            raw = Path(text).read_bytes()
+        except OSError as exc:
+            raise InputError("text", f"cannot be read ({exc.strerror})", str(text)) from None
+        if loaded.tokenizer is not None:
+            ids = np.asarray(loaded.tokenizer(raw.decode("utf-8", errors="replace"))["input_ids"])
+            how = "tokenizer"
+        else:
+            ids, how = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) % V, "bytes-mod-vocab"
+        if ids.size < tokens:
+            raise InputError("text", f"gives {ids.size} tokens ({how}); --tokens asks for {tokens}",
+                             str(text))
+    return torch.as_tensor(np.asarray(ids[:tokens], dtype=np.int64))[None, :], how

@@ -1,0 +1,83 @@
+"""Record the gating weights ``w[i, j, e]`` (SPEC §1) of a torch MoE model with forward hooks.
+
+Each router's logits are turned into the softmax over **all** E experts in
+float64 (before any Top-K renormalization the family applies), one row per
+token, and the layers are stacked into ``[I, J, E]``. The recorded weights then
+become a ``wdmoe-instance/1`` instance with a preset's wireless system
+(:func:`recorded_instance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..generate import generate
+from ..model import Instance
+from .adapters import MoEAdapter, Router, adapter_for
+
+
+@contextmanager
+def router_hooks(routers: list[Router],
+                 hook: Callable[[int, Router, Any], Any]) -> Iterator[None]:
+    """Call ``hook(layer, router, output)`` after every router's forward; a non-None
+    return value replaces the output. The hooks are removed on exit."""
+    handles = [r.module.register_forward_hook(
+        lambda _m, _in, out, i=i, r=r: hook(i, r, out)) for i, r in enumerate(routers)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def router_probabilities(adapter: MoEAdapter, router: Router, output: Any) -> np.ndarray:
+    """``[tokens, E]`` float64 softmax over all experts of the router's logits."""
+    logits = adapter.logits(router, output).detach().to(torch.float64)
+    return torch.softmax(logits.reshape(-1, router.experts), dim=-1).cpu().numpy()
+
+
+def record_gating(model: nn.Module, input_ids: torch.Tensor,
+                  adapter: MoEAdapter | None = None) -> np.ndarray:
+    """Run ``model`` on ``input_ids`` (``[batch, seq]``) and return the router
+    probabilities of every MoE layer, ``[I, J, E]`` with ``J = batch * seq``.
+
+    The forward pass is the model's own (no selection applied); ``adapter``
+    defaults to :class:`~wdmoe_opt.torch.adapters.TransformersAdapter`.
+    """
+    adapter = adapter_for(model, adapter)
+    routers = adapter.routers(model)
+    rows: list[list[np.ndarray]] = [[] for _ in routers]
+
+    def keep(i: int, router: Router, output: Any) -> None:
+        rows[i].append(router_probabilities(adapter, router, output))
+
+    with router_hooks(routers, keep), torch.no_grad():
+        model(input_ids)
+    return np.stack([np.concatenate(r) for r in rows])
+
+
+def recorded_instance(weights: np.ndarray, *, top_k: int, source: str,
+                      preset: str = "wdmoe-sim", seed: int = 0,
+                      gains: tuple[np.ndarray, np.ndarray] | None = None,
+                      recording: dict | None = None, **overrides) -> Instance:
+    """An instance of ``preset`` whose gating weights are the recorded ``[I, J, E]``.
+
+    Layers, tokens and experts come from ``weights``; ``top_k`` is the recorded
+    model's router Top-K; ``gains`` (``(down, up)``, each ``[U]`` or ``[I, U]``)
+    replace the preset's Rayleigh draws; ``overrides`` are generator parameters
+    (``devices``, ``placement``, ``hidden_dim``...). ``recording`` (how the
+    tokens were made, the model's dims...) is kept in the provenance.
+    """
+    inst = generate(preset, seed, gating_weights=weights, gains=gains, source=source,
+                    top_k=top_k, name=f"{source.removeprefix('recorded:')}-J{weights.shape[1]}"
+                    f"-s{seed}", **overrides)
+    if recording:
+        inst = replace(inst, provenance={**inst.provenance, "recording": recording})
+    return inst
