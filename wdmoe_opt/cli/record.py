@@ -1,0 +1,82 @@
+"""``wdmoe-opt record``: gating weights from a torch MoE model into an instance.
+
+Needs the ``torch`` extra; torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import click
+
+from ..errors import BackendUnavailable
+from ..generate import PRESETS, load_channel_csv
+from ..io import write_instance
+
+#: What ``record`` needs, with the install line (the CPU wheel, never a bare ``torch``).
+INSTALL_HINT = "pip install torch==2.13.0 'transformers>=5'  (or: pip install 'wdmoe-opt[torch]')"
+
+
+def require_torch() -> None:
+    """Raise :class:`BackendUnavailable` with the install hint if the extra is missing."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"record needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
+@click.command("record")
+@click.option("--model", "model_spec", required=True, metavar="tiny-mixtral|tiny-qwen2-moe|"
+              "tiny-olmoe|PATH",
+              help="A tiny random model by name, or a local transformers checkpoint directory.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Instance file to write (.json, or .npz for the compact binary form).")
+@click.option("--tokens", default=128, show_default=True, type=int,
+              help="Tokens J recorded (one sequence).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the tiny model's weights, the random token ids and the channels.")
+@click.option("--text", type=click.Path(dir_okay=False),
+              help="Text to run instead of random ids: the checkpoint's tokenizer if it has "
+                   "one, else the file's bytes mod the vocabulary size.")
+@click.option("--preset", default="wdmoe-sim", show_default=True,
+              type=click.Choice(sorted(PRESETS)), help="Wireless system preset.")
+@click.option("--channels-from", type=click.Path(dir_okay=False),
+              help="Recorded channel gains (CSV: device,gain_down,gain_up[,layer]).")
+@click.option("--devices", type=int, help="Devices U [default: the preset's rule].")
+@click.option("--placement", type=click.Choice(["identity", "round-robin", "server"]),
+              help="Expert placement rule [default: the preset's].")
+@click.option("--sizes", default="preset", show_default=True,
+              type=click.Choice(["preset", "model"]),
+              help="Token bits/FLOPs (eqs. 4-5) from the preset's model (Mixtral 8x7B) or "
+                   "from the recorded model's dims.")
+def command(model_spec, output, tokens, seed, text, preset, channels_from, devices, placement,
+            sizes):
+    """Record the router probabilities of every MoE layer of a torch model into an instance.
+
+    \b
+    Example:
+      wdmoe-opt record --model tiny-mixtral --tokens 256 --seed 0 -o mixtral.json
+      wdmoe-opt record --model ~/ckpt/Mixtral-8x7B-v0.1 --text prompt.txt --tokens 512 \\
+          -o mixtral-real.npz
+    """
+    require_torch()
+    from ..torch import load_model, record_gating, recorded_instance, token_ids
+
+    loaded = load_model(model_spec, seed)
+    input_ids, how = token_ids(loaded, tokens, seed, text)
+    weights = record_gating(loaded.model, input_ids)
+    overrides = {k: v for k, v in dict(devices=devices, placement=placement).items()
+                 if v is not None}
+    if sizes == "model":
+        overrides.update(loaded.dims())
+    gains = None if channels_from is None else load_channel_csv(channels_from)
+    top_k = int(loaded.model.config.num_experts_per_tok)
+    instance = recorded_instance(
+        weights, top_k=top_k, source=f"recorded:{loaded.name}", preset=preset, seed=seed,
+        gains=gains, recording={"model": str(model_spec), "tokens": how, "text": text,
+                                "channels": channels_from, "sizes": sizes, **loaded.dims()},
+        **overrides)
+    write_instance(instance, output)
+    layers, tokens, experts = weights.shape
+    click.echo(f"wrote {output}: {instance.name} ({layers} MoE layers x {tokens} tokens x "
+               f"{experts} experts, "
+               f"Top-{top_k}, {instance.n_devices} devices, tokens: {how})")
