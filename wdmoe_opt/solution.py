@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 import numpy as np
@@ -18,7 +18,7 @@ from .model import Instance, Selection
 from .model import latency as lat
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Why a solve stopped, and what its point is worth."""
 
     OPTIMAL = "optimal"          # proven optimal (within the method's stated tolerance)
@@ -26,9 +26,6 @@ class Status(str, Enum):
     TIME_LIMIT = "time_limit"    # stopped by the time limit; holds the incumbent
     INFEASIBLE = "infeasible"    # the problem has no feasible point
     ERROR = "error"              # the solver failed; the point is not to be trusted
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, eq=False)

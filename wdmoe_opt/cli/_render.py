@@ -21,7 +21,7 @@ def _maybe(x, fmt: str) -> str:
 
 def print_solution(solution: Solution, instance: Instance, console: Console | None = None):
     """Totals, then per layer (latency, slowest device) and per device (bandwidth, load)."""
-    con = console or Console()
+    con = console or Console(soft_wrap=True)
     I, J, E = instance.gating_weights.shape
     t = lat.device_time_s(instance, solution.selection, solution.bandwidth_hz)
     u, _ = lat.device_loads(instance, solution.selection)
@@ -64,7 +64,7 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
 
 def print_instance(instance: Instance, console: Console | None = None):
     """Sizes, Top-K load statistics, per-device rates and per-token times at the uniform split."""
-    con = console or Console()
+    con = console or Console(soft_wrap=True)
     I, J, E = instance.gating_weights.shape
     m, s = instance.model, instance.system
     con.print(f"[bold]{instance.name}[/]  {instance.content_hash}")

@@ -23,7 +23,7 @@ def command(instance_file, list_methods):
       wdmoe-opt info sim.json
       wdmoe-opt info --methods
     """
-    console = Console()
+    console = Console(soft_wrap=True)
     if list_methods or instance_file is None:
         table = Table(title="registered methods")
         for col in ("method", "exact", "available", "options", "summary"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from ..io import read_instance, solution_to_json, write_solution
 from ..problems import LOWER_LEVELS, SUPPORTS, JointProblem
@@ -71,6 +70,6 @@ def command(instance_file, selection, bandwidth, support, joint, lower_level, ti
     if as_json:
         click.echo(solution_to_json(solution))
     else:
-        print_solution(solution, instance, Console())
+        print_solution(solution, instance)
         if output:
             click.echo(f"wrote {output}")

@@ -83,7 +83,7 @@ def load_channel_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError) as exc:
         raise InputError("channel file", f"holds a value that is not a number ({exc})") from None
     U, I = dev.max() + 1, lay.max() + 1
-    if dev.min() < 0 or lay.min() < 0 or len(set(zip(lay, dev))) != len(rows) or \
+    if dev.min() < 0 or lay.min() < 0 or len(set(zip(lay, dev, strict=True))) != len(rows) or \
             len(rows) != U * I:
         raise InputError("channel file", f"must have exactly one row per device (0..{U - 1})"
                          + (f" and layer (0..{I - 1})" if per_layer else ""))
