@@ -1,0 +1,3 @@
+"""Test fixture: a solver file that does not define SOLVER."""
+
+NOT_A_SOLVER = 1

@@ -1,0 +1,82 @@
+"""The results table: one row per (instance, solver, repeat), Parquet, written atomically.
+
+Every finished run is written at once (temporary file + rename), so an interrupted
+sweep loses nothing and a re-run skips the rows already there. Rows whose status is in
+:data:`RETRY_STATUSES` (a method not registered yet, a solver file that does not
+import) do not count as finished: a later sweep runs them again.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import atomic_write_bytes
+
+RESULTS_FILE = "results.parquet"
+KEY = ("instance", "solver", "repeat")
+RETRY_STATUSES = frozenset({"unavailable"})
+#: Column order of the table (columns beyond these are kept after them).
+COLUMNS = ("instance", "tier", "solver", "repeat", "problem", "status", "solver_status",
+           "feasible", "objective", "sense", "bound", "gap", "best_known", "gap_to_best",
+           "objective_s", "lower_bound_s", "wlr_total", "wlr_upper_bound", "retained_weight",
+           "solve_time_s", "wall_s", "timeout", "peak_mem_mb", "violations", "error",
+           "instance_hash", "solution_path", "versions", "finished_at")
+
+
+class ResultsTable:
+    """The rows of ``DIR/results.parquet``, kept in memory and rewritten on each add."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / RESULTS_FILE
+        self.rows: dict[tuple, dict] = {}
+        if self.path.exists():
+            for row in pd.read_parquet(self.path).to_dict("records"):
+                self.rows[_key(row)] = {k: _none_if_nan(v) for k, v in row.items()}
+
+    def finished(self) -> set[tuple]:
+        """Keys of the runs that need not run again."""
+        return {k for k, r in self.rows.items() if r.get("status") not in RETRY_STATUSES}
+
+    def add(self, row: dict) -> None:
+        """Add (or replace) one row and write the whole table atomically."""
+        self.rows[_key(row)] = row
+        atomic_write_bytes(self.path, to_parquet_bytes(self.frame()))
+
+    def frame(self) -> pd.DataFrame:
+        return as_frame(list(self.rows.values()))
+
+
+def as_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a DataFrame with the standard column order."""
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = None
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[list(COLUMNS) + extra]
+
+
+def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def read_results(folder: str | Path) -> pd.DataFrame:
+    """The results table of a bench folder (an error if there is none)."""
+    from ..errors import InputError
+    path = Path(folder) / RESULTS_FILE
+    if not path.exists():
+        raise InputError("results folder", f"holds no {RESULTS_FILE}", str(folder))
+    return pd.read_parquet(path)
+
+
+def _key(row: dict) -> tuple:
+    return tuple(int(row[k]) if k == "repeat" else row[k] for k in KEY)
+
+
+def _none_if_nan(v):
+    return None if isinstance(v, float) and v != v else v

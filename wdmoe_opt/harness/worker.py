@@ -1,0 +1,111 @@
+"""One benchmark run in its own process: ``python -m wdmoe_opt.harness.worker TASK.json``.
+
+The task file names the instance file (and its expected hash), the solver file, the
+time limit to hand to the method, the memory limit and where to write the solution and
+the result. The worker caps its address space (``RLIMIT_AS``) first, solves, verifies
+the solution with the independent checker (:func:`wdmoe_opt.check.check_solution`)
+rather than trusting the solver's numbers, and writes the result atomically. A solver
+that raises is recorded as ``error`` (``memout`` for a ``MemoryError``); a process that
+dies or overruns is recorded by the parent (:mod:`wdmoe_opt.harness.runner`).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def limit_memory(memory_mb: float | None) -> None:
+    """Cap the address space of this process at ``memory_mb`` MiB (no-op for None)."""
+    if memory_mb:
+        limit = int(memory_mb * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def versions(backends: dict | None = None) -> dict:
+    """wdmoe_opt, Python, numpy, scipy and the method's backends (benchopt's metadata)."""
+    from .. import __version__
+    from ..registry import backend_versions
+    return {"wdmoe_opt": __version__, "python": platform.python_version(),
+            **backend_versions(), **dict(backends or {})}
+
+
+def bilevel_feasible(problem: str, doc: dict) -> bool:
+    """Whether a point may set a best known value of its problem.
+
+    P2 and P3 points are feasible when the checker accepts them. A P1 point must
+    also be bilevel-feasible: a method says so in ``extra.bilevel_feasible``; otherwise,
+    under the uniform lower level, a sequential point is feasible when its P2 step was
+    solved to optimality (``extra.selection_status == "optimal"``).
+    """
+    if problem != "p1":
+        return True
+    extra = doc.get("extra") or {}
+    if "bilevel_feasible" in extra:
+        return bool(extra["bilevel_feasible"])
+    return extra.get("lower_level") == "uniform" and extra.get("selection_status") == "optimal"
+
+
+def run_task(task: dict) -> dict:
+    """Solve one (instance, solver) pair; return the result record (never raises)."""
+    from ..check import check_solution
+    from ..io import read_instance, solution_to_dict, write_solution
+    from .solvers import load_solver_file
+
+    try:
+        solver = load_solver_file(task["solver_path"])
+        ok, why = solver.available()
+        if not ok:
+            return {"status": "unavailable", "error": why, "versions": versions()}
+        instance = read_instance(task["instance_path"])
+        if task.get("instance_hash") and instance.content_hash != task["instance_hash"]:
+            return {"status": "error", "versions": versions(),
+                    "error": f"instance hash {instance.content_hash} != {task['instance_hash']}"}
+        start = time.perf_counter()
+        solution = solver.solve(instance, task.get("time_limit"))
+        elapsed = time.perf_counter() - start
+    except MemoryError:
+        return {"status": "memout", "error": "MemoryError", "peak_mem_mb": peak_memory_mb(),
+                "versions": versions()}
+    except Exception as exc:  # the harness never crashes on a solver (STYLE habit 8)
+        tail = traceback.format_exc(limit=-3)
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": tail,
+                "peak_mem_mb": peak_memory_mb(), "versions": versions()}
+    peak = peak_memory_mb()
+    doc = solution_to_dict(solution)
+    violations = check_solution(instance, doc)
+    if task.get("solution_path"):
+        write_solution(solution, task["solution_path"])
+    return {
+        "status": "invalid" if violations else doc["status"],
+        "solver_status": doc["status"], "violations": violations,
+        "objective_s": doc["objective_s"], "lower_bound_s": doc["lower_bound_s"],
+        "wlr_total": doc["wlr_total"], "wlr_upper_bound": doc["wlr_upper_bound"],
+        "retained_weight": doc["retained_weight"], "gap": doc["gap"],
+        "solve_time_s": doc["solve_time_s"] or elapsed, "peak_mem_mb": peak,
+        "feasible": not violations and bilevel_feasible(solver.problem, doc),
+        "versions": versions((doc.get("solver") or {}).get("backends")),
+    }
+
+
+def main(argv: list[str]) -> int:
+    from ..io import atomic_write_text
+    task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    limit_memory(task.get("memory_mb"))
+    result = run_task(task)
+    atomic_write_text(task["result_path"], json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
