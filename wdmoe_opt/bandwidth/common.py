@@ -1,0 +1,62 @@
+"""What every ``p3/*`` solver shares: options, trivial cases, building the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..options import Options, option
+from ..problems import BandwidthProblem
+from ..solution import Solution, Status
+from .structure import P3Data
+
+#: A lower bound above the objective by more than this (relative) is a solver bug.
+_BOUND_ROUNDOFF = 1e-12
+
+
+@dataclass(frozen=True)
+class P3Options(Options):
+    """Options shared by the iterative P3 methods."""
+
+    tol: float = option(1e-9, "positive", "relative optimality gap accepted as optimal")
+    max_iter: int = option(200, "positive_int", "iteration limit")
+    time_limit: float = option(60.0, "positive", "wall-clock limit in seconds")
+
+
+def finish(problem: BandwidthProblem, data: P3Data, b: np.ndarray, *, method: str,
+           bound: float | None = None, tol: float = 0.0, status: Status | None = None,
+           extra: dict | None = None) -> Solution:
+    """The :class:`Solution` at normalized point ``b`` (rescaled onto the simplex).
+
+    ``bound`` is a normalized lower bound. Without ``status``, the status is
+    ``optimal`` when the recomputed relative gap is at most ``tol``, else
+    ``feasible``. A bound above the objective beyond round-off is reported as
+    ``error`` (the bound is dropped), never as a negative gap.
+    """
+    lb = None if bound is None or not np.isfinite(bound) else bound * data.time_scale_s
+    sol = Solution.evaluate(problem.instance, problem.selection, data.bandwidth_hz(b),
+                            problem="p3", method=method, extra=extra)
+    if lb is not None and lb > sol.objective_s:
+        if lb > sol.objective_s * (1 + _BOUND_ROUNDOFF):
+            return sol.with_run_info(status=Status.ERROR, extra={
+                **sol.extra, "error": f"lower bound {lb!r} above the objective"})
+        lb = sol.objective_s
+    sol = sol.with_run_info(lower_bound_s=lb)
+    if status is None:
+        status = Status.OPTIMAL if sol.gap is not None and sol.gap <= tol else Status.FEASIBLE
+    return sol.with_run_info(status=status)
+
+
+def trivial(problem: BandwidthProblem, data: P3Data, method: str) -> Solution | None:
+    """The optimum when at most one device is loaded, else ``None``.
+
+    No load: every layer latency is 0 (the split is uniform, any is optimal).
+    One loaded device: its times decrease in its bandwidth, so it takes all of it;
+    the objective is then its own lower bound.
+    """
+    if data.n_loaded > 1:
+        return None
+    sol = finish(problem, data, np.ones(data.n_loaded), method=method)
+    return sol.with_run_info(lower_bound_s=sol.objective_s, status=Status.OPTIMAL)
+

@@ -1,0 +1,162 @@
+"""P3 (eqs. 19-21) in normalized form, shared by the ``p3/*`` solvers.
+
+For a fixed selection, device ``k``'s time in layer ``i`` (eq. 10) is
+``t[i, k](B_k) = u[i, k] c[i, k](B_k) + p[i, k] a_k``, with the per-token link
+time of eq. (6) ``c = L / R_down + L / R_up`` and ``R(B) = B log2(1 + S / (N0 B))``
+(eqs. 2-3). Each ``t[i, k]`` is a convex, decreasing function of the one
+variable ``B_k``; P3 minimizes ``sum_i max_k t[i, k]`` on the bandwidth simplex.
+
+Hz (~1e7) and seconds (~1e-3..10) span many orders of magnitude, so the solvers
+work in normalized units: bandwidth ``b = B / B_total`` (the simplex
+``sum b = 1``) and time ``t / T0`` with ``T0`` the mean layer latency of the
+uniform split. With ``h(b) = b ln(1 + g / b)`` and ``g = S / (N0 B_total)``,
+``R = B_total h(b) / ln 2`` and the normalized time is
+
+    ``t~[i, k](b) = kappa[i, k] (1 / h_down(b) + 1 / h_up(b)) + pi[i, k]``,
+    ``kappa = u L ln 2 / (B_total T0)``, ``pi = p a / T0``.
+
+Only *loaded* devices (some ``u[i, k] > 0``) are variables; idle devices get 0 Hz.
+Pairs with no load keep ``t~ = 0``, a redundant constraint ``s_i >= 0`` in the
+epigraph form, so every array is a dense ``[I, U']``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..model import latency as lat
+from ..problems import BandwidthProblem
+
+#: Below this ``x = g / b`` the derivative of ``h`` uses a series (no cancellation).
+_SERIES_X = 1e-3
+
+
+def inverse_rate_derivatives(b: np.ndarray, g: np.ndarray):
+    """``1 / h(b)`` and its first two derivatives, with ``h(b) = b ln(1 + g / b)``.
+
+    ``h' = ln(1 + x) - x / (1 + x)`` and ``h'' = -g^2 / (b (b + g)^2)`` with
+    ``x = g / b``; ``(1/h)' = -h' / h^2``, ``(1/h)'' = (2 h'^2 - h h'') / h^3``.
+    Returns ``(f, f', f'')`` broadcast over ``b`` and ``g``.
+    """
+    x = g / b
+    lg = np.log1p(x)
+    h = b * lg
+    series = x * x * (0.5 - x * (2 / 3 - x * (0.75 - x * (0.8 - x * 5 / 6))))
+    h1 = np.where(x < _SERIES_X, series, lg - x / (1 + x))
+    h2 = -g * g / (b * (b + g) ** 2)
+    inv = 1.0 / h
+    return inv, -h1 * inv * inv, (2 * h1 * h1 - h * h2) * inv ** 3
+
+
+@dataclass(frozen=True, eq=False)
+class P3Data:
+    """The normalized P3 data of one (instance, selection).
+
+    Attributes
+    ----------
+    loaded : int array [U']
+        Device ids with some load; every other device gets 0 Hz.
+    kappa, pi : arrays [I, U']
+        Normalized communication and compute coefficients (module docstring).
+    g_down, g_up : arrays [R, U']
+        Normalized SNR bandwidths ``S / (N0 B_total)``; ``R = I`` under fast
+        fading, else 1 (broadcast over layers).
+    time_scale_s, total_bandwidth_hz : float
+        ``T0`` and ``B_total``.
+    n_devices : int
+        ``U``, all devices.
+    """
+
+    loaded: np.ndarray
+    kappa: np.ndarray
+    pi: np.ndarray
+    g_down: np.ndarray
+    g_up: np.ndarray
+    time_scale_s: float
+    total_bandwidth_hz: float
+    n_devices: int
+
+    @classmethod
+    def from_problem(cls, problem: BandwidthProblem) -> P3Data:
+        """Loads from :func:`~wdmoe_opt.model.latency.device_loads`, gains per layer."""
+        inst = problem.instance
+        s = inst.system
+        u, p = lat.device_loads(inst, problem.selection)
+        loaded = np.flatnonzero(u.any(axis=0))
+        total = s.total_bandwidth_hz
+        uniform = lat.uniform_bandwidth_hz(inst)
+        t_uniform = lat.device_time_from_loads(inst, u, p, uniform).max(axis=1)
+        scale = float(t_uniform.mean()) or 1.0
+        rows = slice(None) if s.fast_fading else slice(0, 1)
+
+        def snr_bandwidth(power, gain):
+            return (power * gain)[rows][:, loaded] / (s.noise_psd_w_per_hz * total)
+
+        a = lat.compute_time_per_token_s(inst)[loaded]
+        return cls(
+            loaded=loaded,
+            kappa=u[:, loaded] * inst.model.token_bits * lat.LN2 / (total * scale),
+            pi=p[:, loaded] * a / scale,
+            g_down=snr_bandwidth(s.bs_power_w, inst.gain_down_per_layer),
+            g_up=snr_bandwidth(np.broadcast_to(s.tx_power_w, inst.gain_up_per_layer.shape),
+                               inst.gain_up_per_layer),
+            time_scale_s=scale, total_bandwidth_hz=total, n_devices=inst.n_devices)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.kappa.shape[0])
+
+    @property
+    def n_loaded(self) -> int:
+        return int(self.loaded.size)
+
+    @cached_property
+    def active(self) -> np.ndarray:
+        """``[I, U']``: pairs with load (``kappa > 0``)."""
+        return self.kappa > 0
+
+    def curve(self, b: np.ndarray):
+        """``f = 1/h_down + 1/h_up`` and derivatives at ``b`` (``[..., U']``), each
+        ``[..., R, U']``."""
+        fd, fd1, fd2 = inverse_rate_derivatives(b[..., None, :], self.g_down)
+        fu, fu1, fu2 = inverse_rate_derivatives(b[..., None, :], self.g_up)
+        return fd + fu, fd1 + fu1, fd2 + fu2
+
+    def times(self, b: np.ndarray) -> np.ndarray:
+        """Normalized device times ``t~[..., I, U']`` at ``b`` (``[..., U']``, ``b > 0``)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = 1.0 / _h(b[..., None, :], self.g_down) + 1.0 / _h(b[..., None, :], self.g_up)
+        return np.where(self.active, self.kappa * f, 0.0) + self.pi
+
+    def time_derivatives(self, b: np.ndarray):
+        """``(t~, t~', t~'')``, each ``[I, U']``, at ``b`` (``[U']``, ``b > 0``)."""
+        f, f1, f2 = self.curve(b)
+        return self.kappa * f + self.pi, self.kappa * f1, self.kappa * f2
+
+    def objective(self, b: np.ndarray) -> np.ndarray:
+        """Normalized P3 objective ``sum_i max_k t~[i, k]`` (eq. 19)."""
+        return self.times(b).max(axis=-1).sum(axis=-1)
+
+    def uniform_point(self) -> np.ndarray:
+        """``b`` split evenly over the loaded devices (a feasible start)."""
+        return np.full(self.n_loaded, 1.0 / max(self.n_loaded, 1))
+
+    def bandwidth_hz(self, b: np.ndarray) -> np.ndarray:
+        """Full ``[U]`` allocation in Hz: ``b`` rescaled onto the simplex, idle devices 0."""
+        out = np.zeros(self.n_devices)
+        if self.n_loaded == 0:
+            return np.full(self.n_devices, self.total_bandwidth_hz / self.n_devices)
+        b = np.clip(np.asarray(b, dtype=np.float64), 0.0, None)
+        out[self.loaded] = b / b.sum() * self.total_bandwidth_hz
+        return out
+
+    def normalized(self, bandwidth_hz: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`bandwidth_hz` on the loaded devices."""
+        return np.asarray(bandwidth_hz, dtype=np.float64)[self.loaded] / self.total_bandwidth_hz
+
+
+def _h(b, g):
+    return b * np.log1p(g / b)
