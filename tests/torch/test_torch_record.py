@@ -92,3 +92,18 @@ def test_recorded_instance_takes_shapes_and_top_k_from_the_recording(mixtral, tm
     assert inst.provenance["recording"] == {"tokens": "random-ids"}
     back = read_instance(write_instance(inst, tmp_path / "rec.npz"))
     assert back.content_hash == inst.content_hash
+
+
+def test_a_checkpoint_with_a_tokenizer_tokenizes_the_text(mixtral, tmp_path):
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "wireless": 5, "experts": 9},
+                                       unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    mixtral.model.save_pretrained(tmp_path / "ckpt")
+    transformers.PreTrainedTokenizerFast(tokenizer_object=words).save_pretrained(tmp_path / "ckpt")
+    text = tmp_path / "t.txt"
+    text.write_text("wireless experts wireless mixture")
+    ids, how = token_ids(load_model(tmp_path / "ckpt"), 4, text=text)
+    assert how == "tokenizer" and ids.tolist() == [[5, 9, 5, 0]]

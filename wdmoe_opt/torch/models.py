@@ -32,6 +32,9 @@ _TINY_COMMON = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hi
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                     initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
+#: Files whose presence says a checkpoint directory ships its tokenizer.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
 #: name -> (transformers config class name, family-specific fields)
 TINY_MODELS: dict[str, tuple[str, dict]] = {
     "tiny-mixtral": ("MixtralConfig", dict(num_local_experts=8, num_experts_per_tok=2)),
@@ -89,10 +92,11 @@ def load_model(spec: str | os.PathLike, seed: int = 0) -> LoadedModel:
         raise InputError("model", "must be a tiny model name (" + ", ".join(TINY_MODELS)
                          + ") or a local checkpoint directory with a config.json", str(spec))
     model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    try:
+    tokenizer = None
+    # only a directory with tokenizer files has a tokenizer (without them, transformers
+    # may build an empty one of the family's class that maps any text to no ids)
+    if any((path / f).is_file() for f in _TOKENIZER_FILES):
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError):
-        tokenizer = None
     return LoadedModel(path.name, model.eval(), tokenizer)
 
 
