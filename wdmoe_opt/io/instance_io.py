@@ -80,18 +80,23 @@ def write_instance(instance: Instance, path: str | os.PathLike) -> Path:
 def read_instance(path: str | os.PathLike) -> Instance:
     """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("instance file", "does not exist", str(path)) from None
-    except OSError as exc:
-        raise InputError("instance file", f"cannot be read ({exc.strerror})", str(path)) from None
+    raw = read_bytes(path, "instance file")
     if raw[:2] == b"PK":
         doc, weights = _read_npz(raw, path)
     else:
         doc = parse_json(raw, path)
         weights = None
     return instance_from_dict(doc, weights)
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, or an :class:`InputError` naming ``what`` is wrong with it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(what, "does not exist", str(path)) from None
+    except OSError as exc:
+        raise InputError(what, f"cannot be read ({exc.strerror})", str(path)) from None
 
 
 def parse_json(raw: bytes, path: Path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..solution import Solution
 from .atomic import atomic_write_text
-from .instance_io import parse_json
+from .instance_io import parse_json, read_bytes
 
 SCHEMA = "wdmoe-solution/1"
 
@@ -76,13 +76,7 @@ def write_solution(solution: Solution, path: str | os.PathLike) -> Path:
 def read_solution_dict(path: str | os.PathLike) -> dict:
     """Read a solution document (schema checked; contents checked by :mod:`wdmoe_opt.check`)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("solution file", "does not exist", str(path)) from None
-    except OSError as exc:
-        raise InputError("solution file", f"cannot be read ({exc.strerror})", str(path)) from None
-    doc = parse_json(raw, path)
+    doc = parse_json(read_bytes(path, "solution file"), path)
     if doc.get("schema") != SCHEMA:
         raise InputError("schema", f"must be {SCHEMA!r}", doc.get("schema"))
     return doc
