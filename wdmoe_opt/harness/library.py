@@ -194,3 +194,28 @@ def with_best_known(library: Library, updates: Mapping[tuple[str, str], Mapping]
                 best[key] = {**value, "updated": today}
         entries.append(replace(e, best_known=best))
     return replace(library, entries=tuple(entries))
+
+
+def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
+    """(Re)build an index from ``specs`` (``name``, ``tier``, ``generator``, ``store``).
+
+    Best known values of an existing index are kept for every instance whose content
+    hash is unchanged; stored files are rewritten, regenerated ones are only hashed.
+    """
+    root = Path(root)
+    old = {}
+    if (root / "index.json").exists():
+        old = {e.name: e for e in read_library(root).entries}
+    entries = []
+    for spec in specs:
+        if spec["tier"] not in TIERS:
+            raise InputError(f"instance {spec['name']}: tier",
+                             "must be one of " + ", ".join(TIERS), spec["tier"])
+        entry = make_entry(root, spec["name"], spec["tier"], spec["generator"], spec["store"])
+        prev = old.get(entry.name)
+        if prev is not None and prev.hash == entry.hash:
+            entry = replace(entry, best_known=prev.best_known)
+        entries.append(entry)
+    library = Library(root, tuple(entries), root / "index.json")
+    write_library(library)
+    return library
