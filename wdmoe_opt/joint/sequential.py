@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from ..options import Options, option
 from ..problems import BandwidthProblem, JointProblem, SelectionProblem
 from ..registry import get_method, register
-from ..solution import Solution
+from ..solution import Solution, Status
+from .feasibility import bilevel_feasible, judge
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,31 @@ def select_then_allocate(problem: JointProblem, options: CompositionOptions,
     return chosen, allocated
 
 
+def joint_solution(problem: JointProblem, chosen: Solution, allocated: Solution, method: str,
+                   bilevel: bool | None, **extra) -> Solution:
+    """The P1 solution of one (P2, P3) step pair, saying the reading it solved and
+    whether its point is bilevel-feasible (``None``: unknown, see :mod:`.feasibility`).
+
+    The status is ``feasible`` (a composition proves no P1 optimality) unless the P3
+    step stopped on a time limit or an error, which is passed on.
+    """
+    status = Status.FEASIBLE if allocated.status == Status.OPTIMAL else allocated.status
+    return Solution.evaluate(
+        problem.instance, allocated.selection, allocated.bandwidth_hz, problem="p1",
+        method=method, status=status,
+        extra={"lower_level": problem.lower_level, "support": problem.support,
+               "bilevel_feasible": bilevel, "selection_method": chosen.method,
+               "bandwidth_method": allocated.method, "selection_status": str(chosen.status),
+               "p3_lower_bound_s": allocated.lower_bound_s, **extra})
+
+
 @register("p1", "sequential", options=CompositionOptions)
 def solve_sequential(problem: JointProblem, options: CompositionOptions) -> Solution:
     """The paper's scheme: select at the uniform split, then allocate bandwidth (P3)."""
     chosen, allocated = select_then_allocate(problem, options)
-    return Solution.evaluate(
-        problem.instance, allocated.selection, allocated.bandwidth_hz, problem="p1",
-        method="p1/sequential", status=allocated.status,
-        extra={"lower_level": problem.lower_level, "support": problem.support,
-               "selection_method": chosen.method, "bandwidth_method": allocated.method,
-               "selection_status": str(chosen.status), "p3_lower_bound_s":
-               allocated.lower_bound_s})
+    if problem.lower_level == "uniform":
+        bilevel = judge(problem, chosen.selection, chosen)
+    else:
+        bilevel = bilevel_feasible(problem, chosen.selection, allocated.bandwidth_hz,
+                                   options.selection, options.selection_options)
+    return joint_solution(problem, chosen, allocated, "p1/sequential", bilevel)

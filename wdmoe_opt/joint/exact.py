@@ -1,0 +1,109 @@
+"""``p1/exact``: the optimistic bilevel optimum of P1 (eqs. 13-15) on tiny instances.
+
+Both readings of SPEC §2, on the enumerated per-layer selections (:mod:`.enumerate`):
+
+* ``uniform``: the follower's optimal set is fixed (P2 at the uniform split), so the
+  optimum is "exact P2 at the uniform split, ties broken in the leader's favour,
+  then P3": every tie profile (one optimal selection per layer) gets an exact P3
+  solve and the best wins; the bound is the least P3 bound.
+* ``coupled``: exact lower level and a branch and bound over the bandwidth simplex
+  (:mod:`.bilevel`), proven optimal to the relative gap ``tol`` with follower ties
+  counted within ``tie_tol``; the incumbent's selection is then re-allocated by the
+  exact P3 method and kept if still bilevel-feasible and better.
+
+The returned point is bilevel-feasible by construction (``extra.bilevel_feasible``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import Selection, uniform_bandwidth_hz
+from ..options import Options, option
+from ..problems import BandwidthProblem, JointProblem
+from ..registry import get_method, register
+from ..selection.common import refuse_large
+from ..solution import Solution, Status
+from .bilevel import bilevel_search
+from .enumerate import (
+    MAX_LAYER_CANDIDATES,
+    TIE_TOL,
+    all_candidates,
+    leader_choice,
+    optimal_selections,
+    selection_mask,
+)
+
+
+@dataclass(frozen=True)
+class ExactP1Options(Options):
+    """Knobs of the exact bilevel search (tiny instances only)."""
+
+    p3_method: str = option("exact", None, "exact P3 method solving each candidate's P3")
+    p3_options: dict | None = option(None, None, "options of the P3 method")
+    tol: float = option(1e-4, "positive", "relative gap proven by the coupled search")
+    tie_tol: float = option(TIE_TOL, "positive", "relative WLR tolerance of follower ties")
+    max_boxes: int = option(200_000, "positive_int", "box budget of the coupled search")
+    max_candidates: int = option(MAX_LAYER_CANDIDATES, "positive_int",
+                                 "cap on the enumerated selections of one layer")
+
+    def validate(self, owner: str) -> None:
+        super().validate(owner)
+        method = get_method(self.p3_method, "p3")
+        if not method.exact:
+            raise InputError(f"the 'p3_method' option of {owner}", "must name an exact P3 "
+                             "method", self.p3_method)
+        method.make_options(self.p3_options)
+
+
+def _p3(problem: JointProblem, mask: np.ndarray, options: ExactP1Options) -> Solution:
+    return get_method(options.p3_method, "p3")(
+        BandwidthProblem(problem.instance, Selection(mask)), options.p3_options)
+
+
+def _uniform(problem: JointProblem, cands, options: ExactP1Options):
+    """Every tie profile of P2 at the uniform split, each with its exact P3."""
+    ties = optimal_selections(problem.instance, cands, uniform_bandwidth_hz(problem.instance),
+                              options.tie_tol)
+    refuse_large("instance", float(math.prod(len(t) for t in ties)), 1000.0,
+                 "the tie profiles of p1/exact")
+    solved = [_p3(problem, np.stack(profile), options) for profile in itertools.product(*ties)]
+    best = min(solved, key=lambda s: s.objective_s)
+    bounds = [s.lower_bound_s for s in solved]
+    bound = None if None in bounds else min(bounds)
+    status = (Status.OPTIMAL if all(s.status == Status.OPTIMAL for s in solved)
+              else Status.FEASIBLE)
+    return best.selection, best.bandwidth_hz, bound, status, {"tie_profiles": len(solved)}
+
+
+def _coupled(problem: JointProblem, cands, options: ExactP1Options):
+    """Branch and bound over the simplex, then an exact P3 polish of the incumbent."""
+    inst = problem.instance
+    res = bilevel_search(inst, cands, tol=options.tol, tie_tol=options.tie_tol,
+                         max_boxes=options.max_boxes)
+    b, value, choice = res.bandwidth_hz, res.objective_s, res.choice
+    polished = _p3(problem, selection_mask(cands, choice), options).bandwidth_hz
+    value2, choice2 = leader_choice(inst, cands, polished, options.tie_tol)
+    if value2 < value:
+        b, value, choice = polished, value2, choice2
+    status = Status.OPTIMAL if res.proven else Status.FEASIBLE
+    return (Selection(selection_mask(cands, choice)), b, min(res.lower_bound_s, value), status,
+            {"boxes": res.boxes, "tol": options.tol})
+
+
+@register("p1", "exact", options=ExactP1Options, exact=True)
+def solve_exact(problem: JointProblem, options: ExactP1Options) -> Solution:
+    """Optimistic bilevel optimum (either reading) by enumeration and global search; tiny only."""
+    cands = all_candidates(problem.instance, problem.support, options.max_candidates)
+    solve = _uniform if problem.lower_level == "uniform" else _coupled
+    selection, bandwidth, bound, status, extra = solve(problem, cands, options)
+    return Solution.evaluate(
+        problem.instance, selection, bandwidth, problem="p1", method="p1/exact", status=status,
+        lower_bound_s=bound, extra={"lower_level": problem.lower_level, "support": problem.support,
+                                    "bilevel_feasible": True, "tie_tol": options.tie_tol,
+                                    **extra})
