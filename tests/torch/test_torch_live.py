@@ -47,9 +47,13 @@ def test_topk_policy_reproduces_the_unmodified_model(tiny):
 def test_dropping_experts_cuts_latency_and_changes_the_output(tiny):
     ids, inst = _recorded(tiny)
     top2, top1 = evaluate_policies(tiny.model, ids, inst,
-                                   {"top2": topk_policy(2), "top1": topk_policy(1)})
+                                   {"top2": topk_policy(2), "top1": topk_policy(1)},
+                                   bandwidth=("uniform", "exact"))
     assert top1.expert_invocations == top2.expert_invocations // 2
-    assert top1.latency_s < top2.latency_s
+    assert top1.latency_s["uniform"] < top2.latency_s["uniform"]
+    assert top1.latency_s["exact"] <= top1.latency_s["uniform"] * (1 + 1e-9)
+    row = top1.as_row()
+    assert row["latency_exact_s"] == top1.latency_s["exact"] and "wlr_uniform" in row
     assert top1.kl_mean_nats > 1e-4 and top1.kl_max_nats >= top1.kl_mean_nats
     assert top1.retained_weight < 1.0
 
@@ -84,7 +88,7 @@ def test_a_solved_selection_replayed_live_has_the_solutions_latency(mixtral):
     ids, inst = _recorded(mixtral)
     sol = solve(SelectionProblem(inst), "alg1")
     (report,) = evaluate_policies(mixtral.model, ids, inst, {"alg1": fixed_policy(sol.selection)})
-    assert report.latency_s == pytest.approx(sol.objective_s, rel=1e-12)
+    assert report.latency_s["uniform"] == pytest.approx(sol.objective_s, rel=1e-12)
     assert report.expert_invocations == sol.expert_invocations
 
 

@@ -70,24 +70,27 @@ class LiveReport:
 
     ``kl_mean_nats``/``kl_max_nats``: ``KL(p_ref || p_policy)`` of the next-token
     distribution, mean and max over positions; ``top1_agreement``: fraction of
-    positions whose most likely next token is unchanged. ``latency_s``, ``wlr_total``,
-    ``retained_weight`` and ``expert_invocations`` are the WDMoE model's numbers
-    (eqs. 10-13, 12, SPEC §1) for the live weights and selection at the bandwidth of
-    the P3 method ``bandwidth``.
+    positions whose most likely next token is unchanged. ``retained_weight`` and
+    ``expert_invocations`` (SPEC §1) are those of the live selection on the live
+    weights; ``latency_s`` (eq. 13) and ``wlr_total`` (eq. 12) map each P3 method
+    (``uniform``, ``exact``...) to the value at the bandwidth it allocates.
     """
 
     policy: str
     kl_mean_nats: float
     kl_max_nats: float
     top1_agreement: float
-    latency_s: float
-    wlr_total: float
     retained_weight: float
     expert_invocations: int
-    bandwidth: str
+    latency_s: Mapping[str, float]
+    wlr_total: Mapping[str, float]
 
     def as_row(self) -> dict:
-        return asdict(self)
+        """Flat form for tables: ``latency_<method>_s`` and ``wlr_<method>`` columns."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("latency_s", "wlr_total")}
+        row.update({f"latency_{b}_s": t for b, t in self.latency_s.items()})
+        row.update({f"wlr_{b}": w for b, w in self.wlr_total.items()})
+        return row
 
 
 def run_with_policy(model: nn.Module, input_ids: torch.Tensor, policy: Policy | None,
@@ -141,14 +144,15 @@ def output_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> tuple[f
 
 
 def evaluate_policies(model: nn.Module, input_ids: torch.Tensor, instance: Instance,
-                      policies: Mapping[str, Policy], *, bandwidth: str = "uniform",
+                      policies: Mapping[str, Policy], *,
+                      bandwidth: tuple[str, ...] = ("uniform",),
                       adapter: MoEAdapter | None = None) -> list[LiveReport]:
     """Run each policy on ``input_ids`` and report it against the unmodified model.
 
     ``instance`` gives the wireless system, placement and model sizes (e.g. the
     instance recorded from this model); its layers must match the model's MoE
-    layers. The latency of each policy's live selection is the objective of the
-    P3 method ``bandwidth`` (``uniform``, or an optimizing one) on the live weights.
+    layers. The latency of each policy's live selection is the objective of each
+    P3 method in ``bandwidth`` (``uniform``, or an optimizing one) on the live weights.
     """
     ref_logits, _, _ = run_with_policy(model, input_ids, None, adapter)
     reports = []
@@ -157,9 +161,11 @@ def evaluate_policies(model: nn.Module, input_ids: torch.Tensor, instance: Insta
         if weights.shape[0] != instance.n_layers:
             raise InputError("instance", f"has {instance.n_layers} layers; the model has "
                              f"{weights.shape[0]} MoE layers", instance.name)
-        live = replace(instance, gating_weights=weights)
-        sol = solve(BandwidthProblem(live, Selection(masks)), bandwidth)
-        kl_mean, kl_max, agree = output_divergence(ref_logits, logits)
-        reports.append(LiveReport(name, kl_mean, kl_max, agree, sol.objective_s, sol.wlr_total,
-                                  sol.retained_weight, sol.expert_invocations, bandwidth))
+        problem = BandwidthProblem(replace(instance, gating_weights=weights), Selection(masks))
+        sols = {b: solve(problem, b) for b in bandwidth}
+        first = sols[bandwidth[0]]
+        reports.append(LiveReport(
+            name, *output_divergence(ref_logits, logits), first.retained_weight,
+            first.expert_invocations, {b: s.objective_s for b, s in sols.items()},
+            {b: s.wlr_total for b, s in sols.items()}))
     return reports
