@@ -1,3 +1,3 @@
 """P3 bandwidth allocation methods (eqs. 19-21). Importing registers them."""
 
-from . import exact, uniform  # noqa: F401
+from . import conic, exact, slsqp, uniform  # noqa: F401

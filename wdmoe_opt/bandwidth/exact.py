@@ -64,12 +64,14 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     m = lam.size
     best = None
     status = Status.FEASIBLE
+    certified = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
         t, t1, t2 = data.time_derivatives(b)
         residual = t - s[:, None] + slack            # primal residual of t - s + slack = 0
         gap = float((lam * slack).sum())
-        if gap <= 0.1 * tol * s.sum():
+        certified = gap <= 0.1 * tol * s.sum()
+        if certified:
             best = _certify(data, b, lam, nu, best)
             if best[1] - best[0] <= 0.5 * tol * best[1]:
                 status = Status.OPTIMAL
@@ -89,7 +91,8 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
         slack = slack + alpha * step.dslack
         lam = lam + alpha * step.dlam
         nu = nu + alpha * (step.nu - nu)
-    best = _certify(data, b, lam, nu, best)
+    if not certified:
+        best = _certify(data, b, lam, nu, best)
     if status is Status.FEASIBLE and best[1] - best[0] <= 0.5 * tol * best[1]:
         status = Status.OPTIMAL
     bound, objective, b_best, lam_best, nu_best = best
@@ -123,8 +126,9 @@ class _NewtonSystem:
 
     Constraints ``t(b) - s + slack = 0`` with ``slack, lam > 0``. With
     ``d = lam / slack``, the ``b``-block is ``diag(sum_i lam t'' + d t'^2)``, the
-    ``s``-block ``diag(sum_k d)`` and the coupling ``-d t'``; eliminating the slack
-    and the multipliers, a direction for the complementarity target
+    ``s``-block ``diag(sum_k d)`` and the coupling ``-d t'``; the larger diagonal
+    block is eliminated, leaving a dense ``min(U', I) + 1`` system. Eliminating
+    the slack and the multipliers, a direction for the complementarity target
     ``lam * slack -> w * slack`` has right-hand side ``-(sum_i w' t', 1 - sum_k w')``
     with ``w' = w + d * residual``, and returns the new ``nu`` directly.
     """
@@ -134,13 +138,25 @@ class _NewtonSystem:
 
         self.lam, self.t1, self.residual = lam, t1, residual
         self.d = d = lam / slack
-        self.hs = d.sum(axis=1)                           # [I]
+        self.hb = (lam * t2 + d * t1 * t1).sum(axis=0)   # [U'] diagonal b-block
+        self.hs = d.sum(axis=1)                           # [I]  diagonal s-block
         self.coupling = c = -(d * t1).T                   # [U', I]
-        n = c.shape[0]
-        kkt = np.ones((n + 1, n + 1))
-        kkt[:n, :n] = -(c / self.hs) @ c.T
-        kkt[np.arange(n), np.arange(n)] += (lam * t2 + d * t1 * t1).sum(axis=0)
-        kkt[n, n] = 0.0
+        # Eliminate the larger diagonal block; border the rest with the budget row.
+        self.onto_b = c.shape[0] <= c.shape[1]
+        if self.onto_b:
+            reduced = np.diag(self.hb) - (c / self.hs) @ c.T
+            border = np.ones(c.shape[0])
+            corner = 0.0
+        else:
+            scaled = c.T / self.hb                        # [I, U']
+            reduced = np.diag(self.hs) - scaled @ c
+            border = -scaled.sum(axis=1)
+            corner = -(1.0 / self.hb).sum()
+        n = reduced.shape[0]
+        kkt = np.empty((n + 1, n + 1))
+        kkt[:n, :n] = reduced
+        kkt[:n, n] = kkt[n, :n] = border
+        kkt[n, n] = corner
         self.factor = lu_factor(kkt, check_finite=False)
 
     def direction(self, w: np.ndarray) -> _Step:
@@ -149,10 +165,18 @@ class _NewtonSystem:
         w = w + self.d * self.residual
         rb = -(w * self.t1).sum(axis=0)
         rs = w.sum(axis=1) - 1.0
-        rhs = np.append(rb - self.coupling @ (rs / self.hs), 0.0)
-        sol = lu_solve(self.factor, rhs, check_finite=False)
-        db, nu = sol[:-1], float(sol[-1])
-        ds = (rs - self.coupling.T @ db) / self.hs
+        c = self.coupling
+        if self.onto_b:
+            sol = lu_solve(self.factor, np.append(rb - c @ (rs / self.hs), 0.0),
+                           check_finite=False)
+            db, nu = sol[:-1], float(sol[-1])
+            ds = (rs - c.T @ db) / self.hs
+        else:
+            rb_scaled = rb / self.hb
+            sol = lu_solve(self.factor, np.append(rs - c.T @ rb_scaled, -rb_scaled.sum()),
+                           check_finite=False)
+            ds, nu = sol[:-1], float(sol[-1])
+            db = rb_scaled - (c @ ds + nu) / self.hb
         linear = ds[:, None] - self.t1 * db              # -(t' db - ds)
         return _Step(db, ds, nu, w - self.lam - self.d * linear, linear - self.residual)
 
@@ -174,6 +198,7 @@ def solve_exact(problem: BandwidthProblem, options: ExactOptions) -> Solution:
     done = trivial(problem, data, "p3/exact")
     if done is not None:
         return done
+    start = time.perf_counter()
     try:
         res = interior_point(data, options.tol, options.max_iter, options.time_limit)
     except (FloatingPointError, np.linalg.LinAlgError, ValueError) as exc:
@@ -184,5 +209,6 @@ def solve_exact(problem: BandwidthProblem, options: ExactOptions) -> Solution:
     return finish(problem, data, res.b, method="p3/exact", bound=res.bound, tol=options.tol,
                   status=status, extra={
                       "iterations": res.iterations,
+                      "algorithm_time_s": time.perf_counter() - start,
                       "bandwidth_price_s_per_hz":
                           res.nu * data.time_scale_s / data.total_bandwidth_hz})
