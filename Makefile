@@ -20,6 +20,10 @@ demo: $(STAMP)
 	$(BIN)/wdmoe-opt solve demo-out/wdmoe-sim.json --selection topk --bandwidth uniform \
 		-o demo-out/topk-uniform.solution.json
 	$(BIN)/wdmoe-opt check demo-out/wdmoe-sim.json demo-out/topk-uniform.solution.json
+	@echo "--- the paper's WDMoE (Algorithm 1 + optimal bandwidth) on the same instance:"
+	$(BIN)/wdmoe-opt solve demo-out/wdmoe-sim.json --selection alg1 --bandwidth exact --brief \
+		-o demo-out/alg1-exact.solution.json
+	$(BIN)/wdmoe-opt check demo-out/wdmoe-sim.json demo-out/alg1-exact.solution.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -19,8 +19,10 @@ def _maybe(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def print_solution(solution: Solution, instance: Instance, console: Console | None = None):
-    """Totals, then per layer (latency, slowest device) and per device (bandwidth, load)."""
+def print_solution(solution: Solution, instance: Instance, console: Console | None = None,
+                   tables: bool = True):
+    """Totals, then (with ``tables``) per layer (latency, slowest device) and per device
+    (bandwidth, load)."""
     con = console or Console(soft_wrap=True)
     I, J, E = instance.gating_weights.shape
     t = lat.device_time_s(instance, solution.selection, solution.bandwidth_hz)
@@ -40,6 +42,12 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
     con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
               f"{solution.retained_weight:.1%}   expert invocations "
               f"{solution.expert_invocations:,}")
+    counts = np.bincount(slowest, minlength=instance.n_devices)
+    worst = int(counts.argmax())
+    bottleneck = f"slowest device: {worst} (bottleneck in {int(counts[worst])} of {I} layers)"
+    if not tables:
+        con.print(bottleneck)
+        return
     layers = Table(title="per layer (attention waiting latency, eq. 11)", title_justify="left")
     for col in ("layer", "latency ms", "slowest device", "its tokens"):
         layers.add_column(col, justify="right")
@@ -53,13 +61,11 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
         devices.add_column(col, justify="right")
     c = lat.comm_time_per_token_s(instance, solution.bandwidth_hz).mean(axis=0)
     a = lat.compute_time_per_token_s(instance)
-    counts = np.bincount(slowest, minlength=instance.n_devices)
     for k in range(instance.n_devices):
         devices.add_row(str(k), f"{solution.bandwidth_hz[k] / 1e6:.3f}", f"{u[:, k].mean():.1f}",
                         str(int(counts[k])), _ms(c[k]), _ms(a[k]))
     con.print(devices)
-    worst = int(np.bincount(slowest).argmax())
-    con.print(f"slowest device: {worst} (bottleneck in {int(counts[worst])} of {I} layers)")
+    con.print(bottleneck)
 
 
 def print_instance(instance: Instance, console: Console | None = None):

@@ -42,8 +42,9 @@ def _with_time_limit(method_key: str, problem: str, options: dict, time_limit):
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the wdmoe-solution/1 document here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the solution document on stdout.")
+@click.option("--brief", is_flag=True, help="Print the totals only, without the tables.")
 def command(instance_file, selection, bandwidth, support, joint, lower_level, time_limit,
-            selection_opts, bandwidth_opts, joint_opts, output, as_json):
+            selection_opts, bandwidth_opts, joint_opts, output, as_json, brief):
     """Solve INSTANCE_FILE and print a summary (or the solution JSON with --json).
 
     \b
@@ -70,6 +71,6 @@ def command(instance_file, selection, bandwidth, support, joint, lower_level, ti
     if as_json:
         click.echo(solution_to_json(solution))
     else:
-        print_solution(solution, instance)
+        print_solution(solution, instance, tables=not brief)
         if output:
             click.echo(f"wrote {output}")
