@@ -3,7 +3,9 @@ model, solved by HiGHS through Pyomo's APPSI interface.
 
 The same formulation as ``p2/milp-highspy`` written a second time, indexed by
 Pyomo sets instead of assembled as arrays, so the two routes check each other.
-The warm start goes in as the variables' values (APPSI's ``warmstart``).
+No MIP start on this route: with presolve on, HiGHS 1.16 returns the start's
+columns instead of the better incumbent it found (see ``highspy_layer``), and
+APPSI's warm start gives no way to keep the two apart.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from ..problems import SelectionProblem
 from ..registry import register
 from ..solution import Solution, Status
-from .milp import LayerResult, MilpOptions, solve_by_layer
+from .milp import LayerResult, MilpBaseOptions, solve_by_layer
 from .milp_model import LayerMilp
 
 
@@ -71,8 +73,8 @@ def build_pyomo(lm: LayerMilp):
 
 
 def pyomo_layer(lm: LayerMilp, start: dict | None, time_limit: float,
-                options: MilpOptions) -> LayerResult:
-    """Solve layer ``lm``'s Pyomo model with HiGHS (APPSI), from ``start`` if given."""
+                options: MilpBaseOptions) -> LayerResult:
+    """Solve layer ``lm``'s Pyomo model with HiGHS (APPSI); ``start`` is unused."""
     from pyomo.contrib.appsi.base import TerminationCondition
     from pyomo.contrib.appsi.solvers import Highs
 
@@ -80,12 +82,6 @@ def pyomo_layer(lm: LayerMilp, start: dict | None, time_limit: float,
     opt = Highs()
     opt.config.time_limit = float(time_limit)
     opt.config.load_solution = False
-    if start is not None:
-        opt.config.warmstart = True
-        for name in ("q", "z", "y") + (() if lm.identity else ("x",)):
-            var = getattr(m, name)
-            for idx, value in enumerate(start[name].tolist()):
-                var[idx].set_value(value)
     opt.highs_options = {"mip_rel_gap": float(options.mip_gap), "threads": int(options.threads),
                          "output_flag": False}
     res = opt.solve(m)
@@ -101,7 +97,7 @@ def pyomo_layer(lm: LayerMilp, start: dict | None, time_limit: float,
                        float(bound if bound is not None else np.inf), status)
 
 
-@register("p2", "milp-pyomo", options=MilpOptions, backends=("pyomo", "highspy"), exact=True)
-def solve_milp_pyomo(problem: SelectionProblem, options: MilpOptions) -> Solution:
+@register("p2", "milp-pyomo", options=MilpBaseOptions, backends=("pyomo", "highspy"), exact=True)
+def solve_milp_pyomo(problem: SelectionProblem, options: MilpBaseOptions) -> Solution:
     """Exact P2: the same per-layer MILP as an algebraic Pyomo model, solved by HiGHS."""
     return solve_by_layer(problem, options, pyomo_layer, "p2/milp-pyomo")
