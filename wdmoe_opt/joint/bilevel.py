@@ -64,12 +64,21 @@ def _tighten(lo: np.ndarray, hi: np.ndarray, total: float):
     return lo2[keep], np.maximum(hi2, lo2)[keep]
 
 
-def _inner_point(lo: np.ndarray, hi: np.ndarray, total: float) -> np.ndarray:
-    """A point of each (tightened) box on the simplex: ``lo + lambda (hi - lo)``."""
+def _inner_points(lo: np.ndarray, hi: np.ndarray, total: float) -> np.ndarray:
+    """Points of each (tightened) box on the simplex, ``[nb, U + 1, U]``: the point
+    ``lo + lambda (hi - lo)`` and, per device ``k``, the point giving ``k`` its most
+    bandwidth (``hi_k``) and the others the rest in proportion to their spans."""
     span = hi - lo
-    lam = (total - lo.sum(axis=1, keepdims=True)) / np.maximum(span.sum(axis=1, keepdims=True),
-                                                               1e-300)
-    return lo + np.clip(lam, 0.0, 1.0) * span
+    room = total - lo.sum(axis=1, keepdims=True)
+    U = lo.shape[1]
+    weight = np.concatenate([span[:, None, :], np.broadcast_to(
+        np.where(np.eye(U, dtype=bool), np.inf, 1.0), (lo.shape[0], U, U)) * span[:, None, :]],
+        axis=1)                                                           # [nb, U + 1, U]
+    share = np.where(np.isinf(weight), span[:, None, :], 0.0)
+    rest = room[:, None, :] - share.sum(axis=2, keepdims=True)
+    finite = np.where(np.isinf(weight), 0.0, weight)
+    lam = rest / np.maximum(finite.sum(axis=2, keepdims=True), 1e-300)
+    return lo[:, None, :] + share + np.clip(lam, 0.0, 1.0) * finite
 
 
 class _Bounder:
@@ -143,7 +152,7 @@ def bilevel_search(instance: Instance, cands: list[LayerCandidates], *, tol: flo
             break
         boxes += lo.shape[0]
         lb = _chunked(bounder, lo.shape[0], chunk, lo, hi)
-        pts = _inner_point(lo, hi, total)
+        pts = _inner_points(lo, hi, total).reshape(-1, U)
         vals, choices = _chunked(score, pts.shape[0], chunk, pts)
         k = int(np.argmin(vals))
         if vals[k] < ub:
