@@ -32,8 +32,14 @@ def finish(problem: BandwidthProblem, data: P3Data, b: np.ndarray, *, method: st
     ``bound`` is a normalized lower bound. Without ``status``, the status is
     ``optimal`` when the recomputed relative gap is at most ``tol``, else
     ``feasible``. A bound above the objective beyond round-off is reported as
-    ``error`` (the bound is dropped), never as a negative gap.
+    ``error`` (the bound is dropped), never as a negative gap. A point that is not
+    a usable allocation (NaN, nothing positive) is replaced by the uniform split,
+    reported ``error`` unless the status already says why the solver stopped.
     """
+    b = np.asarray(b, dtype=np.float64)
+    if data.n_loaded and not (np.isfinite(b).all() and np.clip(b, 0, None).sum() > 0):
+        b, bound = data.uniform_point(), None
+        status = Status.TIME_LIMIT if status is Status.TIME_LIMIT else Status.ERROR
     lb = None if bound is None or not np.isfinite(bound) else bound * data.time_scale_s
     sol = Solution.evaluate(problem.instance, problem.selection, data.bandwidth_hz(b),
                             problem="p3", method=method, extra=extra)

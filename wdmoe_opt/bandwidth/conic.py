@@ -134,8 +134,8 @@ def solve_cvxpy(problem: BandwidthProblem, options: CvxpyOptions) -> Solution:
     b = model.b.value
     if model.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or b is None \
             or not np.isfinite(b).all():
-        limited = model.problem.status == cp.USER_LIMIT and b is not None
-        return finish(problem, data, b if limited else uniform, method="p3/cvxpy",
+        limited = model.problem.status == cp.USER_LIMIT
+        return finish(problem, data, uniform if b is None else b, method="p3/cvxpy",
                       status=Status.TIME_LIMIT if limited else Status.ERROR, extra=extra)
     lam = np.zeros(data.active.shape)
     lam[model.rows, model.cols] = model.fits.dual_value / kappa  # the row was divided by kappa

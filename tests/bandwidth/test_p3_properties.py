@@ -1,0 +1,116 @@
+"""Property tests of P3 (eqs. 19-21) on random instances (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wdmoe_opt import BandwidthProblem, Instance, Selection, solve
+from wdmoe_opt.bandwidth.exact import interior_point
+from wdmoe_opt.bandwidth.structure import P3Data
+from wdmoe_opt.generate import generate
+from wdmoe_opt.model import latency as lat
+
+TOL = 1e-9
+
+
+@st.composite
+def problems(draw):
+    devices = draw(st.integers(2, 5))
+    shared = draw(st.booleans())
+    experts = draw(st.integers(2, 7)) if shared else devices
+    inst = generate("wdmoe-sim", seed=draw(st.integers(0, 10_000)),
+                    layers=draw(st.integers(1, 4)), tokens=draw(st.integers(1, 12)),
+                    devices=devices, experts=experts, fast_fading=draw(st.booleans()),
+                    placement="round-robin")
+    return BandwidthProblem(inst, Selection.topk(inst))
+
+
+def _optimum(prob) -> float:
+    sol = solve(prob, "exact")
+    assert str(sol.status) == "optimal", sol.extra
+    return sol.objective_s
+
+
+@settings(max_examples=25, deadline=None)
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_objective_is_convex_on_segments_of_the_simplex(prob, seed):
+    rng = np.random.default_rng(seed)
+    inst = prob.instance
+    x, y = rng.dirichlet(np.ones(inst.n_devices), size=2) * inst.system.total_bandwidth_hz
+    T = [float(lat.total_latency_s(inst, prob.selection, b)) for b in (x, (x + y) / 2, y)]
+    assert T[1] <= (T[0] + T[2]) / 2 * (1 + 1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(problems())
+def test_exact_bounds_and_beats_every_method(prob):
+    best = solve(prob, "exact")
+    assert best.gap <= TOL
+    for name in ("uniform", "slsqp", "cvxpy"):
+        sol = solve(prob, name)
+        assert sol.objective_s >= best.lower_bound_s
+        assert best.objective_s <= sol.objective_s * (1 + TOL)
+
+
+@settings(max_examples=15, deadline=None)
+@given(problems(), st.floats(1.01, 3.0))
+def test_optimum_does_not_increase_with_total_bandwidth(prob, factor):
+    inst = prob.instance
+    wider = inst.with_system(total_bandwidth_hz=inst.system.total_bandwidth_hz * factor)
+    assert _optimum(BandwidthProblem(wider, prob.selection)) <= _optimum(prob) * (1 + TOL)
+
+
+@settings(max_examples=15, deadline=None)
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_optimum_does_not_increase_when_a_pair_is_removed(prob, seed):
+    mask = prob.selection.mask.copy()
+    pairs = np.argwhere(mask)
+    mask[tuple(pairs[np.random.default_rng(seed).integers(len(pairs))])] = False
+    fewer = BandwidthProblem(prob.instance, Selection(mask))
+    assert _optimum(fewer) <= _optimum(prob) * (1 + TOL)
+
+
+def _relabel(inst: Instance, perm: np.ndarray) -> Instance:
+    """Device ``perm[k]`` of the copy is device ``k`` of ``inst``."""
+    s = inst.system
+    inverse = np.argsort(perm)
+
+    def moved(a):
+        return None if a is None else a[..., inverse]
+
+    system = s.__class__(s.total_bandwidth_hz, s.noise_psd_w_per_hz, s.bs_power_w,
+                         moved(s.compute_flops), moved(s.tx_power_w), moved(s.gain_down),
+                         moved(s.gain_up), moved(s.distance_m), moved(s.compute_j_per_flop))
+    return inst.replace(system=system, placement=perm[inst.placement])
+
+
+@settings(max_examples=15, deadline=None)
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_results_are_invariant_to_relabelling_devices(prob, seed):
+    inst = prob.instance
+    perm = np.random.default_rng(seed).permutation(inst.n_devices)
+    other = _relabel(inst, perm)
+    a = solve(prob, "exact")
+    b = solve(BandwidthProblem(other, prob.selection), "exact")
+    assert abs(a.objective_s - b.objective_s) <= TOL * a.objective_s
+    np.testing.assert_allclose(b.layer_latency_s, a.layer_latency_s, rtol=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(problems())
+def test_kkt_conditions_hold_at_the_exact_optimum(prob):
+    """Active devices share the marginal value ``nu = -sum_i lam t'``; multipliers sum
+    to 1 per layer and sit on the layer's bottleneck devices."""
+    data = P3Data.from_problem(prob)
+    if data.n_loaded < 2:
+        return
+    res = interior_point(data, tol=TOL)
+    t, t1, _ = data.time_derivatives(res.b)
+    lam = res.lam / res.lam.sum(axis=1, keepdims=True)
+    marginal = -(lam * t1).sum(axis=0)
+    np.testing.assert_allclose(marginal, res.nu, rtol=1e-5)
+    layer_max = t.max(axis=1, keepdims=True)
+    assert (lam * (layer_max - t)).sum() <= 1e-7 * layer_max.sum()
+    assert res.bound <= res.objective <= res.bound * (1 + TOL)
