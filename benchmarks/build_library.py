@@ -23,7 +23,9 @@ from wdmoe_opt.harness.library import build_library, read_library
 from wdmoe_opt.harness.report import update_index
 
 ROOT = Path(__file__).resolve().parents[1] / "instances"
-DEFAULT_FILL = "p2-milp,p2-milp-all,p3-exact,milp-exact"
+#: The fill sweeps: (solvers, tiers). Enumeration-based exact methods run on tiny only.
+FILL_STAGES = (("p2-milp,p2-milp-all,p3-exact,milp-exact", "tiny,small"),
+               ("p1-exact,p2-brute-force", "tiny"))
 
 
 def spec(name, tier, seed, store, preset="wdmoe-sim", **params):
@@ -69,10 +71,10 @@ LIBRARY = [
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=ROOT, help="library folder")
-    ap.add_argument("--fill", default=DEFAULT_FILL, help="solvers whose verified results "
-                    "fill the best known values (comma-separated)")
-    ap.add_argument("--no-fill", action="store_true", help="skip the fill sweep")
-    ap.add_argument("--fill-tiers", default="tiny,small", help="tiers the fill sweep runs on")
+    ap.add_argument("--fill", default=None, help="solvers whose verified results fill the "
+                    "best known values (comma-separated); default: the FILL_STAGES")
+    ap.add_argument("--no-fill", action="store_true", help="skip the fill sweeps")
+    ap.add_argument("--fill-tiers", default="tiny,small", help="tiers a --fill sweep runs on")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per fill run")
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
@@ -80,14 +82,17 @@ def main(argv=None) -> int:
     print(f"{len(library.entries)} instances indexed in {library.path}")
     if args.no_fill:
         return 0
-    with tempfile.TemporaryDirectory(prefix="wdmoe-fill-") as out:
-        sweep = plan(args.root, args.fill.split(","), out, tiers=args.fill_tiers.split(","),
-                     timeout=args.timeout, jobs=args.jobs)
-        table = run_bench(sweep, lambda kind, row: kind == "row" and print(
-            f"  {row['solver']} on {row['instance']}: {row['status']}"))
-        updates = best_known_updates(table.frame(), read_library(args.root))
-    update_index(read_library(args.root), updates)
-    print(f"{len(updates)} best known values updated")
+    stages = FILL_STAGES if args.fill is None else ((args.fill, args.fill_tiers),)
+    for solvers, tiers in stages:
+        with tempfile.TemporaryDirectory(prefix="wdmoe-fill-") as out:
+            sweep = plan(args.root, solvers.split(","), out, tiers=tiers.split(","),
+                         timeout=args.timeout, jobs=args.jobs)
+            table = run_bench(sweep, lambda kind, row: kind == "row" and print(
+                f"  {row['solver']} on {row['instance']}: {row['status']} "
+                f"{row.get('error') or ''}"))
+            updates = best_known_updates(table.frame(), read_library(args.root))
+        update_index(read_library(args.root), updates)
+        print(f"{len(updates)} best known values updated by {solvers}")
     return 0
 
 

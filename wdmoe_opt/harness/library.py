@@ -173,13 +173,13 @@ def improves(candidate: Mapping, current: Mapping | None, rtol: float = 1e-9) ->
     if new > old + rtol * abs(old):
         return False
     newly_optimal = candidate["status"] == "optimal" and current.get("status") != "optimal"
-    return newly_optimal or _tighter(candidate.get("bound"), current.get("bound"), sign)
+    return newly_optimal or _tighter(candidate.get("bound"), current.get("bound"), sign, rtol)
 
 
-def _tighter(new_bound, old_bound, sign: float) -> bool:
+def _tighter(new_bound, old_bound, sign: float, rtol: float) -> bool:
     if new_bound is None:
         return False
-    return old_bound is None or sign * new_bound > sign * old_bound
+    return old_bound is None or sign * new_bound > sign * old_bound + rtol * abs(old_bound)
 
 
 def with_best_known(library: Library, updates: Mapping[tuple[str, str], Mapping]) -> Library:
