@@ -93,7 +93,8 @@ def test_brute_force_refuses_big_instances():
 @pytest.mark.parametrize("seed", [0, 5])
 def test_all_support_optimum_is_degenerate(seed):
     """SPEC §2: the literal P2 keeps one token on all devices but one, which takes the rest."""
-    inst = generate("wdmoe-sim", seed=seed, layers=2, tokens=4, experts=4, devices=4)
+    inst = generate("wdmoe-sim", seed=seed, layers=2, tokens=4, experts=4, devices=4,
+                    layer_correlation=0.5, sharpness=1.5)
     lit = solve(SelectionProblem(inst, support="all"), "brute-force")
     top = solve(SelectionProblem(inst, support="topk"), "brute-force")
     assert lit.wlr_total >= top.wlr_total

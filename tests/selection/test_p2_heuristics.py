@@ -105,7 +105,7 @@ def test_alg1_beyond_top2_under_all_support():
 
 
 def test_alg1_drops_more_as_theta0_grows():
-    inst = generate("wdmoe-sim", seed=2, layers=4, tokens=64)
+    inst = generate("wdmoe-sim", seed=2, layers=4, tokens=64, layer_correlation=0.5, sharpness=1.5)
     problem = SelectionProblem(inst)
     kept = [solve(problem, "alg1", theta0=t).expert_invocations for t in (0.1, 0.5, 0.9)]
     assert kept[0] > kept[1] > kept[2] >= inst.n_layers * inst.n_tokens

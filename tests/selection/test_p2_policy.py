@@ -13,7 +13,7 @@ from wdmoe_opt.selection import Alg2Policy
 
 @pytest.fixture
 def inst():
-    return generate("wdmoe-sim", seed=3, layers=2, tokens=64)
+    return generate("wdmoe-sim", seed=3, layers=2, tokens=64, layer_correlation=0.5, sharpness=1.5)
 
 
 def test_cold_start_uses_the_model(inst):
