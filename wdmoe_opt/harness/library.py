@@ -82,9 +82,16 @@ def generate_entry(generator: Mapping, name: str) -> Instance:
                     **dict(generator.get("params", {})))
 
 
+def pinned(instance: Instance, generator: Mapping) -> dict:
+    """``generator`` with every scenario parameter the instance was made with, so a later
+    change of a preset's defaults cannot change what the entry regenerates."""
+    scenario = dict(instance.provenance.get("scenario") or generator.get("params", {}))
+    return {"preset": generator["preset"], "seed": generator["seed"], "params": scenario}
+
+
 def make_entry(root: Path, name: str, tier: str, generator: Mapping, store: bool) -> Entry:
     """Generate an instance; store it under ``root/<tier>/`` if ``store`` (JSON for the
-    tiny and small tiers, ``.npz`` otherwise); return its index entry."""
+    tiny and small tiers, ``.npz`` otherwise); return its index entry (generator pinned)."""
     inst = generate_entry(generator, name)
     file = None
     if store:
@@ -92,7 +99,7 @@ def make_entry(root: Path, name: str, tier: str, generator: Mapping, store: bool
         file = f"{tier}/{name}{suffix}"
         write_instance(inst, root / file)
     return Entry(name=name, tier=tier, hash=inst.content_hash, sizes=sizes_of(inst),
-                 generator=dict(generator), file=file)
+                 generator=pinned(inst, generator), file=file)
 
 
 def materialize(library: Library, entry: Entry) -> Path:
@@ -199,8 +206,10 @@ def with_best_known(library: Library, updates: Mapping[tuple[str, str], Mapping]
 def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
     """(Re)build an index from ``specs`` (``name``, ``tier``, ``generator``, ``store``).
 
-    Best known values of an existing index are kept for every instance whose content
-    hash is unchanged; stored files are rewritten, regenerated ones are only hashed.
+    An instance already in the index is kept, with its best known values, while it is
+    still what the index says: its stored file, or what its (pinned) generator
+    regenerates, has the recorded hash. Otherwise it is made anew from its spec and
+    its best known values are dropped.
     """
     root = Path(root)
     old = {}
@@ -211,11 +220,19 @@ def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
         if spec["tier"] not in TIERS:
             raise InputError(f"instance {spec['name']}: tier",
                              "must be one of " + ", ".join(TIERS), spec["tier"])
-        entry = make_entry(root, spec["name"], spec["tier"], spec["generator"], spec["store"])
-        prev = old.get(entry.name)
-        if prev is not None and prev.hash == entry.hash:
-            entry = replace(entry, best_known=prev.best_known)
-        entries.append(entry)
+        prev = old.get(spec["name"])
+        if prev is not None and _still_valid(root, prev):
+            entries.append(prev)
+        else:
+            entries.append(make_entry(root, spec["name"], spec["tier"], spec["generator"],
+                                      spec["store"]))
     library = Library(root, tuple(entries), root / "index.json")
     write_library(library)
     return library
+
+
+def _still_valid(root: Path, entry: Entry) -> bool:
+    if entry.file is not None:
+        path = root / entry.file
+        return path.exists() and read_instance(path).content_hash == entry.hash
+    return generate_entry(entry.generator, entry.name).content_hash == entry.hash
