@@ -122,7 +122,7 @@ class _Step:
 
 
 class _NewtonSystem:
-    """The primal-dual Newton system at one iterate, factorized once.
+    """The primal-dual Newton system at one iterate.
 
     Constraints ``t(b) - s + slack = 0`` with ``slack, lam > 0``. With
     ``d = lam / slack``, the ``b``-block is ``diag(sum_i lam t'' + d t'^2)``, the
@@ -134,8 +134,6 @@ class _NewtonSystem:
     """
 
     def __init__(self, lam, slack, t1, t2, residual):
-        from scipy.linalg import lu_factor
-
         self.lam, self.t1, self.residual = lam, t1, residual
         self.d = d = lam / slack
         self.hb = (lam * t2 + d * t1 * t1).sum(axis=0)   # [U'] diagonal b-block
@@ -157,24 +155,20 @@ class _NewtonSystem:
         kkt[:n, :n] = reduced
         kkt[:n, n] = kkt[n, :n] = border
         kkt[n, n] = corner
-        self.factor = lu_factor(kkt, check_finite=False)
+        self.kkt = kkt  # at most min(U', I) + 1 square: two dense solves are cheap
 
     def direction(self, w: np.ndarray) -> _Step:
-        from scipy.linalg import lu_solve
-
         w = w + self.d * self.residual
         rb = -(w * self.t1).sum(axis=0)
         rs = w.sum(axis=1) - 1.0
         c = self.coupling
         if self.onto_b:
-            sol = lu_solve(self.factor, np.append(rb - c @ (rs / self.hs), 0.0),
-                           check_finite=False)
+            sol = np.linalg.solve(self.kkt, np.append(rb - c @ (rs / self.hs), 0.0))
             db, nu = sol[:-1], float(sol[-1])
             ds = (rs - c.T @ db) / self.hs
         else:
             rb_scaled = rb / self.hb
-            sol = lu_solve(self.factor, np.append(rs - c.T @ rb_scaled, -rb_scaled.sum()),
-                           check_finite=False)
+            sol = np.linalg.solve(self.kkt, np.append(rs - c.T @ rb_scaled, -rb_scaled.sum()))
             ds, nu = sol[:-1], float(sol[-1])
             db = rb_scaled - (c @ ds + nu) / self.hb
         linear = ds[:, None] - self.t1 * db              # -(t' db - ds)
@@ -183,12 +177,11 @@ class _NewtonSystem:
 
 def _max_step(b, lam, slack, step: _Step) -> float:
     """Largest ``alpha <= 1`` keeping ``b``, ``lam`` and ``slack`` non-negative."""
-    ratios = [1.0]
-    for x, dx in ((b, step.db), (lam, step.dlam), (slack, step.dslack)):
-        neg = dx < 0
-        if neg.any():
-            ratios.append(float((-x[neg] / dx[neg]).min()))
-    return min(ratios)
+    alpha = 1.0
+    with np.errstate(divide="ignore"):
+        for x, dx in ((b, step.db), (lam, step.dlam), (slack, step.dslack)):
+            alpha = min(alpha, float(np.where(dx < 0, x / -dx, np.inf).min()))
+    return alpha
 
 
 @register("p3", "exact", options=ExactOptions, exact=True)
