@@ -1,3 +1,3 @@
 """P1 joint (bilevel) methods (eqs. 13-15). Importing registers them."""
 
-from . import alternating, exact, sequential  # noqa: F401
+from . import alternating, exact, sequential, weight_floor  # noqa: F401
