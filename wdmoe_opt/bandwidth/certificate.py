@@ -10,7 +10,8 @@ and a bandwidth price ``nu >= 0``, the Lagrangian dual function is
 and ``g <= `` the P3 optimum whatever the multipliers. Each inner problem is a
 1-D convex minimization; it is solved by safeguarded Newton on a bracket of the
 minimizer, and its value is bounded from below by the tangent at the final point
-over the bracket, so round-off in the 1-D solve cannot overstate the bound.
+over the bracket, so an inexact 1-D solve cannot overstate the bound; a relative
+``1e-13`` is taken off for the round-off of the double-precision sums.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 
 from .structure import P3Data
 
+#: Relative allowance for floating-point round-off in evaluating ``g`` (sums of
+#: ``I x U'`` terms in double precision), taken off the bound so it stays valid.
+ROUNDOFF_MARGIN = 1e-13
 _MAX_BRACKET_STEPS = 2100
 _MAX_NEWTON_STEPS = 50
 _MAX_BISECTION_STEPS = 2100
@@ -81,7 +85,8 @@ def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
     val, d1, _ = slope(x)
     tangent = np.minimum(d1 * (lo - x), d1 * (hi - x))  # <= 0: covers the bracket
     inner = np.where(comm, val + nu * x + tangent, 0.0) + const  # no comm: min at b = 0
-    return float(inner.sum() - nu), np.where(comm, x, 0.0)
+    bound = float(inner.sum() - nu)
+    return bound - ROUNDOFF_MARGIN * abs(bound), np.where(comm, x, 0.0)
 
 
 def _newton(slope, x):
