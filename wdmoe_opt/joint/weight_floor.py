@@ -115,7 +115,8 @@ def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
     comm = np.broadcast_to(times.comm, sel.u.shape)
     layers = np.arange(inst.n_layers)
     while True:
-        t = sel.u * comm + sel.p * times.comp
+        with np.errstate(invalid="ignore"):
+            t = np.where(sel.u > 0, sel.u * comm, 0.0) + sel.p * times.comp
         slow = t.argmax(axis=1)                                           # [I]
         ii, jj = np.nonzero(sel.droppable())
         _, w, dev = sel.lowest(ii, jj)

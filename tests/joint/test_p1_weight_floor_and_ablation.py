@@ -1,0 +1,83 @@
+"""The retained-weight floor methods and the Table II ablation command."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import small_instance
+from tests.joint.test_p1_bilevel import tiny
+from wdmoe_opt import BandwidthProblem, JointProblem, Selection, solve
+from wdmoe_opt.check import check_solution
+from wdmoe_opt.cli import main
+from wdmoe_opt.io import solution_to_dict
+from wdmoe_opt.joint.ablation import ablation_rows, summarize
+from wdmoe_opt.joint.enumerate import all_candidates
+from wdmoe_opt.model import latency as lat
+
+
+def brute_force_floor(instance, rho):
+    """Referee: every selection profile meeting the floor, each with exact P3."""
+    cands = all_candidates(instance, "topk")
+    best = np.inf
+    for combo in itertools.product(*[c.masks for c in cands]):
+        sel = Selection(np.stack(combo))
+        if lat.retained_weight(instance, sel) >= rho - 1e-12:
+            best = min(best, solve(BandwidthProblem(instance, sel), "exact").objective_s)
+    return best
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0, 1, 3]), st.sampled_from([1.0, 0.9, 0.75]))
+def test_p1_weight_floor_exact_matches_brute_force(seed, shape, rho):
+    instance = tiny(seed, shape)
+    exact = solve(JointProblem(instance), "weight-floor-exact", min_retained_weight=rho)
+    heur = solve(JointProblem(instance), "weight-floor", min_retained_weight=rho)
+    for sol in (exact, heur):
+        assert check_solution(instance, solution_to_dict(sol)) == []
+        assert sol.extra["min_retained_weight"] == rho
+        assert sol.retained_weight >= rho - 1e-9
+    assert str(exact.status) == "optimal"
+    assert exact.objective_s == pytest.approx(brute_force_floor(instance, rho), rel=1e-6)
+    assert exact.objective_s <= heur.objective_s * (1 + 1e-9)
+
+
+def test_p1_weight_floor_traces_a_monotone_curve():
+    instance = small_instance(1, layers=3, tokens=24)
+    values = [solve(JointProblem(instance), "weight-floor", min_retained_weight=r)
+              for r in (1.0, 0.95, 0.9)]
+    assert all(v.retained_weight >= r - 1e-9 for v, r in zip(values, (1.0, 0.95, 0.9), strict=True))
+    assert values[0].objective_s >= values[-1].objective_s
+    top = solve(JointProblem(instance), "sequential", selection="topk")
+    assert values[0].objective_s == pytest.approx(top.objective_s, rel=1e-9)
+
+
+def test_p1_ablation_ratios_and_command(tmp_path):
+    rows = ablation_rows(seeds=range(2), tokens=32, layers=4)
+    summary = summarize(rows).set_index("variant")
+    assert list(summary.index) == ["mixtral", "no-bandwidth", "no-selection", "wdmoe"]
+    assert summary.loc["mixtral", "ratio_mean"] == 1.0
+    # P3 never loses to the uniform split on the same selection
+    assert summary.loc["no-selection", "ratio_max"] <= 1.0 + 1e-9
+    by = {(r["seed"], r["variant"]): r["latency_ms"] for r in rows}
+    assert all(by[s, "wdmoe"] <= by[s, "no-bandwidth"] * (1 + 1e-9) for s in range(2))
+    out = tmp_path / "t2.md"
+    assert main(["ablation", "--seeds", "1", "--tokens", "16", "--set", "layers=2",
+                 "-o", str(out)]) == 0
+    assert "wdmoe-opt ablation" in out.read_text() and out.with_suffix(".csv").exists()
+
+
+def test_p1_cli_solves_alternating_and_exact(tmp_path):
+    inst_file = tmp_path / "i.json"
+    assert main(["generate", "wdmoe-sim", "-o", str(inst_file), "--layers", "2", "--tokens",
+                 "3", "--experts", "3"]) == 0
+    for joint in ("alternating", "exact"):
+        assert main(["solve", str(inst_file), "--joint", joint, "--selection", "alg1",
+                     "--bandwidth", "exact", "--lower-level", "coupled",
+                     "-o", str(tmp_path / f"{joint}.json")]) == 0
+        assert main(["check", str(inst_file), str(tmp_path / f"{joint}.json")]) == 0
+
