@@ -54,6 +54,12 @@ def finish(problem: BandwidthProblem, data: P3Data, b: np.ndarray, *, method: st
     return sol.with_run_info(status=status)
 
 
+def prepare(problem: BandwidthProblem, method: str) -> tuple[P3Data, Solution | None]:
+    """The normalized data, and the solution already when the case is trivial."""
+    data = P3Data.from_problem(problem)
+    return data, trivial(problem, data, method)
+
+
 def trivial(problem: BandwidthProblem, data: P3Data, method: str) -> Solution | None:
     """The optimum when at most one device is loaded, else ``None``.
 

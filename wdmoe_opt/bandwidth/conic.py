@@ -27,7 +27,7 @@ from ..problems import BandwidthProblem
 from ..registry import register
 from ..solution import Solution, Status
 from .certificate import dual_bound
-from .common import finish, trivial
+from .common import finish, prepare
 from .structure import P3Data
 
 #: Exponential-cone solvers cvxpy may call, and how each names its limits.
@@ -109,8 +109,7 @@ def solve_cvxpy(problem: BandwidthProblem, options: CvxpyOptions) -> Solution:
     """DCP model (exponential cones via ``rel_entr``), Clarabel by default, DPP re-solves."""
     import cvxpy as cp
 
-    data = P3Data.from_problem(problem)
-    done = trivial(problem, data, "p3/cvxpy")
+    data, done = prepare(problem, "p3/cvxpy")
     if done is not None:
         return done
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from ..problems import BandwidthProblem
 from ..registry import register
 from ..solution import Solution, Status
 from .certificate import dual_bound
-from .common import P3Options, finish, trivial
+from .common import P3Options, finish, prepare
 from .structure import P3Data
 
 _TO_BOUNDARY = 0.995
@@ -187,8 +187,7 @@ def _max_step(b, lam, slack, step: _Step) -> float:
 @register("p3", "exact", options=ExactOptions, exact=True)
 def solve_exact(problem: BandwidthProblem, options: ExactOptions) -> Solution:
     """Certified optimum: structured interior point plus a Lagrangian-dual lower bound."""
-    data = P3Data.from_problem(problem)
-    done = trivial(problem, data, "p3/exact")
+    data, done = prepare(problem, "p3/exact")
     if done is not None:
         return done
     start = time.perf_counter()

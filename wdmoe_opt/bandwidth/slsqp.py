@@ -25,7 +25,7 @@ from ..problems import BandwidthProblem
 from ..registry import register
 from ..solution import Solution, Status
 from .certificate import dual_bound
-from .common import P3Options, finish, trivial
+from .common import P3Options, finish, prepare
 from .structure import P3Data
 
 #: Smallest normalized share SLSQP may give a loaded device (its times blow up at 0).
@@ -46,8 +46,7 @@ def solve_slsqp(problem: BandwidthProblem, options: SlsqpOptions) -> Solution:
     """SciPy SLSQP on the epigraph form (the paper's solver), feasible start."""
     from scipy.optimize import minimize
 
-    data = P3Data.from_problem(problem)
-    done = trivial(problem, data, "p3/slsqp")
+    data, done = prepare(problem, "p3/slsqp")
     if done is not None:
         return done
     n, layers = data.n_loaded, data.n_layers
