@@ -8,7 +8,9 @@ Rules, by problem:
 * P2: total WLR <= the brute-force optimum; exact methods reach it and their
   upper bound covers it;
 * P1 (lower level ``uniform``): objective >= the P3 optimum of its own selection;
-  exact methods equal "exact P2 at the uniform split, ties for the leader, then P3".
+  exact bilevel methods equal "exact P2 at the uniform split, ties for the leader,
+  then P3"; methods of the single-level variant with a retained-weight floor
+  keep the floor, and exact ones beat Top-K (always feasible) and the heuristic.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from wdmoe_opt import BandwidthProblem, JointProblem, Selection, SelectionProble
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.model import latency as lat
-from wdmoe_opt.registry import methods
+from wdmoe_opt.registry import get_method, methods
 
 CASES = {
     "identity": dict(layers=2, tokens=4, experts=3, devices=3),
@@ -138,6 +140,13 @@ def test_every_method_meets_the_known_optimum_rules(method, case):
         if method.exact:
             assert sol.wlr_total >= ref * (1 - 1e-7)
             assert sol.wlr_upper_bound is not None and sol.wlr_upper_bound >= ref * (1 - 1e-9)
+    elif "min_retained_weight" in sol.extra:
+        assert sol.objective_s >= p3_reference(instance, sol.selection) * (1 - 1e-7)
+        assert sol.retained_weight >= sol.extra["min_retained_weight"] - 1e-12
+        if method.exact:
+            topk = p3_reference(instance, Selection.topk(instance))
+            heuristic = get_method("p1/weight-floor")(JointProblem(instance))
+            assert sol.objective_s <= min(topk, heuristic.objective_s) * (1 + 1e-7)
     else:
         assert sol.objective_s >= p3_reference(instance, sol.selection) * (1 - 1e-7)
         if method.exact:
