@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
+
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    # tiny models gain nothing from intra-op threads, which only contend with the
+    # other pytest-xdist worker on a 2-core machine
+    torch.set_num_threads(1)
 
 FAMILIES = ("tiny-mixtral", "tiny-qwen2-moe", "tiny-olmoe")
 
