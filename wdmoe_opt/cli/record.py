@@ -14,7 +14,7 @@ from ..generate import PRESETS, load_channel_csv
 from ..io import write_instance
 
 #: What ``record`` needs, with the install line (the CPU wheel, never a bare ``torch``).
-INSTALL_HINT = "pip install torch==2.13.0 'transformers>=5'  (or: pip install 'wdmoe-opt[torch]')"
+INSTALL_HINT = "pip install torch==2.13.0 'transformers>=5'  (the CPU wheel; never a bare torch)"
 
 
 def require_torch() -> None:
