@@ -72,7 +72,7 @@ def _undominated(u, p, w) -> np.ndarray:
     return np.intersect1d(np.flatnonzero(~dominated), first)
 
 
-@register("p1", "weight-floor-exact", options=WeightFloorOptions)
+@register("p1", "weight-floor-exact", options=WeightFloorOptions, exact=True)
 def solve_weight_floor_exact(problem: JointProblem, options: WeightFloorOptions) -> Solution:
     """Min latency with retained weight >= a floor, exactly, by enumeration + exact P3 (tiny)."""
     inst = problem.instance
