@@ -100,13 +100,16 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
     curve = df[df.instance.isin([label for label, p in INSTANCES
                                  if not p.get("fast_fading") and "shared" not in label])]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, group in curve.groupby("method"):
-        ax.plot(group.devices, group.solve_time_s, marker="o", label=method)
-    ax.set(xscale="log", yscale="log", xlabel="devices U (32 layers, identity placement)",
-           ylabel="solve time [s] (registry, end to end)", title="P3 solve time vs instance size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, col, what in zip(axes, ("solve_time_s", "algorithm_time_s"),
+                             ("solve time (registry, end to end)", "algorithm time"),
+                             strict=True):
+        for method, group in curve.dropna(subset=[col]).groupby("method"):
+            ax.plot(group.devices, group[col], marker="o", label=method)
+        ax.set(xscale="log", yscale="log", xlabel="devices U (32 layers, identity placement)",
+               ylabel=f"{what} [s]", title=f"P3 {what}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -132,7 +135,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="paper-scale instances only")
+    parser.add_argument("--replot", type=Path, help="redraw the figure from a results CSV")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(pd.read_csv(args.replot), args.out / "p3_solve_time.png")
+        return
     instances = INSTANCES[:2] if args.quick else INSTANCES
     df = run(args.seed, args.repeats, instances)
     args.out.mkdir(parents=True, exist_ok=True)
