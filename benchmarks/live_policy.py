@@ -7,6 +7,7 @@ distribution and the top-1 agreement against the unmodified model, beside the
 latency the WDMoE model predicts (uniform split, and the optimal P3 split).
 
     .venv/bin/python benchmarks/live_policy.py            # ~1 min on 2 cores
+    .venv/bin/python benchmarks/live_policy.py --models ~/models/OLMoE-1B-7B-0924 --out out/
 
 Writes ``docs/figures/torch_live_policy.{csv,md,png}``. Needs the torch extra.
 """
@@ -27,10 +28,10 @@ from wdmoe_opt.torch import (  # noqa: E402
     TINY_MODELS,
     evaluate_policies,
     fixed_policy,
+    load_model,
     method_policy,
     record_gating,
     recorded_instance,
-    tiny_model,
     token_ids,
     topk_policy,
 )
@@ -51,8 +52,8 @@ def policies(instance):
 
 
 def measure(model_name: str, seed: int, tokens: int) -> pd.DataFrame:
-    """One row per policy for one model and seed."""
-    loaded = tiny_model(model_name, seed)
+    """One row per policy for one model (tiny name or checkpoint path) and seed."""
+    loaded = load_model(model_name, seed)
     ids, _ = token_ids(loaded, tokens, seed)
     instance = recorded_instance(record_gating(loaded.model, ids),
                                  top_k=int(loaded.model.config.num_experts_per_tok),
