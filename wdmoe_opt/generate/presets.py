@@ -55,6 +55,24 @@ class Scenario:
     layer_correlation: float = 0.5
     sharpness: float = 1.5
 
+    def __post_init__(self):
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(name, "must be a positive integer", value)
+        for name in _POSITIVE_FLOATS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not (np.isfinite(value) and value > 0):
+                raise InputError(name, "must be a positive number", value)
+
+
+_POSITIVE_INTS = ("layers", "tokens", "experts", "top_k", "hidden_dim", "ffn_hidden_dim",
+                  "devices")
+_POSITIVE_FLOATS = ("precision_bits", "total_bandwidth_hz", "carrier_ghz", "bs_power_w",
+                    "device_power_w", "distance_min_m", "distance_max_m", "compute_min_flops",
+                    "compute_max_flops")
+
 
 PRESETS: dict[str, Scenario] = {
     # The paper's simulation (§V-A): 8 devices, Mixtral 8x7B, 100 MHz at 3.5 GHz.
