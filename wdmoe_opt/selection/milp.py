@@ -11,6 +11,9 @@ with an incumbent (returned, with the bound), ``error`` otherwise.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +70,25 @@ def warm_start_masks(problem: SelectionProblem) -> np.ndarray:
     return masks[best, np.arange(len(best))]
 
 
+@functools.cache
+def silence_highs_banner() -> None:
+    """HiGHS prints its banner on stdout (C level) when the process builds its first
+    ``Highs``, before any option can be set; that would corrupt ``--json`` output.
+    Build that first one with file descriptor 1 pointed at /dev/null."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def solve_by_layer(problem: SelectionProblem, options: MilpBaseOptions, route: Route,
                    method: str) -> Solution:
     """Solve every layer's MILP with ``route`` and assemble the P2 solution.
@@ -75,6 +97,7 @@ def solve_by_layer(problem: SelectionProblem, options: MilpBaseOptions, route: R
     solver's own objective (beyond round-off) demotes the layer to ``feasible``.
     """
     start_clock = time.perf_counter()
+    silence_highs_banner()
     inst = problem.instance
     times, allowed = LayerTimes(problem), problem.allowed_mask()
     starts = warm_start_masks(problem) if getattr(options, "warm_start", False) else None
