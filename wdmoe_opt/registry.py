@@ -9,6 +9,7 @@ an install hint, never a silent switch to another method.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -153,6 +154,11 @@ def package_version() -> str:
 
 def backend_versions(backends: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of numpy, scipy and the given backends (benchopt-style metadata)."""
+    return dict(_backend_versions(tuple(backends)))
+
+
+@functools.cache
+def _backend_versions(backends: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = {}
     for name in ("numpy", "scipy", *backends):
         dist = _BACKEND_DISTRIBUTIONS.get(name, name)
@@ -160,7 +166,7 @@ def backend_versions(backends: tuple[str, ...] = ()) -> dict[str, str]:
             out[name] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "missing"
-    return out
+    return tuple(out.items())
 
 
 __all__ = ["Method", "register", "methods", "get_method", "solve", "Status",

@@ -63,13 +63,15 @@ class Solution:
         """Build a solution, recomputing every number from ``(selection, bandwidth_hz)``."""
         b = np.array(bandwidth_hz, dtype=np.float64, copy=True)
         b.setflags(write=False)
-        layer = lat.layer_latency_s(instance, selection, b)
+        t = lat.device_time_s(instance, selection, b)
+        layer = t.max(axis=-1)
         layer.setflags(write=False)
         return cls(
             instance_name=instance.name, instance_hash=instance.content_hash,
             problem=problem, method=method, status=Status(status), bandwidth_hz=b,
             selection=selection, objective_s=float(layer.sum()), layer_latency_s=layer,
-            wlr_total=float(lat.wlr(instance, selection, b).sum()),
+            wlr_total=float(lat.wlr_from_times(lat.selected_weight(instance, selection),
+                                               t).sum()),
             retained_weight=lat.retained_weight(instance, selection),
             expert_invocations=lat.expert_invocations(selection),
             lower_bound_s=None if lower_bound_s is None else float(lower_bound_s),

@@ -115,3 +115,15 @@ def test_bandwidth_broadcasts_over_many_allocations(instance):
     many = lat.total_latency_s(instance, sel, bs)
     assert many.shape == (5,)
     assert np.allclose(many, [lat.total_latency_s(instance, sel, b) for b in bs])
+
+
+def test_memoized_loads_and_weights_follow_the_instance():
+    a = small_instance(1)
+    b = small_instance(2)                                   # same shape, other weights
+    c = small_instance(1, experts=4, devices=2, placement="round-robin")
+    sel = Selection.topk(a)
+    for inst in (a, b, c, a):
+        fresh = Selection(sel.mask)                          # no memo
+        assert np.array_equal(lat.device_loads(inst, sel)[0], lat.device_loads(inst, fresh)[0])
+        assert np.allclose(lat.selected_weight(inst, sel), lat.selected_weight(inst, fresh))
+    assert lat.device_loads(c, sel)[0].shape == (4, 2)

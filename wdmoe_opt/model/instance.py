@@ -269,6 +269,13 @@ class Instance:
         return _per_layer(self.system.gain_up, self.n_layers)
 
     @cached_property
+    def topk_weight_total(self) -> float:
+        """``sum`` of every token's router Top-K weights (the retained-weight denominator)."""
+        k = self.model.top_k
+        w = self.gating_weights
+        return float(np.partition(w, w.shape[-1] - k, axis=-1)[..., -k:].sum())
+
+    @cached_property
     def content_hash(self) -> str:
         """SHA-256 of the content (model, system, placement, gating); not name/provenance."""
         h = hashlib.sha256()

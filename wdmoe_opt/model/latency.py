@@ -56,19 +56,26 @@ def device_loads(instance: Instance, selection: Selection) -> tuple[np.ndarray, 
     ``p[i, k]``: selected (token, expert) pairs whose expert lives on device ``k``;
     ``u[i, k]``: distinct tokens sent to ``k`` (a token sent to two experts on one
     device crosses the link once). Under the identity placement ``u == p``.
+    Memoized on the (immutable) selection per placement.
     """
-    q = selection.mask
+    return selection.memo(("loads", instance.n_devices, instance.placement.tobytes()),
+                          lambda: _device_loads(instance, selection.mask))
+
+
+def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     I, J, E = q.shape
     U = instance.n_devices
-    pl = instance.placement
     if instance.identity_placement:
-        p = q.sum(axis=1, dtype=np.int64)
-        return p, p.copy()
+        p = np.count_nonzero(q, axis=1).astype(np.int64)
+        p.setflags(write=False)
+        return p, p
     i_idx, j_idx, e_idx = np.nonzero(q)
-    k_idx = pl[i_idx, e_idx]
+    k_idx = instance.placement[i_idx, e_idx]
     p = np.bincount(i_idx * U + k_idx, minlength=I * U).reshape(I, U)
     pair = np.unique((i_idx * J + j_idx) * U + k_idx)
     u = np.bincount((pair // (J * U)) * U + pair % U, minlength=I * U).reshape(I, U)
+    u.setflags(write=False)
+    p.setflags(write=False)
     return u, p
 
 
@@ -101,39 +108,45 @@ def total_latency_s(instance: Instance, selection: Selection, bandwidth_hz) -> n
 
 def selected_weight(instance: Instance, selection: Selection) -> np.ndarray:
     """``[I, U]``: ``sum_j sum_{e on k} q w``, the numerator of the WLR (eq. 12)."""
-    I, _, E = selection.shape
-    U = instance.n_devices
-    per_expert = (selection.mask * instance.gating_weights).sum(axis=1)  # [I, E]
+    return selection.memo(("weight", instance.content_hash),
+                          lambda: _selected_weight(instance, selection.mask))
+
+
+def _selected_weight(instance: Instance, q: np.ndarray) -> np.ndarray:
+    I, _, E = q.shape
+    per_expert = np.einsum("ije,ije->ie", q, instance.gating_weights)  # [I, E]
     if instance.identity_placement:
         return per_expert
-    out = np.zeros((I, U))
+    out = np.zeros((I, instance.n_devices))
     np.add.at(out, (np.repeat(np.arange(I), E), instance.placement.ravel()), per_expert.ravel())
     return out
 
 
 def wlr(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
     """Eq. (12): weight-to-latency ratio ``[I, U]``; 0 for a device with no load."""
-    t = device_time_s(instance, selection, bandwidth_hz)
-    num = selected_weight(instance, selection)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(t > 0, num / np.where(t > 0, t, 1.0), 0.0)
+    return wlr_from_times(selected_weight(instance, selection),
+                          device_time_s(instance, selection, bandwidth_hz))
+
+
+def wlr_from_times(weight: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Eq. (12) from the numerators ``weight`` and the device times ``t``."""
+    return np.divide(weight, t, out=np.zeros(np.broadcast_shapes(weight.shape, t.shape)),
+                     where=t > 0)
 
 
 def topk_weight(instance: Instance) -> float:
     """``sum`` of the router's Top-K weights over the batch (retained-weight denominator)."""
-    w = instance.gating_weights
-    k = instance.model.top_k
-    return float(np.sort(w, axis=-1)[..., -k:].sum())
+    return instance.topk_weight_total
 
 
 def retained_weight(instance: Instance, selection: Selection) -> float:
     """Accuracy proxy: ``sum q w / sum_{Top-K} w`` over the batch (1.0 for Top-K)."""
-    return float((selection.mask * instance.gating_weights).sum()) / topk_weight(instance)
+    return float(selected_weight(instance, selection).sum()) / topk_weight(instance)
 
 
 def expert_invocations(selection: Selection) -> int:
     """``sum q``: selected (token, expert) pairs in the batch."""
-    return int(selection.mask.sum())
+    return int(np.count_nonzero(selection.mask))
 
 
 def transmit_energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:

@@ -29,6 +29,13 @@ class Selection:
         m.setflags(write=False)
         object.__setattr__(self, "mask", m)
 
+    def memo(self, key, compute):
+        """``compute()``, cached on this immutable selection under ``key`` (loads, weights)."""
+        cache = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.mask.shape  # type: ignore[return-value]
