@@ -114,13 +114,20 @@ class RankedSelection:
         self.n_kept = np.full((n_layers, n_tokens), k, dtype=np.int64)
         U = inst.n_devices
         layer = np.broadcast_to(ii, self.dev.shape)
-        first = np.ones(self.dev.shape, dtype=bool)        # first kept expert on its device
-        for r in range(1, k):
-            first[..., r] = ~(self.dev[..., :r] == self.dev[..., r, None]).any(axis=-1)
         flat = (layer * U + self.dev).ravel()
         self.p = _cell_sum(flat, None, (n_layers, U)).astype(np.int64)
-        self.u = _cell_sum(flat[first.ravel()], None, (n_layers, U)).astype(np.int64)
+        self._shared = not inst.identity_placement
+        if self._shared:                                   # u counts distinct devices
+            first = np.ones(self.dev.shape, dtype=bool)    # first kept expert on its device
+            for r in range(1, k):
+                first[..., r] = ~(self.dev[..., :r] == self.dev[..., r, None]).any(axis=-1)
+            self._u = _cell_sum(flat[first.ravel()], None, (n_layers, U)).astype(np.int64)
         self.num = _cell_sum(flat, self.w.ravel(), (n_layers, U))
+
+    @property
+    def u(self) -> np.ndarray:
+        """``[I, U]`` distinct tokens per device (``p`` under the identity placement)."""
+        return self._u if self._shared else self.p
 
     def droppable(self) -> np.ndarray:
         """``[I, J]``: tokens that still keep >= 2 experts (eq. 16 keeps >= 1)."""
@@ -137,12 +144,13 @@ class RankedSelection:
         i, j = np.nonzero(hit & self.droppable())
         ed, wd, kd = self.lowest(i, j)
         self.n_kept[i, j] -= 1
-        kept = np.arange(self.dev.shape[2]) < self.n_kept[i, j, None]
-        still = (kept & (self.dev[i, j] == kd[:, None])).any(axis=1)
         shape = self.p.shape
         cell = i * shape[1] + kd
         self.p -= _cell_sum(cell, None, shape).astype(np.int64)
-        self.u -= _cell_sum(cell[~still], None, shape).astype(np.int64)
+        if self._shared:      # u drops unless another kept expert sits on the same device
+            kept = np.arange(self.dev.shape[2]) < self.n_kept[i, j, None]
+            still = (kept & (self.dev[i, j] == kd[:, None])).any(axis=1)
+            self._u -= _cell_sum(cell[~still], None, shape).astype(np.int64)
         self.num -= _cell_sum(cell, wd, shape)
         return i, j, ed, wd
 
