@@ -43,7 +43,8 @@ def best_layer(times: LayerTimes, allowed: np.ndarray, i: int,
     choices = [subsets(a) for a in allowed[i]]
     sizes = np.array([len(c) for c in choices])
     refuse_large("instance", float(np.prod(sizes.astype(float))), options.max_combinations,
-                 "p2/brute-force (combinations in one layer)")
+                 f"p2/brute-force: feasible selections of layer {i} vs max_combinations; "
+                 "use p2/milp")
     total = int(np.prod(sizes))
     radix = np.cumprod(np.r_[1, sizes[:-1]])
     best_val, best_mask = -np.inf, None

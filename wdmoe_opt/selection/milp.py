@@ -103,10 +103,10 @@ def solve_by_layer(problem: SelectionProblem, options: MilpBaseOptions, route: R
     starts = warm_start_masks(problem) if getattr(options, "warm_start", False) else None
     mask = np.zeros(allowed.shape, dtype=bool)
     bound, statuses, layer_gaps = 0.0, [], []
-    I = inst.n_layers  # noqa: E741 (the paper's layer count)
-    for i in range(I):
+    n_layers = inst.n_layers
+    for i in range(n_layers):
         left = options.time_limit - (time.perf_counter() - start_clock)
-        budget = max(left / (I - i), 1e-3)
+        budget = max(left / (n_layers - i), 1e-3)
         lm = layer_milp(times, allowed, i)
         res = route(lm, None if starts is None else lm.start(starts[i]), budget, options)
         if res.q is None:
