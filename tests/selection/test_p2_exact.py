@@ -101,3 +101,13 @@ def test_all_support_optimum_is_degenerate(seed):
     crowded = (lit.selection.mask.sum(axis=1) > 1).sum(axis=1)     # [I] devices with > 1 token
     assert (crowded <= 1).all()
     assert lit.retained_weight < 0.7
+
+
+def test_cli_name_is_the_highspy_route():
+    from wdmoe_opt.registry import get_method
+
+    milp = get_method("milp", "p2")
+    assert milp.backends == ("highspy",) and milp.exact
+    assert milp.options_cls is get_method("milp-highspy", "p2").options_cls
+    with pytest.raises(InputError, match="'time_limit' option of p2/milp must be a positive"):
+        milp.make_options({"time_limit": -1})
