@@ -55,54 +55,37 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
                    time_limit: float = 60.0) -> IPMResult:
     """Solve normalized P3 to a certified relative gap ``tol`` (module docstring)."""
     deadline = time.perf_counter() + time_limit
-    b = data.uniform_point()
-    t = data.times(b)
-    s = t.max(axis=1) + 0.1
-    slack = s[:, None] - t
-    lam = (1 / slack) / (1 / slack).sum(axis=1, keepdims=True)
-    nu = 0.0
-    m = lam.size
+    ipm = _Iterate(data)
     best = None
     status = Status.FEASIBLE
     certified = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
-        t, t1, t2 = data.time_derivatives(b)
-        residual = t - s[:, None] + slack            # primal residual of t - s + slack = 0
-        gap = float((lam * slack).sum())
-        certified = gap <= 0.1 * tol * s.sum()
+        gap = ipm.linearize()
+        certified = gap <= 0.1 * tol * ipm.s.sum()
         if certified:
-            best = _certify(data, b, lam, nu, best)
+            best = _certify(data, ipm, best)
             if best[1] - best[0] <= 0.5 * tol * best[1]:
                 status = Status.OPTIMAL
                 break
         if time.perf_counter() > deadline:
             status = Status.TIME_LIMIT
             break
-        newton = _NewtonSystem(lam, slack, t1, t2, residual)
-        aff = newton.direction(np.zeros_like(lam))
-        alpha = _max_step(b, lam, slack, aff)
-        gap_aff = float(((lam + alpha * aff.dlam) * (slack + alpha * aff.dslack)).sum())
-        mu = (gap_aff / gap) ** 3 * gap / m
-        step = newton.direction((mu - aff.dlam * aff.dslack) / slack)
-        alpha = _TO_BOUNDARY * _max_step(b, lam, slack, step)
-        b = b + alpha * step.db
-        s = s + alpha * step.ds
-        slack = slack + alpha * step.dslack
-        lam = lam + alpha * step.dlam
-        nu = nu + alpha * (step.nu - nu)
+        ipm.step(gap)
     if not certified:
-        best = _certify(data, b, lam, nu, best)
+        ipm.linearize()
+        best = _certify(data, ipm, best)
     if status is Status.FEASIBLE and best[1] - best[0] <= 0.5 * tol * best[1]:
         status = Status.OPTIMAL
     bound, objective, b_best, lam_best, nu_best = best
     return IPMResult(b_best, lam_best, nu_best, bound, objective, iterations, status)
 
 
-def _certify(data, b, lam, nu, best):
+def _certify(data, ipm: _Iterate, best):
     """``(bound, objective, b, lam, nu)``: the best bound and best point so far."""
+    b, lam, nu = ipm.b.copy(), ipm.lam.copy(), ipm.nu
     bound, _ = dual_bound(data, lam, nu, start=b)
-    objective = float(data.objective(b))
+    objective = float(ipm.t.max(axis=1).sum())
     if best is None:
         return bound, objective, b, lam, nu
     if bound < best[0]:
@@ -112,76 +95,137 @@ def _certify(data, b, lam, nu, best):
     return bound, objective, b, lam, nu
 
 
-@dataclass
-class _Step:
-    db: np.ndarray
-    ds: np.ndarray
-    nu: float
-    dlam: np.ndarray
-    dslack: np.ndarray
-
-
-class _NewtonSystem:
-    """The primal-dual Newton system at one iterate.
+class _Iterate:
+    """The primal-dual iterate and its Newton system (Mehrotra predictor-corrector).
 
     Constraints ``t(b) - s + slack = 0`` with ``slack, lam > 0``. With
-    ``d = lam / slack``, the ``b``-block is ``diag(sum_i lam t'' + d t'^2)``, the
-    ``s``-block ``diag(sum_k d)`` and the coupling ``-d t'``; the larger diagonal
-    block is eliminated, leaving a dense ``min(U', I) + 1`` system. Eliminating
-    the slack and the multipliers, a direction for the complementarity target
+    ``d = lam / slack``, the ``b``-block of the Newton matrix is
+    ``diag(sum_i lam t'' + d t'^2)``, the ``s``-block ``diag(sum_k d)`` and the
+    coupling ``-d t'``; the larger diagonal block is eliminated, leaving a dense
+    ``min(U', I) + 1`` system (bordered by the budget row), inverted once per
+    iteration and applied to the predictor and the corrector. Eliminating the slack
+    and the multipliers, a direction for the complementarity target
     ``lam * slack -> w * slack`` has right-hand side ``-(sum_i w' t', 1 - sum_k w')``
     with ``w' = w + d * residual``, and returns the new ``nu`` directly.
+
+    The state ``[s, b, lam, slack]`` is one flat vector (and so is a direction), so
+    the step to the boundary and the update are one array operation each.
     """
 
-    def __init__(self, lam, slack, t1, t2, residual):
-        self.lam, self.t1, self.residual = lam, t1, residual
+    def __init__(self, data: P3Data):
+        self.data = data
+        n_layers, n = data.kappa.shape
+        self.n_layers, self.n, m = n_layers, n, n_layers * n
+        self.onto_b = n <= n_layers
+        self.ones_i, self.ones_n = np.ones(n_layers), np.ones(n)
+        self.z = np.empty(n_layers + n + 2 * m)
+        self.dz = np.empty_like(self.z)
+        self.s, self.b, self.lam, self.slack = self._split(self.z)
+        self.positive = self.z[n_layers:]         # b, lam and slack stay > 0
+        # Start: uniform split, every layer 0.1 above its bottleneck, multipliers
+        # centred per layer (lam * slack constant) and summing to 1.
+        self.b[:] = data.uniform_point()
+        t = data.times(self.b)
+        self.s[:] = t.max(axis=1) + 0.1
+        np.subtract(self.s[:, None], t, out=self.slack)
+        inv = 1.0 / self.slack
+        np.divide(inv, inv.sum(axis=1, keepdims=True), out=self.lam)
+        self.nu = 0.0
+        k = min(n, n_layers)
+        self.kkt = np.zeros((k + 1, k + 1))
+        if self.onto_b:
+            self.kkt[:k, k] = self.kkt[k, :k] = 1.0
+        self.rhs = np.zeros(k + 1)
+        self.diagonal = self.kkt.reshape(-1)[:-1:k + 2][:k]
+
+    def _split(self, v):
+        """Views ``s [I], b [U'], lam [I, U'], slack [I, U']`` of a flat state ``v``."""
+        i, n = self.n_layers, self.n
+        m = i * n
+        return (v[:i], v[i:i + n], v[i + n:i + n + m].reshape(i, n),
+                v[i + n + m:].reshape(i, n))
+
+    def linearize(self) -> float:
+        """Derivatives, residual and Newton matrix at the iterate; the duality gap."""
+        data = self.data
+        curve = data.kappa * data.curve_stack(self.b)   # [3, I, U']: t - pi, -t', t''
+        self.t = t = curve[0] + data.pi
+        self.t1, t2 = t1, _ = curve[1], curve[2]        # t1 = -t' > 0
+        lam, slack = self.lam, self.slack
+        self.residual = t - self.s[:, None] + slack     # of t - s + slack = 0
         self.d = d = lam / slack
-        self.hb = (lam * t2 + d * t1 * t1).sum(axis=0)   # [U'] diagonal b-block
-        self.hs = d.sum(axis=1)                           # [I]  diagonal s-block
-        self.coupling = c = -(d * t1).T                   # [U', I]
-        # Eliminate the larger diagonal block; border the rest with the budget row.
-        self.onto_b = c.shape[0] <= c.shape[1]
+        self.dres = d * self.residual
+        self.dt1 = dt1 = d * t1
+        lam_t2 = lam * t2
+        lam_t2 += dt1 * t1
+        self.hb = hb = self.ones_i @ lam_t2               # [U'] diagonal b-block
+        self.hs = hs = d @ self.ones_n                   # [I]  diagonal s-block
+        k = self.kkt.shape[0] - 1
         if self.onto_b:
-            reduced = np.diag(self.hb) - (c / self.hs) @ c.T
-            border = np.ones(c.shape[0])
-            corner = 0.0
+            np.matmul(dt1.T, dt1 / hs[:, None], out=self.kkt[:k, :k])
+            np.negative(self.kkt[:k, :k], out=self.kkt[:k, :k])
+            self.diagonal += hb
         else:
-            scaled = c.T / self.hb                        # [I, U']
-            reduced = np.diag(self.hs) - scaled @ c
-            border = -scaled.sum(axis=1)
-            corner = -(1.0 / self.hb).sum()
-        n = reduced.shape[0]
-        kkt = np.empty((n + 1, n + 1))
-        kkt[:n, :n] = reduced
-        kkt[:n, n] = kkt[n, :n] = border
-        kkt[n, n] = corner
-        self.kkt = kkt  # at most min(U', I) + 1 square: two dense solves are cheap
+            self.scaled = scaled = dt1 / hb              # [I, U']
+            np.matmul(scaled, dt1.T, out=self.kkt[:k, :k])
+            np.negative(self.kkt[:k, :k], out=self.kkt[:k, :k])
+            self.diagonal += hs
+            self.kkt[:k, k] = self.kkt[k, :k] = -(scaled @ self.ones_n)
+            self.kkt[k, k] = -(1.0 / hb).sum()
+        self.inverse = np.linalg.inv(self.kkt)
+        return float(self.lam.reshape(-1) @ self.slack.reshape(-1))
 
-    def direction(self, w: np.ndarray) -> _Step:
-        w = w + self.d * self.residual
-        rb = -(w * self.t1).sum(axis=0)
-        rs = w.sum(axis=1) - 1.0
-        c = self.coupling
+    def direction(self, w: np.ndarray) -> float:
+        """The direction for target ``w`` (``w' = w + d * residual``, ``[I, U']``) into
+        ``self.dz``; returns the new budget price ``nu``."""
+        k = self.kkt.shape[0] - 1
+        rb = self.ones_i @ (w * self.t1)                # -(sum_i w' t')
+        rs = w @ self.ones_n
+        rs -= 1.0
+        dt1, hs = self.dt1, self.hs
+        ds, db, dlam, dslack = self._split(self.dz)
         if self.onto_b:
-            sol = np.linalg.solve(self.kkt, np.append(rb - c @ (rs / self.hs), 0.0))
-            db, nu = sol[:-1], float(sol[-1])
-            ds = (rs - c.T @ db) / self.hs
+            np.subtract(rb, dt1.T @ (rs / hs), out=self.rhs[:k])
+            sol = self.inverse @ self.rhs
+            db[:] = sol[:k]
+            rs -= dt1 @ db
+            np.divide(rs, hs, out=ds)
         else:
-            rb_scaled = rb / self.hb
-            sol = np.linalg.solve(self.kkt, np.append(rs - c.T @ rb_scaled, -rb_scaled.sum()))
-            ds, nu = sol[:-1], float(sol[-1])
-            db = rb_scaled - (c @ ds + nu) / self.hb
-        linear = ds[:, None] - self.t1 * db              # -(t' db - ds)
-        return _Step(db, ds, nu, w - self.lam - self.d * linear, linear - self.residual)
+            rb /= self.hb
+            np.subtract(rs, dt1 @ rb, out=self.rhs[:k])
+            self.rhs[k] = -rb.sum()
+            sol = self.inverse @ self.rhs
+            ds[:] = sol[:k]
+            np.subtract(rb, (dt1.T @ ds + sol[k]) / self.hb, out=db)
+        linear = np.multiply(self.t1, db, out=dslack)
+        linear += ds[:, None]                            # -(t' db - ds)
+        np.multiply(self.d, linear, out=dlam)
+        np.subtract(w, dlam, out=dlam)
+        dlam -= self.lam
+        dslack -= self.residual
+        return float(sol[k])
 
+    def max_step(self) -> float:
+        """Largest ``alpha <= 1`` keeping ``b``, ``lam`` and ``slack`` non-negative."""
+        worst = float((self.dz[self.n_layers:] / self.positive).min())
+        return 1.0 if worst >= -1.0 else -1.0 / worst
 
-def _max_step(b, lam, slack, step: _Step) -> float:
-    """Largest ``alpha <= 1`` keeping ``b``, ``lam`` and ``slack`` non-negative."""
-    alpha = 1.0
-    with np.errstate(divide="ignore"):
-        for x, dx in ((b, step.db), (lam, step.dlam), (slack, step.dslack)):
-            alpha = min(alpha, float(np.where(dx < 0, x / -dx, np.inf).min()))
-    return alpha
+    def step(self, gap: float) -> None:
+        """One predictor-corrector step from the linearized iterate."""
+        self.direction(self.dres)                        # predictor (affine scaling)
+        alpha = self.max_step()
+        _, _, dlam, dslack = self._split(self.dz)
+        cross = dlam * dslack
+        # sum (lam + a dlam)(slack + a dslack); lam dslack + slack dlam = -lam slack
+        gap_aff = gap * (1.0 - alpha) + alpha * alpha * float(cross.sum())
+        mu = (max(gap_aff, 0.0) / gap) ** 3 * gap / self.lam.size
+        np.subtract(mu, cross, out=cross)
+        cross /= self.slack
+        cross += self.dres
+        nu = self.direction(cross)                       # corrector
+        alpha = _TO_BOUNDARY * self.max_step()
+        self.z += alpha * self.dz
+        self.nu += alpha * (nu - self.nu)
 
 
 @register("p3", "exact", options=ExactOptions, exact=True)

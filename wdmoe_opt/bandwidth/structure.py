@@ -41,14 +41,37 @@ def inverse_rate_derivatives(b: np.ndarray, g: np.ndarray):
     ``x = g / b``; ``(1/h)' = -h' / h^2``, ``(1/h)'' = (2 h'^2 - h h'') / h^3``.
     Returns ``(f, f', f'')`` broadcast over ``b`` and ``g``.
     """
+    f, minus_f1, f2 = inverse_rate_stack(b, g)
+    return f, -minus_f1, f2
+
+
+def inverse_rate_stack(b: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``[f, -f', f'']`` of :func:`inverse_rate_derivatives`, stacked on a new first axis.
+
+    One pass with few array operations (the solvers call it on small arrays, where
+    the per-call overhead dominates): with ``y = x / (1 + x)``, ``-h h'' = ln(1 + x) y^2``,
+    so ``f'' = f (2 (h' f)^2 + f y^2 / b)`` and ``-f' = (h' f) f``.
+    """
     x = g / b
     lg = np.log1p(x)
-    h = b * lg
-    series = x * x * (0.5 - x * (2 / 3 - x * (0.75 - x * (0.8 - x * 5 / 6))))
-    h1 = np.where(x < _SERIES_X, series, lg - x / (1 + x))
-    h2 = -g * g / (b * (b + g) ** 2)
-    inv = 1.0 / h
-    return inv, -h1 * inv * inv, (2 * h1 * h1 - h * h2) * inv ** 3
+    inv = 1.0 / (b * lg)
+    y = x / (1.0 + x)
+    h1 = lg - y
+    if x.min() < _SERIES_X:  # low SNR: the difference above cancels
+        series = x * x * (0.5 - x * (2 / 3 - x * (0.75 - x * (0.8 - x * 5 / 6))))
+        h1 = np.where(x < _SERIES_X, series, h1)
+    out = np.empty((3,) + x.shape)
+    out[0] = inv
+    q = h1 * inv
+    np.multiply(q, inv, out=out[1])
+    y *= y
+    y /= b
+    y *= inv
+    q *= q
+    q *= 2.0
+    q += y
+    np.multiply(q, inv, out=out[2])
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,12 +141,23 @@ class P3Data:
         """``[I, U']``: pairs with load (``kappa > 0``)."""
         return self.kappa > 0
 
+    @cached_property
+    def _gains(self) -> np.ndarray:
+        """``[2R, U']``: ``g_down`` then ``g_up``, evaluated in one pass."""
+        return np.concatenate([self.g_down, self.g_up])
+
+    def curve_stack(self, b: np.ndarray) -> np.ndarray:
+        """``[f, -f', f'']`` of ``f = 1/h_down + 1/h_up`` at ``b`` (``[..., U']``):
+        ``[3, ..., R, U']``."""
+        r = self.g_down.shape[0]
+        both = inverse_rate_stack(b[..., None, :], self._gains)
+        return both[..., :r, :] + both[..., r:, :]
+
     def curve(self, b: np.ndarray):
         """``f = 1/h_down + 1/h_up`` and derivatives at ``b`` (``[..., U']``), each
         ``[..., R, U']``."""
-        fd, fd1, fd2 = inverse_rate_derivatives(b[..., None, :], self.g_down)
-        fu, fu1, fu2 = inverse_rate_derivatives(b[..., None, :], self.g_up)
-        return fd + fu, fd1 + fu1, fd2 + fu2
+        f, minus_f1, f2 = self.curve_stack(b)
+        return f, -minus_f1, f2
 
     def times(self, b: np.ndarray) -> np.ndarray:
         """Normalized device times ``t~[..., I, U']`` at ``b`` (``[..., U']``, ``b > 0``)."""
