@@ -68,36 +68,42 @@ def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
         limit = (weight * (1.0 / data.g_down + 1.0 / data.g_up)).sum(axis=0)
         return float((const + limit).sum()), np.full(data.n_loaded, np.inf)
 
+    # Slow fading: one curve per device, so the layer sum of the weights comes first.
+    rows = weight if data.g_down.shape[0] > 1 else weight.sum(axis=0, keepdims=True)
+
     def slope(b):
-        f, f1, f2 = data.curve(b)
-        return ((weight * f).sum(axis=-2), (weight * f1).sum(axis=-2) + nu,
-                (weight * f2).sum(axis=-2))
+        val, minus_d1, d2 = (rows * data.curve_stack(b)).sum(axis=-2)
+        return val, nu - minus_d1, d2
 
     x = data.uniform_point() if start is None else np.asarray(start, dtype=np.float64)
     x = np.where(comm & np.isfinite(x) & (x > 0), x, 1.0)
-    x = _newton(slope, x)
+    x = _newton(slope, x, comm)
     # Certify the bracket [lo, hi] of the minimizer by the signs of the slope; fall
     # back to bracketing and bisection where Newton did not land close enough.
     lo, hi = x * (1 - _BRACKET_WIDTH), x * (1 + _BRACKET_WIDTH)
-    d_lo, d_hi = slope(np.stack([lo, hi]))[1]
-    if not ((d_lo <= 0) & (d_hi >= 0) | ~comm).all():
+    vals, d1s, _ = slope(np.stack([x, lo, hi]))
+    val, d1 = vals[0], d1s[0]
+    if not ((d1s[1] <= 0) & (d1s[2] >= 0) | ~comm).all():
         lo, hi, x = _bisect(slope, x, comm)
-    val, d1, _ = slope(x)
+        val, d1, _ = slope(x)
     tangent = np.minimum(d1 * (lo - x), d1 * (hi - x))  # <= 0: covers the bracket
     inner = np.where(comm, val + nu * x + tangent, 0.0) + const  # no comm: min at b = 0
     bound = float(inner.sum() - nu)
     return bound - ROUNDOFF_MARGIN * abs(bound), np.where(comm, x, 0.0)
 
 
-def _newton(slope, x):
-    """Newton steps on ``slope = 0`` (convex objective), kept positive."""
-    for _ in range(_MAX_NEWTON_STEPS):
-        _, d1, d2 = slope(x)
-        step = d1 / d2
-        x_new = np.where(x - step > 0, x - step, 0.5 * x)
-        if np.all(np.abs(x_new - x) <= 1e-14 * x):
-            return x_new
-        x = x_new
+def _newton(slope, x, comm):
+    """Newton steps on ``slope = 0`` (convex objective), kept positive; stops after a
+    step below ``1e-11`` relative (quadratic convergence: the point is then far
+    inside the certified bracket)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(_MAX_NEWTON_STEPS):
+            _, d1, d2 = slope(x)
+            step = d1 / d2
+            x_new = np.where(x - step > 0, x - step, 0.5 * x)
+            if np.all((np.abs(x_new - x) <= 1e-11 * x) | ~comm):
+                return np.where(comm, x_new, x)
+            x = x_new
     return x
 
 

@@ -122,9 +122,9 @@ class _Iterate:
         self.dz = np.empty_like(self.z)
         self.s, self.b, self.lam, self.slack = self._split(self.z)
         self.positive = self.z[n_layers:]         # b, lam and slack stay > 0
-        # Start: uniform split, every layer 0.1 above its bottleneck, multipliers
+        # Start: P3Data.start_point, every layer 0.1 above its bottleneck, multipliers
         # centred per layer (lam * slack constant) and summing to 1.
-        self.b[:] = data.uniform_point()
+        self.b[:] = data.start_point()
         t = data.times(self.b)
         self.s[:] = t.max(axis=1) + 0.1
         np.subtract(self.s[:, None], t, out=self.slack)
