@@ -116,3 +116,41 @@ def test_kkt_conditions_hold_at_the_exact_optimum(prob):
     layer_max = t.max(axis=1, keepdims=True)
     assert (lam * (layer_max - t)).sum() <= 1e-7 * layer_max.sum()
     assert res.bound <= res.objective <= res.bound * (1 + TOL)
+
+
+@st.composite
+def wide_problems(draw):
+    """Instances from 1 MHz to 1 GHz of total bandwidth, with fast fading, shared
+    placement and idle devices (more devices than the selection loads)."""
+    prob = draw(problems())
+    inst = prob.instance
+    hz = 10.0 ** draw(st.floats(6.0, 9.0))
+    inst = inst.with_system(total_bandwidth_hz=hz)
+    if draw(st.booleans()):  # leave devices idle: keep one expert per token
+        mask = np.zeros_like(prob.selection.mask)
+        top = np.argmax(np.where(prob.selection.mask, inst.gating_weights, -np.inf), axis=-1)
+        np.put_along_axis(mask, top[..., None], True, axis=-1)
+        return BandwidthProblem(inst, Selection(mask))
+    return BandwidthProblem(inst, prob.selection)
+
+
+@settings(max_examples=30, deadline=None)
+@given(wide_problems())
+def test_start_point_is_interior_and_the_certificate_holds(prob):
+    data = P3Data.from_problem(prob)
+    b = data.start_point()
+    assert b.shape == (data.n_loaded,)
+    if data.n_loaded:
+        assert (b > 0).all() and abs(b.sum() - 1.0) <= 1e-12
+        assert np.isfinite(data.objective(b))
+    if data.n_loaded < 2:
+        return
+    res = interior_point(data, tol=TOL)
+    assert str(res.status) == "optimal"
+    assert res.bound <= res.objective <= res.bound * (1 + TOL)
+    assert (res.b > 0).all() and abs(res.b.sum() - 1.0) <= 1e-9
+    # the bound is a bound: no feasible point (uniform, start) beats it
+    for point in (data.uniform_point(), b):
+        assert res.bound <= data.objective(point)
+    sol = solve(prob, "exact")
+    assert str(sol.status) == "optimal" and sol.gap <= TOL

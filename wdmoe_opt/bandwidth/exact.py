@@ -125,7 +125,7 @@ class _Iterate:
         # Start: P3Data.start_point, every layer 0.1 above its bottleneck, multipliers
         # centred per layer (lam * slack constant) and summing to 1.
         self.b[:] = data.start_point()
-        t = data.times(self.b)
+        t = data.kappa * data.curve_stack(self.b)[0] + data.pi
         self.s[:] = t.max(axis=1) + 0.1
         np.subtract(self.s[:, None], t, out=self.slack)
         inv = 1.0 / self.slack
@@ -223,7 +223,8 @@ class _Iterate:
         cross /= self.slack
         cross += self.dres
         nu = self.direction(cross)                       # corrector
-        alpha = _TO_BOUNDARY * self.max_step()
+        # fraction to the boundary: 0.995, tending to 1 as the gap closes
+        alpha = max(_TO_BOUNDARY, 1.0 - (gap / self.s.sum()) ** 0.5) * self.max_step()
         self.z += alpha * self.dz
         self.nu += alpha * (nu - self.nu)
 
