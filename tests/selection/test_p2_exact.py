@@ -21,7 +21,7 @@ def tiny(seed, layout, tokens):
     return generate("wdmoe-sim", seed=seed, layers=2, tokens=tokens, **LAYOUTS[layout])
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), layout=st.sampled_from(sorted(LAYOUTS)),
        support=st.sampled_from(["topk", "all"]))
 def test_milp_routes_equal_brute_force(seed, layout, support):
