@@ -22,6 +22,8 @@ _RULES = {
     "bool": (lambda v: isinstance(v, bool), "must be true or false"),
     "optional_positive": (lambda v: v is None or (_is_number(v) and v > 0),
                           "must be a positive number or omitted"),
+    "optional_positive_int": (lambda v: v is None or (_is_int(v) and v > 0),
+                              "must be a positive integer or omitted"),
     "optional_seed": (lambda v: v is None or (_is_int(v) and v >= 0),
                       "must be a non-negative integer or omitted"),
 }

@@ -38,7 +38,7 @@ class Alg1Options(Options):
     theta0: float = option(0.5, "unit", "initial similarity threshold (line 1)")
     step: float = option(0.1, "positive", "threshold increment per round (line 9)")
     gain: float = option(1.01, "positive", "stop once total WLR >= gain x Top-K WLR (line 4)")
-    top_k: int | None = option(None, "optional_positive",
+    top_k: int | None = option(None, "optional_positive_int",
                                "experts kept before dropping (None: the instance's K)")
     direction: str = option("below", ("below", "above"),
                             "drop when S < theta (paper) or S > 1 - theta (mirror)")

@@ -36,7 +36,7 @@ class Alg2Options(Options):
 
     ratio: float = option(1.5, "positive", "act when t_hat_k* > ratio x quantile(t_hat)")
     quantile: float = option(0.75, "unit", "the quantile of t_hat (Q3 in the paper)")
-    top_k: int | None = option(None, "optional_positive",
+    top_k: int | None = option(None, "optional_positive_int",
                                "experts kept before dropping (None: the instance's K)")
 
 

@@ -176,8 +176,6 @@ def check_top_k(problem: SelectionProblem, top_k: int | None, owner: str) -> Non
     ``support="topk"`` (the selection must stay inside the support)."""
     if top_k is None:
         return
-    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool):
-        raise InputError(f"the 'top_k' option of {owner}", "must be a positive integer", top_k)
     inst = problem.instance
     limit = inst.model.top_k if problem.support == "topk" else inst.n_experts
     if top_k > limit:
