@@ -269,6 +269,11 @@ class Instance:
         return _per_layer(self.system.gain_up, self.n_layers)
 
     @cached_property
+    def router_topk_mask(self) -> np.ndarray:
+        """``[I, J, E]`` read-only mask of every token's router Top-K (ties to the lower id)."""
+        return _readonly(topk_mask(self.gating_weights, self.model.top_k))
+
+    @cached_property
     def topk_weight_total(self) -> float:
         """``sum`` of every token's router Top-K weights (the retained-weight denominator)."""
         k = self.model.top_k
@@ -353,3 +358,15 @@ def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
         raise InputError(f"placement[{i}][{e}]",
                          f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
     return pl
+
+
+def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
+    """``[..., E]`` boolean mask of the ``k`` largest entries of the last axis
+    (stable: ties go to the lower index)."""
+    E = weights.shape[-1]
+    if not 1 <= k <= E:
+        raise InputError("top_k", f"must be in 1..{E}", k)
+    order = np.argsort(-weights, axis=-1, kind="stable")[..., :k]
+    mask = np.zeros(weights.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=-1)
+    return mask

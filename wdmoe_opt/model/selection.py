@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .instance import Instance
+from .instance import Instance, topk_mask
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,16 +83,9 @@ class Selection:
     def topk(cls, instance: Instance, k: int | None = None) -> Selection:
         """The router's choice: each token keeps its ``k`` highest-weight experts
         (``k`` = the instance's top_k by default; ties go to the lower expert id)."""
-        return cls(topk_mask(instance.gating_weights, instance.model.top_k if k is None else k))
+        if k is None or k == instance.model.top_k:
+            return cls(instance.router_topk_mask)
+        return cls(topk_mask(instance.gating_weights, k))
 
 
-def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
-    """``[..., E]`` boolean mask of the ``k`` largest entries of the last axis
-    (stable: ties go to the lower index)."""
-    E = weights.shape[-1]
-    if not 1 <= k <= E:
-        raise InputError("top_k", f"must be in 1..{E}", k)
-    order = np.argsort(-weights, axis=-1, kind="stable")[..., :k]
-    mask = np.zeros(weights.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
-    return mask
+__all__ = ["Selection", "topk_mask"]
