@@ -102,8 +102,9 @@ class _Iterate:
     ``d = lam / slack``, the ``b``-block of the Newton matrix is
     ``diag(sum_i lam t'' + d t'^2)``, the ``s``-block ``diag(sum_k d)`` and the
     coupling ``-d t'``; the larger diagonal block is eliminated, leaving a dense
-    ``min(U', I) + 1`` system (bordered by the budget row), inverted once per
-    iteration and applied to the predictor and the corrector. Eliminating the slack
+    ``min(U', I) + 1`` system (bordered by the budget row), solved for the predictor
+    and the corrector (by LU: an explicit inverse lets ``sum b`` drift from 1 when
+    the system is ill-conditioned near the optimum). Eliminating the slack
     and the multipliers, a direction for the complementarity target
     ``lam * slack -> w * slack`` has right-hand side ``-(sum_i w' t', 1 - sum_k w')``
     with ``w' = w + d * residual``, and returns the new ``nu`` directly.
@@ -121,11 +122,16 @@ class _Iterate:
         self.z = np.empty(n_layers + n + 2 * m)
         self.dz = np.empty_like(self.z)
         self.s, self.b, self.lam, self.slack = self._split(self.z)
-        self.positive = self.z[n_layers:]         # b, lam and slack stay > 0
+        self.ds, self.db, self.dlam, self.dslack = self._split(self.dz)
+        self.s_col, self.ds_col = self.s[:, None], self.ds[:, None]
+        self.lam_flat, self.slack_flat = self.lam.reshape(-1), self.slack.reshape(-1)
+        self.positive, self.dpositive = self.z[n_layers:], self.dz[n_layers:]
+        self.curve = np.empty((3, n_layers, n))
+        self.residual = np.empty((n_layers, n))
         # Start: P3Data.start_point, every layer 0.1 above its bottleneck, multipliers
         # centred per layer (lam * slack constant) and summing to 1.
         self.b[:] = data.start_point()
-        t = data.kappa * data.curve_stack(self.b)[0] + data.pi
+        t = data.kappa * data.curve_value(self.b) + data.pi
         self.s[:] = t.max(axis=1) + 0.1
         np.subtract(self.s[:, None], t, out=self.slack)
         inv = 1.0 / self.slack
@@ -148,11 +154,12 @@ class _Iterate:
     def linearize(self) -> float:
         """Derivatives, residual and Newton matrix at the iterate; the duality gap."""
         data = self.data
-        curve = data.kappa * data.curve_stack(self.b)   # [3, I, U']: t - pi, -t', t''
-        self.t = t = curve[0] + data.pi
+        curve = np.multiply(data.kappa, data.curve_stack(self.b), out=self.curve)
+        self.t = t = curve[0] + data.pi                 # curve: t - pi, -t', t''
         self.t1, t2 = t1, _ = curve[1], curve[2]        # t1 = -t' > 0
         lam, slack = self.lam, self.slack
-        self.residual = t - self.s[:, None] + slack     # of t - s + slack = 0
+        np.subtract(t, self.s_col, out=self.residual)   # of t - s + slack = 0
+        self.residual += slack
         self.d = d = lam / slack
         self.dres = d * self.residual
         self.dt1 = dt1 = d * t1
@@ -172,8 +179,7 @@ class _Iterate:
             self.diagonal += hs
             self.kkt[:k, k] = self.kkt[k, :k] = -(scaled @ self.ones_n)
             self.kkt[k, k] = -(1.0 / hb).sum()
-        self.inverse = np.linalg.inv(self.kkt)
-        return float(self.lam.reshape(-1) @ self.slack.reshape(-1))
+        return float(self.lam_flat @ self.slack_flat)
 
     def direction(self, w: np.ndarray) -> float:
         """The direction for target ``w`` (``w' = w + d * residual``, ``[I, U']``) into
@@ -183,10 +189,10 @@ class _Iterate:
         rs = w @ self.ones_n
         rs -= 1.0
         dt1, hs = self.dt1, self.hs
-        ds, db, dlam, dslack = self._split(self.dz)
+        ds, db, dlam, dslack = self.ds, self.db, self.dlam, self.dslack
         if self.onto_b:
             np.subtract(rb, dt1.T @ (rs / hs), out=self.rhs[:k])
-            sol = self.inverse @ self.rhs
+            sol = np.linalg.solve(self.kkt, self.rhs)  # backward stable: keeps sum b = 1
             db[:] = sol[:k]
             rs -= dt1 @ db
             np.divide(rs, hs, out=ds)
@@ -194,11 +200,11 @@ class _Iterate:
             rb /= self.hb
             np.subtract(rs, dt1 @ rb, out=self.rhs[:k])
             self.rhs[k] = -rb.sum()
-            sol = self.inverse @ self.rhs
+            sol = np.linalg.solve(self.kkt, self.rhs)
             ds[:] = sol[:k]
             np.subtract(rb, (dt1.T @ ds + sol[k]) / self.hb, out=db)
         linear = np.multiply(self.t1, db, out=dslack)
-        linear += ds[:, None]                            # -(t' db - ds)
+        linear += self.ds_col                            # -(t' db - ds)
         np.multiply(self.d, linear, out=dlam)
         np.subtract(w, dlam, out=dlam)
         dlam -= self.lam
@@ -207,15 +213,14 @@ class _Iterate:
 
     def max_step(self) -> float:
         """Largest ``alpha <= 1`` keeping ``b``, ``lam`` and ``slack`` non-negative."""
-        worst = float((self.dz[self.n_layers:] / self.positive).min())
+        worst = float((self.dpositive / self.positive).min())
         return 1.0 if worst >= -1.0 else -1.0 / worst
 
     def step(self, gap: float) -> None:
         """One predictor-corrector step from the linearized iterate."""
         self.direction(self.dres)                        # predictor (affine scaling)
         alpha = self.max_step()
-        _, _, dlam, dslack = self._split(self.dz)
-        cross = dlam * dslack
+        cross = self.dlam * self.dslack
         # sum (lam + a dlam)(slack + a dslack); lam dslack + slack dlam = -lam slack
         gap_aff = gap * (1.0 - alpha) + alpha * alpha * float(cross.sum())
         mu = (max(gap_aff, 0.0) / gap) ** 3 * gap / self.lam.size
@@ -223,8 +228,7 @@ class _Iterate:
         cross /= self.slack
         cross += self.dres
         nu = self.direction(cross)                       # corrector
-        # fraction to the boundary: 0.995, tending to 1 as the gap closes
-        alpha = max(_TO_BOUNDARY, 1.0 - (gap / self.s.sum()) ** 0.5) * self.max_step()
+        alpha = _TO_BOUNDARY * self.max_step()
         self.z += alpha * self.dz
         self.nu += alpha * (nu - self.nu)
 

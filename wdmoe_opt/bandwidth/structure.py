@@ -107,26 +107,34 @@ class P3Data:
         """Loads from :func:`~wdmoe_opt.model.latency.device_loads`, gains per layer."""
         inst = problem.instance
         s = inst.system
-        u, p = lat.device_loads(inst, problem.selection)
+        u, p = lat.device_loads(inst, problem.selection)   # p > 0 exactly where u > 0
         loaded = np.flatnonzero(u.any(axis=0))
         total = s.total_bandwidth_hz
-        uniform = lat.uniform_bandwidth_hz(inst)
-        t_uniform = lat.device_time_from_loads(inst, u, p, uniform).max(axis=1)
-        scale = float(t_uniform.mean()) or 1.0
         rows = slice(None) if s.fast_fading else slice(0, 1)
 
         def snr_bandwidth(power, gain):
             return (power * gain)[rows][:, loaded] / (s.noise_psd_w_per_hz * total)
 
         a = lat.compute_time_per_token_s(inst)[loaded]
-        return cls(
+        data = cls(
             loaded=loaded,
-            kappa=u[:, loaded] * inst.model.token_bits * lat.LN2 / (total * scale),
-            pi=p[:, loaded] * a / scale,
+            kappa=u[:, loaded] * (inst.model.token_bits * lat.LN2 / total),
+            pi=p[:, loaded] * a,
             g_down=snr_bandwidth(s.bs_power_w, inst.gain_down_per_layer),
             g_up=snr_bandwidth(np.broadcast_to(s.tx_power_w, inst.gain_up_per_layer.shape),
                                inst.gain_up_per_layer),
-            time_scale_s=scale, total_bandwidth_hz=total, n_devices=inst.n_devices)
+            time_scale_s=1.0, total_bandwidth_hz=total, n_devices=inst.n_devices)
+        if not loaded.size:
+            return data
+        # T0: the mean layer latency (seconds) of the uniform split B / U (idle devices
+        # take no time), from the unscaled coefficients at b = 1 / U.
+        t_uniform = data.kappa * data.curve_value(np.full(loaded.size, 1.0 / inst.n_devices))
+        t_uniform += data.pi
+        scale = float(t_uniform.max(axis=1).mean()) or 1.0
+        np.divide(data.kappa, scale, out=data.kappa)
+        np.divide(data.pi, scale, out=data.pi)
+        object.__setattr__(data, "time_scale_s", scale)
+        return data
 
     @property
     def n_layers(self) -> int:
@@ -152,6 +160,12 @@ class P3Data:
         r = self.g_down.shape[0]
         both = inverse_rate_stack(b[..., None, :], self._gains)
         return both[..., :r, :] + both[..., r:, :]
+
+    def curve_value(self, b: np.ndarray) -> np.ndarray:
+        """``f = 1/h_down + 1/h_up`` alone at ``b > 0`` (``[U']``): ``[R, U']``."""
+        r = self.g_down.shape[0]
+        inv = 1.0 / (b * np.log1p(self._gains / b))
+        return inv[:r] + inv[r:]
 
     def curve(self, b: np.ndarray):
         """``f = 1/h_down + 1/h_up`` and derivatives at ``b`` (``[..., U']``), each
@@ -192,7 +206,7 @@ class P3Data:
         b0 = self.uniform_point()
         if n == 0:
             return b0
-        work = (self.kappa * self.curve_stack(b0)[0]).sum(axis=0) / n
+        work = (self.kappa * self.curve_value(b0)).sum(axis=0) / n
         b = work ** 0.75
         b = np.maximum(b / b.sum(), 1e-3 / n)
         return b / b.sum()
