@@ -146,7 +146,7 @@ class _Iterate:
         k = min(n, n_layers)
         self.kkt = np.zeros((k + 1, k + 1))
         if self.onto_b:
-            self.kkt[:k, k] = self.kkt[k, :k] = 1.0
+            self.kkt[:k, k] = self.kkt[k, :k] = -1.0
         self.rhs = np.zeros(k + 1)
         self.diagonal = self.kkt.reshape(-1)[:-1:k + 2][:k]
 
@@ -161,7 +161,8 @@ class _Iterate:
         """Derivatives, residual and Newton matrix at the iterate; the duality gap."""
         data = self.data
         curve = np.multiply(data.kappa, data.curve_stack(self.b), out=self.curve)
-        self.t = t = curve[0] + data.pi                 # curve: t - pi, -t', t''
+        self.t = t = curve[0]                           # curve: t, -t', t''
+        t += data.pi
         self.t1, t2 = t1, _ = curve[1], curve[2]        # t1 = -t' > 0
         lam, slack = self.lam, self.slack
         np.subtract(t, self.s_col, out=self.residual)   # of t - s + slack = 0
@@ -173,18 +174,18 @@ class _Iterate:
         lam_t2 += dt1 * t1
         self.hb = hb = self.ones_i @ lam_t2               # [U'] diagonal b-block
         self.hs = hs = d @ self.ones_n                   # [I]  diagonal s-block
+        # self.kkt and self.rhs hold the negated system (saves a negation)
         k = self.kkt.shape[0] - 1
         if self.onto_b:
-            np.matmul(dt1.T, dt1 / hs[:, None], out=self.kkt[:k, :k])
-            np.negative(self.kkt[:k, :k], out=self.kkt[:k, :k])
-            self.diagonal += hb
+            self.dt1_hs = dt1_hs = dt1 / hs[:, None]
+            np.matmul(dt1.T, dt1_hs, out=self.kkt[:k, :k])
+            self.diagonal -= hb
         else:
-            self.scaled = scaled = dt1 / hb              # [I, U']
+            scaled = dt1 / hb                            # [I, U']
             np.matmul(scaled, dt1.T, out=self.kkt[:k, :k])
-            np.negative(self.kkt[:k, :k], out=self.kkt[:k, :k])
-            self.diagonal += hs
-            self.kkt[:k, k] = self.kkt[k, :k] = -(scaled @ self.ones_n)
-            self.kkt[k, k] = -(1.0 / hb).sum()
+            self.diagonal -= hs
+            self.kkt[:k, k] = self.kkt[k, :k] = scaled @ self.ones_n
+            self.kkt[k, k] = (1.0 / hb).sum()
         return float(self.lam_flat @ self.slack_flat)
 
     def direction(self, w: np.ndarray) -> float:
@@ -197,15 +198,15 @@ class _Iterate:
         dt1, hs = self.dt1, self.hs
         ds, db, dlam, dslack = self.ds, self.db, self.dlam, self.dslack
         if self.onto_b:
-            np.subtract(rb, dt1.T @ (rs / hs), out=self.rhs[:k])
+            np.subtract(self.dt1_hs.T @ rs, rb, out=self.rhs[:k])
             sol = np.linalg.solve(self.kkt, self.rhs)  # backward stable: keeps sum b = 1
             db[:] = sol[:k]
             rs -= dt1 @ db
             np.divide(rs, hs, out=ds)
         else:
             rb /= self.hb
-            np.subtract(rs, dt1 @ rb, out=self.rhs[:k])
-            self.rhs[k] = -rb.sum()
+            np.subtract(dt1 @ rb, rs, out=self.rhs[:k])
+            self.rhs[k] = rb.sum()
             sol = np.linalg.solve(self.kkt, self.rhs)
             ds[:] = sol[:k]
             np.subtract(rb, (dt1.T @ ds + sol[k]) / self.hb, out=db)

@@ -54,14 +54,13 @@ def inverse_rate_stack(b: np.ndarray, g: np.ndarray) -> np.ndarray:
     """
     x = g / b
     lg = np.log1p(x)
-    inv = 1.0 / (b * lg)
+    out = np.empty((3,) + x.shape)
+    inv = np.divide(1.0, b * lg, out=out[0])
     y = x / (1.0 + x)
     h1 = lg - y
     if x.min() < _SERIES_X:  # low SNR: the difference above cancels
         series = x * x * (0.5 - x * (2 / 3 - x * (0.75 - x * (0.8 - x * 5 / 6))))
         h1 = np.where(x < _SERIES_X, series, h1)
-    out = np.empty((3,) + x.shape)
-    out[0] = inv
     q = h1 * inv
     np.multiply(q, inv, out=out[1])
     y *= y
