@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ..problems import BandwidthProblem
 from ..registry import register
@@ -186,6 +187,11 @@ class _Iterate:
             self.diagonal -= hs
             self.kkt[:k, k] = self.kkt[k, :k] = scaled @ self.ones_n
             self.kkt[k, k] = (1.0 / hb).sum()
+        # LU once, two triangular solves (LAPACK getrf/getrs: np.linalg.solve's
+        # algorithm without its per-call overhead)
+        self.lu, self.pivots, info = lapack.dgetrf(self.kkt)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"singular Newton system (getrf info {info})")
         return float(self.lam_flat @ self.slack_flat)
 
     def direction(self, w: np.ndarray) -> float:
@@ -199,7 +205,7 @@ class _Iterate:
         ds, db, dlam, dslack = self.ds, self.db, self.dlam, self.dslack
         if self.onto_b:
             np.subtract(self.dt1_hs.T @ rs, rb, out=self.rhs[:k])
-            sol = np.linalg.solve(self.kkt, self.rhs)  # backward stable: keeps sum b = 1
+            sol = self._solve()
             db[:] = sol[:k]
             rs -= dt1 @ db
             np.divide(rs, hs, out=ds)
@@ -207,7 +213,7 @@ class _Iterate:
             rb /= self.hb
             np.subtract(dt1 @ rb, rs, out=self.rhs[:k])
             self.rhs[k] = rb.sum()
-            sol = np.linalg.solve(self.kkt, self.rhs)
+            sol = self._solve()
             ds[:] = sol[:k]
             np.subtract(rb, (dt1.T @ ds + sol[k]) / self.hb, out=db)
         linear = np.multiply(self.t1, db, out=dslack)
@@ -217,6 +223,10 @@ class _Iterate:
         dlam -= self.lam
         dslack -= self.residual
         return float(sol[k])
+
+    def _solve(self) -> np.ndarray:
+        """The reduced system for ``self.rhs`` (LU: backward stable, keeps sum b = 1)."""
+        return lapack.dgetrs(self.lu, self.pivots, self.rhs)[0]
 
     def max_step(self) -> float:
         """Largest ``alpha <= 1`` keeping ``b``, ``lam`` and ``slack`` non-negative."""
