@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/wdmoe-opt check demo-out/wdmoe-sim.json demo-out/alg1-exact.solution.json
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
