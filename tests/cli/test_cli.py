@@ -93,3 +93,18 @@ def test_a_bad_instance_file_exits_2(tmp_path, capsys):
     bad.write_text(json.dumps({"schema": "wdmoe-instance/0"}))
     assert main(["info", str(bad)]) == 2
     assert "schema must be 'wdmoe-instance/1'" in capsys.readouterr().err
+
+
+def test_exponential_methods_refuse_paper_scale_with_one_line(tmp_path, capsys):
+    path = tmp_path / "paper.json"
+    main(["generate", "wdmoe-sim", "--tokens", "64", "-o", str(path)])
+    for argv in (["--joint", "exact"], ["--selection", "brute-force"]):
+        capsys.readouterr()
+        assert main(["solve", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is too large for" in err and "10^" in err
+
+
+def test_time_limit_must_be_positive(sim, capsys):
+    assert main(["solve", str(sim), "--time-limit", "-1"]) == 2
+    assert "--time-limit" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _with_time_limit(method_key: str, problem: str, options: dict, time_limit):
               help="P1 method: sequential (the paper), alternating, exact.")
 @click.option("--lower-level", type=click.Choice(LOWER_LEVELS), default="uniform",
               show_default=True, help="How the P2 follower sees the bandwidth (SPEC §2).")
-@click.option("--time-limit", type=float, default=None,
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds, passed to every method that takes a time limit.")
 @click.option("--selection-option", "selection_opts", multiple=True, metavar="NAME=VALUE",
               help="Option of the P2 method; repeatable.")

@@ -62,7 +62,7 @@ def layer_candidates(instance: Instance, support: str, layer: int,
     """All selections of one layer under ``support`` (refuses more than ``limit``)."""
     allowed = SelectionProblem(instance, support=support).allowed_mask()[layer]
     options = [_token_subsets(row) for row in allowed]
-    refuse_large("instance", float(np.prod([len(o) for o in options], dtype=float)), limit,
+    refuse_large("instance", [len(o) for o in options], limit,
                  f"enumerating the selections of layer {layer}")
     grid = np.array(list(itertools.product(*[range(len(o)) for o in options])))
     masks = np.stack([options[j][grid[:, j]] for j in range(len(options))], axis=1)

@@ -84,7 +84,7 @@ def solve_weight_floor_exact(problem: JointProblem, options: WeightFloorOptions)
         keep = _undominated(c.u, c.p, c.num.sum(axis=1))
         layers.append((keep, c.num.sum(axis=1)[keep],
                        device_times(inst, c, full)[keep].max(axis=1)))
-    refuse_large("instance", float(np.prod([len(k) for k, _, _ in layers], dtype=float)), 2e5,
+    refuse_large("instance", [len(k) for k, _, _ in layers], 2e5,
                  "the selection profiles of p1/weight-floor-exact")
     profiles = np.array(list(itertools.product(*[range(len(k)) for k, _, _ in layers])))
     weight = sum(w[profiles[:, i]] for i, (_, w, _) in enumerate(layers))

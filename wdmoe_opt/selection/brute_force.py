@@ -42,7 +42,7 @@ def best_layer(times: LayerTimes, allowed: np.ndarray, i: int,
     """Layer ``i``'s optimal ``[J, E]`` mask and its WLR, by enumeration."""
     choices = [subsets(a) for a in allowed[i]]
     sizes = np.array([len(c) for c in choices])
-    refuse_large("instance", float(np.prod(sizes.astype(float))), options.max_combinations,
+    refuse_large("instance", sizes, options.max_combinations,
                  f"p2/brute-force: feasible selections of layer {i} vs max_combinations; "
                  "use p2/milp")
     total = int(np.prod(sizes))

@@ -183,7 +183,11 @@ def check_top_k(problem: SelectionProblem, top_k: int | None, owner: str) -> Non
                          f"must be at most {limit} under support={problem.support!r}", top_k)
 
 
-def refuse_large(field: str, size: float, limit: float, what: str) -> None:
-    """Raise :class:`InputError` when an exponential method would be asked too much."""
-    if size > limit:
-        raise InputError(field, f"is too large for {what} ({size:.3g} > {limit:.3g})", size)
+def refuse_large(field: str, counts, limit: float, what: str) -> None:
+    """Raise :class:`InputError` when an exponential method would be asked too much:
+    the product of ``counts`` (choices per token or per layer) exceeds ``limit``.
+    Computed in log space, so huge products never overflow."""
+    log_size = float(np.sum(np.log10(np.asarray(counts, dtype=np.float64))))
+    if log_size > np.log10(limit):
+        raise InputError(field, f"is too large for {what}: about 10^{log_size:.1f} "
+                         f"combinations, the limit is {limit:.3g}")
