@@ -128,8 +128,9 @@ def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
         j_best = w_on.argmin(axis=1)
         w_best = w_on[layers, j_best]
         second = np.sort(t, axis=1)[:, -2] if t.shape[1] > 1 else np.zeros(len(layers))
-        saved = t[layers, slow] - np.maximum(second, t[layers, slow] - comm[layers, slow]
-                                             - times.comp[slow])
+        with np.errstate(invalid="ignore"):      # an infinite bottleneck saves nothing
+            saved = np.nan_to_num(t[layers, slow] - np.maximum(
+                second, t[layers, slow] - comm[layers, slow] - times.comp[slow]), nan=0.0)
         order = np.argsort(-(saved / np.maximum(w_best, 1e-300)))
         take = order[np.isfinite(w_best[order])]
         take = take[np.cumsum(w_best[take]) <= budget]
