@@ -74,10 +74,3 @@ class Options:
 @dataclass(frozen=True)
 class NoOptions(Options):
     """For methods without options."""
-
-
-@dataclass(frozen=True)
-class TimeLimitOptions(Options):
-    """Options of methods whose only knob is a time limit (seconds)."""
-
-    time_limit: float = option(60.0, "positive", "wall-clock limit in seconds")

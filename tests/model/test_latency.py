@@ -127,3 +127,22 @@ def test_memoized_loads_and_weights_follow_the_instance():
         assert np.array_equal(lat.device_loads(inst, sel)[0], lat.device_loads(inst, fresh)[0])
         assert np.allclose(lat.selected_weight(inst, sel), lat.selected_weight(inst, fresh))
     assert lat.device_loads(c, sel)[0].shape == (4, 2)
+
+
+def test_energy_is_transmit_plus_optional_compute(instance):
+    sel = Selection.topk(instance)
+    b = lat.uniform_bandwidth_hz(instance)
+    u, p = lat.device_loads(instance, sel)
+    down, up = lat.link_rates_bps(instance, b)
+    s, L = instance.system, instance.model.token_bits
+    expected_tx = u * L * (s.bs_power_w / down + s.tx_power_w / up)
+    assert np.allclose(lat.transmit_energy_j(instance, sel, b), expected_tx)
+    assert math.isclose(lat.energy_j(instance, sel, b), expected_tx.sum())
+    e = np.full(instance.n_devices, 1e-12)
+    with_compute = instance.replace(system=s.__class__(
+        s.total_bandwidth_hz, s.noise_psd_w_per_hz, s.bs_power_w, s.compute_flops,
+        s.tx_power_w, s.gain_down, s.gain_up, compute_j_per_flop=e))
+    extra = (p * instance.model.token_flops * e).sum()
+    assert math.isclose(lat.energy_j(with_compute, sel, b), expected_tx.sum() + extra)
+    fewer = Selection(Selection.topk(instance, 1).mask)
+    assert lat.energy_j(instance, fewer, b) < lat.energy_j(instance, sel, b)
