@@ -22,6 +22,7 @@ import numpy as np
 from ..model import Instance
 from ..model import latency as lat
 from ..problems import SelectionProblem
+from ..selection.brute_force import subsets
 from ..selection.common import refuse_large
 
 #: Default cap on the candidate masks of one layer.
@@ -47,21 +48,11 @@ class LayerCandidates:
         return self.masks.shape[0]
 
 
-def _token_subsets(allowed_row: np.ndarray) -> np.ndarray:
-    """``[s, E]``: every non-empty subset of the allowed experts of one token (eq. 16)."""
-    ids = np.flatnonzero(allowed_row)
-    subsets = [s for r in range(1, ids.size + 1) for s in itertools.combinations(ids, r)]
-    out = np.zeros((len(subsets), allowed_row.size), dtype=bool)
-    for n, s in enumerate(subsets):
-        out[n, list(s)] = True
-    return out
-
-
 def layer_candidates(instance: Instance, support: str, layer: int,
                      limit: int = MAX_LAYER_CANDIDATES) -> LayerCandidates:
     """All selections of one layer under ``support`` (refuses more than ``limit``)."""
     allowed = SelectionProblem(instance, support=support).allowed_mask()[layer]
-    options = [_token_subsets(row) for row in allowed]
+    options = [subsets(row) for row in allowed]
     refuse_large("instance", [len(o) for o in options], limit,
                  f"enumerating the selections of layer {layer}")
     grid = np.array(list(itertools.product(*[range(len(o)) for o in options])))
