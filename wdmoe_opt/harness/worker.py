@@ -59,7 +59,7 @@ def bilevel_feasible(problem: str, doc: dict) -> bool:
 def run_task(task: dict) -> dict:
     """Solve one (instance, solver) pair; return the result record (never raises)."""
     from ..check import check_solution
-    from ..io import read_instance, solution_to_dict, write_solution
+    from ..io import atomic_write_text, read_instance, solution_to_dict
     from .solvers import load_solver_file
 
     try:
@@ -85,7 +85,7 @@ def run_task(task: dict) -> dict:
     doc = solution_to_dict(solution)
     violations = check_solution(instance, doc)
     if task.get("solution_path"):
-        write_solution(solution, task["solution_path"])
+        atomic_write_text(task["solution_path"], json.dumps(doc))
     return {
         "status": "invalid" if violations else doc["status"],
         "solver_status": doc["status"], "violations": violations,
