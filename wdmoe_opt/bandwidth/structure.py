@@ -110,18 +110,14 @@ class P3Data:
         loaded = np.flatnonzero(u.any(axis=0))
         total = s.total_bandwidth_hz
         rows = slice(None) if s.fast_fading else slice(0, 1)
-
-        def snr_bandwidth(power, gain):
-            return (power * gain)[rows][:, loaded] / (s.noise_psd_w_per_hz * total)
-
+        # [2, R, U']: S / (N0 B_total), downlink then uplink
+        g = inst.received_power_w[:, rows, loaded] / (s.noise_psd_w_per_hz * total)
         a = lat.compute_time_per_token_s(inst)[loaded]
         data = cls(
             loaded=loaded,
             kappa=u[:, loaded] * (inst.model.token_bits * lat.LN2 / total),
             pi=p[:, loaded] * a,
-            g_down=snr_bandwidth(s.bs_power_w, inst.gain_down_per_layer),
-            g_up=snr_bandwidth(np.broadcast_to(s.tx_power_w, inst.gain_up_per_layer.shape),
-                               inst.gain_up_per_layer),
+            g_down=g[0], g_up=g[1],
             time_scale_s=1.0, total_bandwidth_hz=total, n_devices=inst.n_devices)
         if not loaded.size:
             return data
@@ -147,6 +143,12 @@ class P3Data:
     def active(self) -> np.ndarray:
         """``[I, U']``: pairs with load (``kappa > 0``)."""
         return self.kappa > 0
+
+    @cached_property
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """``(kappa, pi, g_down, g_up)`` as C-contiguous float64, for ``_p3kernel``."""
+        return tuple(np.ascontiguousarray(a, dtype=np.float64)
+                     for a in (self.kappa, self.pi, self.g_down, self.g_up))
 
     @cached_property
     def _gains(self) -> np.ndarray:

@@ -1,0 +1,932 @@
+/* The compiled core of p3/exact: the structured interior point and the
+ * Lagrangian-dual certificate of P3 (eqs. 19-21) in normalized units.
+ *
+ * The mathematics is documented in exact.py and certificate.py (the Python
+ * modules that call this one) and in docs/bandwidth.md; this file follows them
+ * step by step.  Every array is a C-contiguous float64 buffer:
+ *
+ *   kappa, pi   [I, n]   normalized communication and compute coefficients
+ *   g_down, g_up [R, n]  normalized SNR bandwidths, R = I (fast fading) or 1
+ *
+ * so that device k's normalized time in layer i is
+ *   t[i, k](b) = kappa[i, k] (1/h_down(b) + 1/h_up(b)) + pi[i, k],
+ *   h(b) = b ln(1 + g / b).
+ *
+ * Small arrays (tens of layers, up to a few hundred devices) make a numpy
+ * implementation pay per call, not per flop; here one iteration is a few
+ * loops over I x n and an LU factorization of a (min(n, I) + 1)-square matrix.
+ * The GIL is released while solving.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Below this x = g / b the slope of h uses a series (no cancellation). */
+#define SERIES_X 1e-3
+/* Fraction of the step to the boundary of the positive orthant. */
+#define TO_BOUNDARY 0.995
+/* Certify once the duality gap is below CERTIFY_AT * tol (relative); accept at
+ * ACCEPT * tol, a margin for the recomputation of the gap in seconds. */
+#define CERTIFY_AT 1.0
+#define ACCEPT 0.9
+/* Relative allowance for round-off in the double sums of the dual function. */
+#define ROUNDOFF_MARGIN 1e-13
+#define BRACKET_WIDTH 1e-9
+#define MAX_NEWTON_STEPS 50
+#define MAX_BRACKET_STEPS 2100
+#define MAX_BISECTION_STEPS 2100
+
+enum { ST_OPTIMAL = 0, ST_FEASIBLE = 1, ST_TIME_LIMIT = 2, ST_SINGULAR = 3,
+       ST_NOT_FINITE = 4, ST_NO_BRACKET = 5, ST_NO_MEMORY = 6 };
+
+typedef struct {
+    int I, n, R;
+    const double *kappa, *pi, *gd, *gu;
+} P3;
+
+/* [f, -f', f''] of f = 1/h(b), h(b) = b ln(1 + g/b) (structure.inverse_rate_stack). */
+static inline void inverse_rate(double b, double g, double *f, double *mf1, double *f2)
+{
+    double x = g / b, lg = log1p(x), inv = 1.0 / (b * lg), y = x / (1.0 + x);
+    double h1 = x < SERIES_X
+        ? x * x * (0.5 - x * (2.0 / 3.0 - x * (0.75 - x * (0.8 - x * 5.0 / 6.0))))
+        : lg - y;
+    double q = h1 * inv;
+    *f = inv;
+    *mf1 = q * inv;
+    *f2 = (2.0 * q * q + y * y / b * inv) * inv;
+}
+
+/* [f, -f', f''] of the curve 1/h_down + 1/h_up of gain row r, device k. */
+static inline void curve(const P3 *p, int r, int k, double b, double *f, double *mf1,
+                         double *f2)
+{
+    double a0, a1, a2, c0, c1, c2;
+    size_t idx = (size_t)r * p->n + k;
+    inverse_rate(b, p->gd[idx], &a0, &a1, &a2);
+    inverse_rate(b, p->gu[idx], &c0, &c1, &c2);
+    *f = a0 + c0;
+    *mf1 = a1 + c1;
+    *f2 = a2 + c2;
+}
+
+/* ---------------------------------------------------------------- certificate */
+
+/* Value, slope and curvature in b of device k's inner dual problem
+ * sum_i w[i] t[i, k](b) + nu b (without the constant compute part). */
+static void inner_slope(const P3 *p, const double *weight, const double *weight_sum, int k,
+                        double nu, double b, double *val, double *d1, double *d2)
+{
+    double f, mf1, f2;
+    if (p->R == 1) {
+        curve(p, 0, k, b, &f, &mf1, &f2);
+        *val = weight_sum[k] * f;
+        *d1 = nu - weight_sum[k] * mf1;
+        *d2 = weight_sum[k] * f2;
+        return;
+    }
+    double v = 0.0, m = 0.0, c = 0.0;
+    for (int i = 0; i < p->I; i++) {
+        double w = weight[(size_t)i * p->n + k];
+        if (w == 0.0)
+            continue;
+        curve(p, i, k, b, &f, &mf1, &f2);
+        v += w * f;
+        m += w * mf1;
+        c += w * f2;
+    }
+    *val = v;
+    *d1 = nu - m;
+    *d2 = c;
+}
+
+/* Halve/double from x until the slope changes sign (it tends to -inf at 0 and to
+ * nu > 0 at infinity), then safeguarded Newton on the bracket, for device k. */
+static int bisect(const P3 *p, const double *weight, const double *weight_sum, int k,
+                  double nu, double *x, double *lo_out, double *hi_out)
+{
+    double lo = *x, hi = *x, val, d1, d2;
+    int steps;
+    for (steps = 0; steps < MAX_BRACKET_STEPS; steps++) {
+        inner_slope(p, weight, weight_sum, k, nu, lo, &val, &d1, &d2);
+        int low_ok = d1 <= 0.0;
+        inner_slope(p, weight, weight_sum, k, nu, hi, &val, &d1, &d2);
+        int high_ok = d1 >= 0.0;
+        if (low_ok && high_ok)
+            break;
+        if (!low_ok)
+            lo *= 0.5;
+        if (!high_ok)
+            hi *= 2.0;
+    }
+    if (steps == MAX_BRACKET_STEPS)
+        return ST_NO_BRACKET;
+    double xx = fmin(fmax(*x, lo), hi);
+    for (steps = 0; steps < MAX_BISECTION_STEPS; steps++) {
+        inner_slope(p, weight, weight_sum, k, nu, xx, &val, &d1, &d2);
+        if (d1 <= 0.0)
+            lo = xx;
+        if (d1 >= 0.0)
+            hi = xx;
+        double step = xx - d1 / d2;
+        xx = (step > lo && step < hi) ? step : sqrt(lo * hi);
+        if (hi - lo <= 4e-16 * hi)
+            break;
+    }
+    *x = xx;
+    *lo_out = lo;
+    *hi_out = hi;
+    return ST_OPTIMAL;
+}
+
+/* The dual function g(lam, nu) (certificate.py) for multipliers lam [I, n] already
+ * normalized per layer and nu >= 0; minimizers into x [n]; scratch [I*n + 2n]. */
+static int dual_bound_c(const P3 *p, const double *lam, double nu, const double *start,
+                        double *x, double *bound, double *scratch)
+{
+    int I = p->I, n = p->n;
+    double *weight = scratch, *weight_sum = scratch + (size_t)I * n, *cst = weight_sum + n;
+    for (int k = 0; k < n; k++)
+        weight_sum[k] = cst[k] = 0.0;
+    for (int i = 0; i < I; i++)
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            weight[idx] = lam[idx] * p->kappa[idx];
+            weight_sum[k] += weight[idx];
+            cst[k] += lam[idx] * p->pi[idx];
+        }
+    double total = 0.0;
+    if (nu == 0.0) {
+        /* inf over b of a decreasing function: the limit b -> inf, h(b) -> g. */
+        for (int k = 0; k < n; k++) {
+            double limit = 0.0;
+            for (int i = 0; i < I; i++) {
+                size_t idx = (size_t)i * n + k, r = p->R > 1 ? idx : (size_t)k;
+                limit += weight[idx] * (1.0 / p->gd[r] + 1.0 / p->gu[r]);
+            }
+            total += cst[k] + limit;
+            x[k] = INFINITY;
+        }
+        *bound = total - ROUNDOFF_MARGIN * fabs(total);
+        return ST_OPTIMAL;
+    }
+    for (int k = 0; k < n; k++) {
+        if (!(weight_sum[k] > 0.0)) {  /* no communication: the minimum is at b = 0 */
+            total += cst[k];
+            x[k] = 0.0;
+            continue;
+        }
+        double xx = (start && isfinite(start[k]) && start[k] > 0.0) ? start[k] : 1.0;
+        double val, d1, d2;
+        for (int it = 0; it < MAX_NEWTON_STEPS; it++) {
+            inner_slope(p, weight, weight_sum, k, nu, xx, &val, &d1, &d2);
+            double xn = xx - d1 / d2;
+            if (!(xn > 0.0))
+                xn = 0.5 * xx;
+            int done = fabs(xn - xx) <= 1e-11 * xx;
+            xx = xn;
+            if (done)
+                break;
+        }
+        /* certify the bracket [lo, hi] of the minimizer by the signs of the slope */
+        double lo = xx * (1.0 - BRACKET_WIDTH), hi = xx * (1.0 + BRACKET_WIDTH), dlo, dhi, t;
+        inner_slope(p, weight, weight_sum, k, nu, lo, &t, &dlo, &d2);
+        inner_slope(p, weight, weight_sum, k, nu, hi, &t, &dhi, &d2);
+        if (!(dlo <= 0.0 && dhi >= 0.0)) {
+            int status = bisect(p, weight, weight_sum, k, nu, &xx, &lo, &hi);
+            if (status != ST_OPTIMAL)
+                return status;
+        }
+        inner_slope(p, weight, weight_sum, k, nu, xx, &val, &d1, &d2);
+        double tangent = fmin(d1 * (lo - xx), d1 * (hi - xx));  /* <= 0: covers the bracket */
+        total += val + nu * xx + tangent + cst[k];
+        x[k] = xx;
+    }
+    total -= nu;
+    if (!isfinite(total))
+        return ST_NOT_FINITE;
+    *bound = total - ROUNDOFF_MARGIN * fabs(total);
+    return ST_OPTIMAL;
+}
+
+/* Clip the (finite) multipliers at 0 and scale each layer to sum 1 (uniform if all zero). */
+static void normalize_multipliers(int I, int n, const double *lam, double *out)
+{
+    for (int i = 0; i < I; i++) {
+        double sum = 0.0;
+        for (int k = 0; k < n; k++) {
+            double v = lam[(size_t)i * n + k];
+            v = v > 0.0 ? v : 0.0;  /* NaN -> 0 */
+            out[(size_t)i * n + k] = v;
+            sum += v;
+        }
+        for (int k = 0; k < n; k++)
+            out[(size_t)i * n + k] = sum > 0.0 ? out[(size_t)i * n + k] / sum : 1.0 / n;
+    }
+}
+
+/* Sums in four independent chains (strict IEEE order forbids the compiler to
+ * split a reduction; one chain waits on each addition). */
+static inline double sum(const double *restrict x, size_t len)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t j = 0;
+    for (; j + 4 <= len; j += 4) {
+        s0 += x[j];
+        s1 += x[j + 1];
+        s2 += x[j + 2];
+        s3 += x[j + 3];
+    }
+    for (; j < len; j++)
+        s0 += x[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static inline double dot(const double *restrict x, const double *restrict y, size_t len)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t j = 0;
+    for (; j + 4 <= len; j += 4) {
+        s0 += x[j] * y[j];
+        s1 += x[j + 1] * y[j + 1];
+        s2 += x[j + 2] * y[j + 2];
+        s3 += x[j + 3] * y[j + 3];
+    }
+    for (; j < len; j++)
+        s0 += x[j] * y[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* ----------------------------------------------------------- dense LU, K <= ~300 */
+
+static int lu_factor(double *a, int m, int *piv)
+{
+    for (int c = 0; c < m; c++) {
+        int best = c;
+        double big = fabs(a[(size_t)c * m + c]);
+        for (int r = c + 1; r < m; r++)
+            if (fabs(a[(size_t)r * m + c]) > big) {
+                big = fabs(a[(size_t)r * m + c]);
+                best = r;
+            }
+        piv[c] = best;
+        if (big == 0.0 || !isfinite(big))
+            return -1;
+        if (best != c)
+            for (int j = 0; j < m; j++) {
+                double tmp = a[(size_t)c * m + j];
+                a[(size_t)c * m + j] = a[(size_t)best * m + j];
+                a[(size_t)best * m + j] = tmp;
+            }
+        double inv = 1.0 / a[(size_t)c * m + c];
+        for (int r = c + 1; r < m; r++) {
+            double *row = a + (size_t)r * m, f = row[c] * inv;
+            row[c] = f;
+            if (f != 0.0) {
+                const double *prow = a + (size_t)c * m;
+                for (int j = c + 1; j < m; j++)
+                    row[j] -= f * prow[j];
+            }
+        }
+    }
+    return 0;
+}
+
+static void lu_solve(const double *a, int m, const int *piv, double *x)
+{
+    for (int c = 0; c < m; c++)
+        if (piv[c] != c) {
+            double tmp = x[c];
+            x[c] = x[piv[c]];
+            x[piv[c]] = tmp;
+        }
+    for (int r = 1; r < m; r++) {
+        double s = x[r];
+        for (int j = 0; j < r; j++)
+            s -= a[(size_t)r * m + j] * x[j];
+        x[r] = s;
+    }
+    for (int r = m - 1; r >= 0; r--) {
+        double s = x[r];
+        for (int j = r + 1; j < m; j++)
+            s -= a[(size_t)r * m + j] * x[j];
+        x[r] = s / a[(size_t)r * m + r];
+    }
+}
+
+/* The upper triangle (and the first subdiagonal of 2x2 blocks) of
+ * out += S X^T for S, X [rows, len] row-major: out[r][j] += sum_k S[r, k] X[j, k],
+ * j >= r. Dot products over the contiguous axis, in 2x2 blocks of independent
+ * sums (four loads feed four multiply-adds). */
+static void gram_upper(const double *restrict sx, const double *restrict x, int rows, int len,
+                       double *restrict out, int ld)
+{
+    int r = 0;
+    for (; r + 1 < rows; r += 2) {
+        const double *a0 = sx + (size_t)r * len, *a1 = a0 + len;
+        int j = r;
+        for (; j + 1 < rows; j += 2) {
+            const double *b0 = x + (size_t)j * len, *b1 = b0 + len;
+            double s00 = 0.0, s01 = 0.0, s10 = 0.0, s11 = 0.0;
+            for (int k = 0; k < len; k++) {
+                double u0 = a0[k], u1 = a1[k], v0 = b0[k], v1 = b1[k];
+                s00 += u0 * v0;
+                s01 += u0 * v1;
+                s10 += u1 * v0;
+                s11 += u1 * v1;
+            }
+            out[(size_t)r * ld + j] += s00;
+            out[(size_t)r * ld + j + 1] += s01;
+            out[(size_t)(r + 1) * ld + j] += s10;
+            out[(size_t)(r + 1) * ld + j + 1] += s11;
+        }
+        if (j < rows) {
+            const double *b0 = x + (size_t)j * len;
+            double s0 = 0.0, s1 = 0.0;
+            for (int k = 0; k < len; k++) {
+                s0 += a0[k] * b0[k];
+                s1 += a1[k] * b0[k];
+            }
+            out[(size_t)r * ld + j] += s0;
+            out[(size_t)(r + 1) * ld + j] += s1;
+        }
+    }
+    if (r < rows) {
+        const double *a0 = sx + (size_t)r * len, *b0 = x + (size_t)r * len;
+        double s0 = 0.0;
+        for (int k = 0; k < len; k++)
+            s0 += a0[k] * b0[k];
+        out[(size_t)r * ld + r] += s0;
+    }
+}
+
+/* -------------------------------------------------------------- interior point */
+
+typedef struct {
+    P3 p;
+    int I, n, K, onto_b;
+    size_t m;                       /* I * n */
+    double *z, *dz;                 /* [s (I), b (n), lam (m), slack (m)] */
+    double *s, *b, *lam, *slack, *ds, *db, *dlam, *dslack;
+    double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled;  /* [m]: t, -t', ... */
+    double *hb, *hs, *rb, *rs, *acc;    /* [n], [I], [n], [I], [n] */
+    double *cf, *cm, *cc;               /* [R, n]: the curve f, -f', f'' */
+    double *kkt, *rhs;             /* [(K+1)^2] (LU-factored in place), [K+1] */
+    int *piv;
+    double nu;
+} Ipm;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The start: b0 given (P3Data.start_point), every layer 0.1 above its bottleneck,
+ * multipliers centred per layer (lam * slack constant) and summing to 1. */
+static void ipm_start(Ipm *w, const double *b0)
+{
+    int I = w->I, n = w->n;
+    memcpy(w->b, b0, sizeof(double) * n);
+    for (int i = 0; i < I; i++) {
+        double top = -INFINITY, sum = 0.0;
+        for (int k = 0; k < n; k++) {
+            double f, mf1, f2;
+            size_t idx = (size_t)i * n + k;
+            curve(&w->p, w->p.R > 1 ? i : 0, k, w->b[k], &f, &mf1, &f2);
+            w->t[idx] = w->p.kappa[idx] * f + w->p.pi[idx];
+            top = fmax(top, w->t[idx]);
+        }
+        w->s[i] = top + 0.1;
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            w->slack[idx] = w->s[i] - w->t[idx];
+            sum += 1.0 / w->slack[idx];
+        }
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            w->lam[idx] = 1.0 / w->slack[idx] / sum;
+        }
+    }
+    w->nu = 0.0;
+}
+
+/* Derivatives, residual and the reduced Newton matrix (LU-factored) at the
+ * iterate; returns the duality gap sum lam * slack, or NaN on failure. */
+static double linearize(Ipm *w, int *status)
+{
+    int I = w->I, n = w->n, K = w->K;
+    const P3 *p = &w->p;
+    const double *restrict kappa = p->kappa, *restrict pi = p->pi, *restrict b = w->b;
+    const double *restrict lam = w->lam, *restrict slack = w->slack, *restrict s = w->s;
+    double *restrict t = w->t, *restrict t1 = w->t1;
+    double *restrict res = w->res, *restrict d = w->d, *restrict dres = w->dres;
+    double *restrict dt1 = w->dt1, *restrict hb = w->hb, *restrict hs = w->hs;
+    double *restrict cf = w->cf, *restrict cm = w->cm, *restrict cc = w->cc;
+    int R = p->R;
+    for (int r = 0; r < R; r++)          /* the curves: one per device, or per pair */
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)r * n + k;
+            curve(p, r, k, b[k], &cf[idx], &cm[idx], &cc[idx]);
+        }
+    memset(hb, 0, sizeof(double) * n);
+    for (int i = 0; i < I; i++) {
+        size_t row = R > 1 ? (size_t)i * n : 0;
+        const double *restrict f = cf + row, *restrict mf1 = cm + row, *restrict f2 = cc + row;
+        double si = s[i];
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            double kap = kappa[idx], l = lam[idx], sl = slack[idx];
+            double tt = kap * f[k] + pi[idx], q1 = kap * mf1[k];
+            double r = tt - si + sl, dd = l / sl, q = dd * q1;
+            t[idx] = tt;
+            t1[idx] = q1;
+            res[idx] = r;
+            d[idx] = dd;
+            dres[idx] = dd * r;
+            dt1[idx] = q;
+            hb[k] += l * kap * f2[k] + q * q1;
+        }
+        hs[i] = sum(d + (size_t)i * n, n);
+    }
+    double gap = dot(lam, slack, w->m);
+    if (w->onto_b)
+        for (int k = 0; k < n; k++)
+            for (int i = 0; i < I; i++)
+                w->dt1T[(size_t)k * I + i] = dt1[(size_t)i * n + k];
+    /* the negated reduced system, (K+1)-square, bordered by the budget row */
+    int m = K + 1;
+    double *a = w->kkt;
+    memset(a, 0, sizeof(double) * (size_t)m * m);
+    double *sx = w->scaled;
+    if (w->onto_b) {                     /* K = n: eliminate s */
+        for (int k = 0; k < n; k++)
+            for (int i = 0; i < I; i++)
+                sx[(size_t)k * I + i] = w->dt1T[(size_t)k * I + i] / w->hs[i];
+        gram_upper(sx, w->dt1T, n, I, a, m);
+        for (int r = 0; r < n; r++) {
+            a[(size_t)r * m + r] -= w->hb[r];
+            a[(size_t)r * m + n] = a[(size_t)n * m + r] = -1.0;
+        }
+    } else {                             /* K = I: eliminate b */
+        double corner = 0.0;
+        for (int k = 0; k < n; k++)
+            corner += 1.0 / w->hb[k];
+        for (int i = 0; i < I; i++) {
+            double border = 0.0;
+            for (int k = 0; k < n; k++) {
+                double v = w->dt1[(size_t)i * n + k] / w->hb[k];
+                sx[(size_t)i * n + k] = v;
+                border += v;
+            }
+            a[(size_t)i * m + I] = a[(size_t)I * m + i] = border;
+        }
+        gram_upper(sx, w->dt1, I, n, a, m);
+        for (int r = 0; r < I; r++)
+            a[(size_t)r * m + r] -= w->hs[r];
+        a[(size_t)I * m + I] = corner;
+    }
+    for (int r = 0; r < K; r++)          /* mirror the upper triangle */
+        for (int j = 0; j < r; j++)
+            a[(size_t)r * m + j] = a[(size_t)j * m + r];
+    if (!isfinite(gap)) {
+        *status = ST_NOT_FINITE;
+        return NAN;
+    }
+    if (lu_factor(a, m, w->piv) != 0) {
+        *status = ST_SINGULAR;
+        return NAN;
+    }
+    return gap;
+}
+
+/* The direction for the complementarity target wt [I, n] into dz; returns the
+ * new budget price nu (exact.py's docstring). */
+static double direction(Ipm *w, const double *restrict wt)
+{
+    int I = w->I, n = w->n, K = w->K;
+    double *restrict rb = w->rb, *restrict rs = w->rs, *restrict rhs = w->rhs;
+    double *restrict db = w->db, *restrict ds = w->ds;
+    double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
+    const double *restrict t1 = w->t1, *restrict dt1 = w->dt1;
+    const double *restrict hb = w->hb, *restrict hs = w->hs, *restrict d = w->d;
+    const double *restrict lam = w->lam, *restrict res = w->res;
+    memset(rb, 0, sizeof(double) * n);
+    for (int i = 0; i < I; i++) {
+        const double *restrict wrow = wt + (size_t)i * n, *restrict trow = t1 + (size_t)i * n;
+        for (int k = 0; k < n; k++)
+            rb[k] += wrow[k] * trow[k];
+        rs[i] = sum(wrow, n) - 1.0;
+    }
+    if (w->onto_b) {
+        for (int k = 0; k < n; k++)
+            rhs[k] = -rb[k];
+        rhs[n] = 0.0;
+        for (int i = 0; i < I; i++) {
+            double c = rs[i] / hs[i];
+            const double *row = dt1 + (size_t)i * n;
+            for (int k = 0; k < n; k++)
+                rhs[k] += row[k] * c;
+        }
+        lu_solve(w->kkt, K + 1, w->piv, rhs);
+        memcpy(db, rhs, sizeof(double) * n);
+        for (int i = 0; i < I; i++)
+            ds[i] = (rs[i] - dot(dt1 + (size_t)i * n, db, n)) / hs[i];
+    } else {
+        double total = 0.0;
+        for (int k = 0; k < n; k++) {
+            rb[k] /= hb[k];
+            total += rb[k];
+        }
+        for (int i = 0; i < I; i++)
+            rhs[i] = dot(dt1 + (size_t)i * n, rb, n) - rs[i];
+        rhs[I] = total;
+        lu_solve(w->kkt, K + 1, w->piv, rhs);
+        memcpy(ds, rhs, sizeof(double) * I);
+        double *restrict acc = w->acc;
+        memset(acc, 0, sizeof(double) * n);
+        for (int i = 0; i < I; i++) {
+            const double *restrict row = dt1 + (size_t)i * n;
+            double c = ds[i];
+            for (int k = 0; k < n; k++)
+                acc[k] += row[k] * c;
+        }
+        for (int k = 0; k < n; k++)
+            db[k] = rb[k] - (acc[k] + rhs[I]) / hb[k];
+    }
+    for (int i = 0; i < I; i++) {
+        double dsi = ds[i];
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            double linear = t1[idx] * db[k] + dsi;
+            dlam[idx] = wt[idx] - d[idx] * linear - lam[idx];
+            dslack[idx] = linear - res[idx];
+        }
+    }
+    return rhs[K];
+}
+
+/* Largest alpha <= 1 keeping b, lam and slack non-negative. */
+static double max_step(const Ipm *w)
+{
+    size_t len = (size_t)w->n + 2 * w->m;
+    const double *restrict z = w->z + w->I, *restrict dz = w->dz + w->I;
+    double worst = -1.0;                 /* min(-1, min dz / z); z > 0, few divisions */
+    for (size_t j = 0; j < len; j++)
+        if (dz[j] < worst * z[j])
+            worst = dz[j] / z[j];
+    return -1.0 / worst;
+}
+
+/* One Mehrotra predictor-corrector step from the linearized iterate. */
+static void ipm_step(Ipm *w, double gap)
+{
+    size_t m = w->m;
+    double *restrict wt = w->wt;
+    const double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
+    const double *restrict slack = w->slack, *restrict dres = w->dres;
+    direction(w, dres);                             /* predictor (affine scaling) */
+    double alpha = max_step(w);
+    double gap_aff = gap * (1.0 - alpha) + alpha * alpha * dot(dlam, dslack, m);
+    double ratio = fmax(gap_aff, 0.0) / gap;
+    double mu = ratio * ratio * ratio * gap / (double)m;
+    for (size_t j = 0; j < m; j++)
+        wt[j] = (mu - dlam[j] * dslack[j]) / slack[j] + dres[j];
+    double nu = direction(w, wt);                   /* corrector */
+    alpha = TO_BOUNDARY * max_step(w);
+    size_t len = (size_t)w->I + w->n + 2 * m;
+    double *restrict z = w->z;
+    const double *restrict dz = w->dz;
+    for (size_t j = 0; j < len; j++)
+        z[j] += alpha * dz[j];
+    w->nu += alpha * (nu - w->nu);
+}
+
+typedef struct {
+    double bound, objective, nu;
+    int have;
+} Best;
+
+/* Certify the iterate: best bound (with its multipliers) and best point so far. */
+static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double *scratch,
+                   double *lam_norm, double *x)
+{
+    int I = w->I, n = w->n, status;
+    double bound;
+    normalize_multipliers(I, n, w->lam, lam_norm);
+    status = dual_bound_c(&w->p, lam_norm, fmax(w->nu, 0.0), w->b, x, &bound, scratch);
+    if (status != ST_OPTIMAL)
+        return status;
+    double objective = 0.0;
+    for (int i = 0; i < I; i++) {
+        double top = -INFINITY;
+        for (int k = 0; k < n; k++)
+            top = fmax(top, w->t[(size_t)i * n + k]);
+        objective += top;
+    }
+    if (!best->have || bound >= best->bound) {
+        best->bound = bound;
+        best->nu = w->nu;
+        memcpy(lam_best, w->lam, sizeof(double) * w->m);
+    }
+    if (!best->have || objective <= best->objective) {
+        best->objective = objective;
+        memcpy(b_best, w->b, sizeof(double) * n);
+    }
+    best->have = 1;
+    return ST_OPTIMAL;
+}
+
+/* The whole solve; outputs b_best [n], lam_best [I, n] and the scalars. */
+static int interior_point(const P3 *p, const double *b0, double tol, int max_iter,
+                          double time_limit, double *b_best, double *lam_best, Best *best,
+                          int *iterations)
+{
+    Ipm w;
+    int I = p->I, n = p->n;
+    size_t m = (size_t)I * n;
+    w.p = *p;
+    w.I = I; w.n = n; w.m = m;
+    w.onto_b = n <= I;
+    w.K = w.onto_b ? n : I;
+    size_t km = (size_t)(w.K + 1) * (w.K + 1);
+    size_t zlen = (size_t)I + n + 2 * m;
+    size_t rn = (size_t)p->R * n;
+    size_t total = 2 * zlen + 9 * m + 3 * (size_t)n + 3 * rn + 2 * (size_t)I + km + (w.K + 1)
+                   + (m + 3 * (size_t)n) + m + n;     /* + certificate scratch, lam_norm, x */
+    double *mem = malloc(sizeof(double) * total);
+    int *piv = malloc(sizeof(int) * (w.K + 1));
+    if (!mem || !piv) {
+        free(mem);
+        free(piv);
+        return ST_NO_MEMORY;
+    }
+    double *q = mem;
+#define TAKE(ptr, len) do { (ptr) = q; q += (len); } while (0)
+    TAKE(w.z, zlen); TAKE(w.dz, zlen);
+    TAKE(w.t, m); TAKE(w.t1, m); TAKE(w.res, m); TAKE(w.d, m); TAKE(w.dres, m);
+    TAKE(w.dt1, m); TAKE(w.dt1T, m); TAKE(w.wt, m); TAKE(w.scaled, m);
+    TAKE(w.hb, n); TAKE(w.rb, n); TAKE(w.acc, n);
+    TAKE(w.cf, rn); TAKE(w.cm, rn); TAKE(w.cc, rn);
+    TAKE(w.hs, I); TAKE(w.rs, I);
+    TAKE(w.kkt, km); TAKE(w.rhs, w.K + 1);
+    double *scratch, *lam_norm, *x;
+    TAKE(scratch, m + 3 * (size_t)n); TAKE(lam_norm, m); TAKE(x, n);
+#undef TAKE
+    w.piv = piv;
+    w.s = w.z; w.b = w.z + I; w.lam = w.b + n; w.slack = w.lam + m;
+    w.ds = w.dz; w.db = w.dz + I; w.dlam = w.db + n; w.dslack = w.dlam + m;
+
+    double deadline = now_s() + time_limit;
+    int status = ST_FEASIBLE, certified = 0, it = 0, err = ST_OPTIMAL;
+    best->have = 0;
+    ipm_start(&w, b0);
+    for (it = 1; it <= max_iter; it++) {
+        double gap = linearize(&w, &err);
+        if (isnan(gap))
+            break;
+        double scale = 0.0;
+        for (int i = 0; i < I; i++)
+            scale += w.s[i];
+        certified = gap <= CERTIFY_AT * tol * scale;
+        if (certified) {
+            err = certify(&w, best, b_best, lam_best, scratch, lam_norm, x);
+            if (err != ST_OPTIMAL)
+                break;
+            if (best->objective - best->bound <= ACCEPT * tol * best->objective) {
+                status = ST_OPTIMAL;
+                break;
+            }
+        }
+        if (now_s() > deadline) {
+            status = ST_TIME_LIMIT;
+            break;
+        }
+        ipm_step(&w, gap);
+    }
+    if (it > max_iter)
+        it = max_iter;
+    if (err == ST_OPTIMAL && !certified) {
+        double gap = linearize(&w, &err);
+        if (!isnan(gap))
+            err = certify(&w, best, b_best, lam_best, scratch, lam_norm, x);
+    }
+    if (err == ST_OPTIMAL && status == ST_FEASIBLE
+            && best->objective - best->bound <= ACCEPT * tol * best->objective)
+        status = ST_OPTIMAL;
+    *iterations = it;
+    free(mem);
+    free(piv);
+    return err != ST_OPTIMAL ? err : status;
+}
+
+/* ------------------------------------------------------------ Python bindings */
+
+/* A C-contiguous float64 buffer of exactly `len` items (writable if asked). */
+static int get_array(PyObject *obj, Py_ssize_t len, int writable, const char *name,
+                     Py_buffer *view)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0)
+        return -1;
+    if (view->itemsize != 8 || !view->format || strcmp(view->format, "d") != 0
+            || view->len != len * 8) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous float64 values", name, len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse (kappa, pi, g_down, g_up) for n_layers layers and n devices. */
+static int get_problem(PyObject *const *objs, int I, int n, P3 *p, Py_buffer *views)
+{
+    static const char *names[4] = {"kappa", "pi", "g_down", "g_up"};
+    Py_ssize_t m = (Py_ssize_t)I * n;
+    for (int j = 0; j < 4; j++) {
+        Py_ssize_t len = m;
+        if (j >= 2) {          /* gain rows: I (fast fading) or 1 */
+            Py_buffer probe;
+            if (PyObject_GetBuffer(objs[j], &probe, PyBUF_SIMPLE) != 0)
+                goto fail;
+            len = probe.len / 8 == m ? m : n;
+            PyBuffer_Release(&probe);
+        }
+        if (get_array(objs[j], len, 0, names[j], &views[j]) != 0)
+            goto fail;
+        if (j == 3 && views[3].len != views[2].len) {
+            PyErr_SetString(PyExc_ValueError, "g_up: shape differs from g_down");
+            PyBuffer_Release(&views[3]);
+            goto fail;
+        }
+        continue;
+    fail:
+        for (int r = 0; r < j; r++)
+            PyBuffer_Release(&views[r]);
+        return -1;
+    }
+    p->I = I;
+    p->n = n;
+    p->R = views[2].len / 8 == m && I > 1 ? I : 1;
+    p->kappa = views[0].buf;
+    p->pi = views[1].buf;
+    p->gd = views[2].buf;
+    p->gu = views[3].buf;
+    return 0;
+}
+
+static void release(Py_buffer *views, int count)
+{
+    for (int j = 0; j < count; j++)
+        PyBuffer_Release(&views[j]);
+}
+
+PyDoc_STRVAR(interior_point_doc,
+"interior_point(kappa, pi, g_down, g_up, b0, b_out, lam_out, tol, max_iter, time_limit)\n"
+"-> (code, nu, bound, objective, iterations)\n\n"
+"Solve normalized P3 from the start b0 [n]; kappa, pi are [I, n], the gains [I, n]\n"
+"or [n]. Writes the best point into b_out [n] and the multipliers of the best bound\n"
+"into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit, 3 singular\n"
+"Newton system, 4 non-finite iterate, 5 certificate could not bracket, 6 no memory.");
+
+static PyObject *py_interior_point(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[7];
+    double tol, time_limit;
+    int max_iter;
+    if (!PyArg_ParseTuple(args, "OOOOOOOdid", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &objs[6], &tol, &max_iter, &time_limit))
+        return NULL;
+    Py_buffer views[7];
+    if (PyObject_GetBuffer(objs[4], &views[4], PyBUF_SIMPLE) != 0)
+        return NULL;
+    Py_ssize_t n = views[4].len / 8;
+    PyBuffer_Release(&views[4]);
+    Py_buffer kap;
+    if (PyObject_GetBuffer(objs[0], &kap, PyBUF_SIMPLE) != 0)
+        return NULL;
+    Py_ssize_t I = n ? kap.len / 8 / n : 0;
+    PyBuffer_Release(&kap);
+    if (n < 2 || I < 1 || max_iter < 1) {
+        PyErr_SetString(PyExc_ValueError, "need at least 2 devices, 1 layer, max_iter >= 1");
+        return NULL;
+    }
+    P3 p;
+    if (get_problem(objs, (int)I, (int)n, &p, views) != 0)
+        return NULL;
+    if (get_array(objs[4], n, 0, "b0", &views[4]) != 0) {
+        release(views, 4);
+        return NULL;
+    }
+    if (get_array(objs[5], n, 1, "b_out", &views[5]) != 0) {
+        release(views, 5);
+        return NULL;
+    }
+    if (get_array(objs[6], I * n, 1, "lam_out", &views[6]) != 0) {
+        release(views, 6);
+        return NULL;
+    }
+    Best best = {0};
+    int iterations = 0, code;
+    Py_BEGIN_ALLOW_THREADS
+    code = interior_point(&p, views[4].buf, tol, max_iter, time_limit, views[5].buf,
+                          views[6].buf, &best, &iterations);
+    Py_END_ALLOW_THREADS
+    release(views, 7);
+    if (code == ST_NO_MEMORY)
+        return PyErr_NoMemory();
+    if (!best.have)
+        best.bound = best.objective = best.nu = NAN;
+    return Py_BuildValue("(idddi)", code, best.nu, best.bound, best.objective, iterations);
+}
+
+PyDoc_STRVAR(dual_bound_doc,
+"dual_bound(kappa, pi, g_down, g_up, lam, nu, start, x_out) -> bound\n\n"
+"The dual function g(lam, nu), a lower bound on normalized P3, for lam [I, n]\n"
+"normalized per layer and nu >= 0, the 1-D searches starting at start [n];\n"
+"the inner minimizers go to x_out [n]. Raises FloatingPointError when a minimizer\n"
+"cannot be bracketed or the value is not finite.");
+
+static PyObject *py_dual_bound(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[7];
+    double nu;
+    if (!PyArg_ParseTuple(args, "OOOOOdOO", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &nu, &objs[5], &objs[6]))
+        return NULL;
+    Py_buffer views[7];
+    if (PyObject_GetBuffer(objs[6], &views[6], PyBUF_SIMPLE) != 0)
+        return NULL;
+    Py_ssize_t n = views[6].len / 8;
+    PyBuffer_Release(&views[6]);
+    Py_buffer kap;
+    if (PyObject_GetBuffer(objs[0], &kap, PyBUF_SIMPLE) != 0)
+        return NULL;
+    Py_ssize_t I = n ? kap.len / 8 / n : 0;
+    PyBuffer_Release(&kap);
+    if (n < 1 || I < 1 || !(nu >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "need at least 1 device, 1 layer and nu >= 0");
+        return NULL;
+    }
+    P3 p;
+    if (get_problem(objs, (int)I, (int)n, &p, views) != 0)
+        return NULL;
+    if (get_array(objs[4], I * n, 0, "lam", &views[4]) != 0) {
+        release(views, 4);
+        return NULL;
+    }
+    if (get_array(objs[5], n, 0, "start", &views[5]) != 0) {
+        release(views, 5);
+        return NULL;
+    }
+    if (get_array(objs[6], n, 1, "x_out", &views[6]) != 0) {
+        release(views, 6);
+        return NULL;
+    }
+    double *scratch = malloc(sizeof(double) * ((size_t)I * n + 3 * (size_t)n));
+    if (!scratch) {
+        release(views, 7);
+        return PyErr_NoMemory();
+    }
+    double bound = NAN;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = dual_bound_c(&p, views[4].buf, nu, views[5].buf, views[6].buf, &bound, scratch);
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    release(views, 7);
+    if (code == ST_NO_BRACKET) {
+        PyErr_SetString(PyExc_FloatingPointError,
+                        "could not bracket the inner minimizer of the dual function");
+        return NULL;
+    }
+    if (code != ST_OPTIMAL) {
+        PyErr_SetString(PyExc_FloatingPointError, "the dual function is not finite");
+        return NULL;
+    }
+    return PyFloat_FromDouble(bound);
+}
+
+static PyMethodDef methods[] = {
+    {"interior_point", py_interior_point, METH_VARARGS, interior_point_doc},
+    {"dual_bound", py_dual_bound, METH_VARARGS, dual_bound_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_p3kernel",
+    "Compiled core of p3/exact: the interior point and the dual certificate.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__p3kernel(void)
+{
+    return PyModule_Create(&module);
+}
