@@ -8,7 +8,7 @@ import numpy as np
 
 from ..options import Options, option
 from ..problems import BandwidthProblem
-from ..solution import Solution, Status
+from ..solution import Solution, Status, relative_gap
 from .structure import P3Data
 
 #: A lower bound above the objective by more than this (relative) is a solver bug.
@@ -48,10 +48,10 @@ def finish(problem: BandwidthProblem, data: P3Data, b: np.ndarray, *, method: st
             return sol.with_run_info(status=Status.ERROR, extra={
                 **sol.extra, "error": f"lower bound {lb!r} above the objective"})
         lb = sol.objective_s
-    sol = sol.with_run_info(lower_bound_s=lb)
     if status is None:
-        status = Status.OPTIMAL if sol.gap is not None and sol.gap <= tol else Status.FEASIBLE
-    return sol.with_run_info(status=status)
+        optimal = lb is not None and relative_gap(sol.objective_s, lb) <= tol
+        status = Status.OPTIMAL if optimal else Status.FEASIBLE
+    return sol.with_run_info(lower_bound_s=lb, status=status)
 
 
 def prepare(problem: BandwidthProblem, method: str) -> tuple[P3Data, Solution | None]:

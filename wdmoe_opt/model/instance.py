@@ -269,6 +269,13 @@ class Instance:
         return _per_layer(self.system.gain_up, self.n_layers)
 
     @cached_property
+    def received_power_w(self) -> np.ndarray:
+        """``[2, I, U]`` read-only received signal powers ``P g``: downlink (base station
+        power), then uplink (each device's power), the ``S`` of eqs. (2)-(3)."""
+        return _readonly(np.stack([self.system.bs_power_w * self.gain_down_per_layer,
+                                   self.system.tx_power_w * self.gain_up_per_layer]))
+
+    @cached_property
     def router_topk_mask(self) -> np.ndarray:
         """``[I, J, E]`` read-only mask of every token's router Top-K (ties to the lower id)."""
         return _readonly(topk_mask(self.gating_weights, self.model.top_k))

@@ -29,20 +29,22 @@ def shannon_rate_bps(bandwidth_hz, signal_w, noise_psd_w_per_hz) -> np.ndarray:
 
 def link_rates_bps(instance: Instance, bandwidth_hz) -> tuple[np.ndarray, np.ndarray]:
     """Downlink (eq. 2) and uplink (eq. 3) rates, each ``[..., I, U]``."""
-    s = instance.system
-    b = np.asarray(bandwidth_hz, dtype=np.float64)[..., None, :]
-    down = shannon_rate_bps(b, s.bs_power_w * instance.gain_down_per_layer, s.noise_psd_w_per_hz)
-    up = shannon_rate_bps(b, s.tx_power_w * instance.gain_up_per_layer, s.noise_psd_w_per_hz)
-    return down, up
+    rates = _link_rates_bps(instance, bandwidth_hz)
+    return rates[..., 0, :, :], rates[..., 1, :, :]
+
+
+def _link_rates_bps(instance: Instance, bandwidth_hz) -> np.ndarray:
+    """Both links in one pass: ``[..., 2, I, U]``, downlink first."""
+    b = np.asarray(bandwidth_hz, dtype=np.float64)[..., None, None, :]
+    return shannon_rate_bps(b, instance.received_power_w, instance.system.noise_psd_w_per_hz)
 
 
 def comm_time_per_token_s(instance: Instance, bandwidth_hz) -> np.ndarray:
     """Eq. (6): ``c = L_comm / R_down + L_comm / R_up`` per token, ``[..., I, U]``
     (``inf`` where the device has no bandwidth)."""
-    down, up = link_rates_bps(instance, bandwidth_hz)
-    bits = instance.model.token_bits
     with np.errstate(divide="ignore"):
-        return bits / down + bits / up
+        per_link = instance.model.token_bits / _link_rates_bps(instance, bandwidth_hz)
+    return per_link[..., 0, :, :] + per_link[..., 1, :, :]
 
 
 def compute_time_per_token_s(instance: Instance) -> np.ndarray:
@@ -145,8 +147,8 @@ def retained_weight(instance: Instance, selection: Selection) -> float:
 
 
 def expert_invocations(selection: Selection) -> int:
-    """``sum q``: selected (token, expert) pairs in the batch."""
-    return int(np.count_nonzero(selection.mask))
+    """``sum q``: selected (token, expert) pairs in the batch (memoized on the selection)."""
+    return selection.memo("invocations", lambda: int(np.count_nonzero(selection.mask)))
 
 
 def transmit_energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
