@@ -10,6 +10,7 @@ from wdmoe_opt import BandwidthProblem, InputError, Selection, Status, get_metho
 from wdmoe_opt.bandwidth import exact as exact_module
 from wdmoe_opt.bandwidth.structure import P3Data, inverse_rate_derivatives
 from wdmoe_opt.check import check_solution
+from wdmoe_opt.errors import BackendUnavailable
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.model import latency as lat
 
@@ -111,6 +112,15 @@ def test_a_failing_solver_reports_error_not_a_wrong_answer(monkeypatch):
     assert sol.status is Status.ERROR and sol.lower_bound_s is None
     assert "boom" in sol.extra["error"]
     assert check_solution(prob.instance, solution_to_dict(sol)) == []
+
+
+def test_an_unbuilt_kernel_is_a_clear_error_not_a_crash(monkeypatch):
+    from wdmoe_opt.bandwidth import certificate
+
+    monkeypatch.setattr(certificate, "_p3kernel", None)
+    with pytest.raises(BackendUnavailable, match="pip install -e"):
+        solve(_problem("identity"), "exact")
+    assert solve(_problem("identity"), "uniform").status is Status.FEASIBLE
 
 
 def test_cvxpy_model_is_built_once_per_structure():

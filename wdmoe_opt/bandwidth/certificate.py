@@ -21,8 +21,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _p3kernel
+from ..errors import BackendUnavailable
 from .structure import P3Data
+
+try:
+    from . import _p3kernel
+except ImportError:  # a source tree that was never built: every other method still works
+    _p3kernel = None
+
+
+def compiled_kernel():
+    """The compiled ``_p3kernel`` module, or a clear error when it was not built."""
+    if _p3kernel is None:
+        raise BackendUnavailable(
+            "the compiled P3 kernel (wdmoe_opt/bandwidth/_p3kernel.c) is not built: "
+            "install the package with `pip install -e .` or `make install` (needs a C compiler)")
+    return _p3kernel
 
 
 def normalize_multipliers(lam: np.ndarray) -> np.ndarray:
@@ -64,6 +78,6 @@ def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
     nu = max(float(nu), 0.0) if np.isfinite(nu) else 0.0
     x = data.uniform_point() if start is None else np.asarray(start, dtype=np.float64)
     minimizers = np.empty(data.n_loaded)
-    bound = _p3kernel.dual_bound(*data.kernel_arrays, lam, nu,
+    bound = compiled_kernel().dual_bound(*data.kernel_arrays, lam, nu,
                                  np.ascontiguousarray(x), minimizers)
     return bound, minimizers

@@ -41,7 +41,7 @@ import numpy as np
 from ..problems import BandwidthProblem
 from ..registry import register
 from ..solution import Solution, Status
-from . import _p3kernel
+from .certificate import compiled_kernel
 from .common import P3Options, finish, prepare
 from .structure import P3Data
 
@@ -82,7 +82,7 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     """
     b = np.empty(data.n_loaded)
     lam = np.empty(data.kappa.shape)
-    code, nu, bound, objective, iterations = _p3kernel.interior_point(
+    code, nu, bound, objective, iterations = compiled_kernel().interior_point(
         *data.kernel_arrays, data.start_point(), b, lam, tol, max_iter, time_limit)
     if code in _FAILURE:
         raise FloatingPointError(f"p3/exact: {_FAILURE[code]} (iteration {iterations})")
