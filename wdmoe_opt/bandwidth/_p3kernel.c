@@ -36,12 +36,20 @@
 /* Relative allowance for round-off in the double sums of the dual function. */
 #define ROUNDOFF_MARGIN 1e-13
 #define BRACKET_WIDTH 1e-9
+/* A point replaces the incumbent only this close to the budget sum b = 1. */
+#define BUDGET_SLACK 1e-12
+/* The 1-D searches of the certificate start inside this range of b. */
+#define START_MIN 1e-12
+#define START_MAX 1e12
 #define MAX_NEWTON_STEPS 50
 #define MAX_BRACKET_STEPS 2100
 #define MAX_BISECTION_STEPS 2100
 
 enum { ST_OPTIMAL = 0, ST_FEASIBLE = 1, ST_TIME_LIMIT = 2, ST_SINGULAR = 3,
        ST_NOT_FINITE = 4, ST_NO_BRACKET = 5, ST_NO_MEMORY = 6 };
+/* Added to a failure code when the method broke down after a certified point,
+ * which it returns (status feasible unless the point meets the tolerance). */
+#define ST_AFTER_INCUMBENT 10
 
 typedef struct {
     int I, n, R;
@@ -180,13 +188,13 @@ static int dual_bound_c(const P3 *p, const double *lam, double nu, const double 
             x[k] = 0.0;
             continue;
         }
-        double xx = (start && isfinite(start[k]) && start[k] > 0.0) ? start[k] : 1.0;
+        double xx = (start && start[k] > 0.0) ? fmin(fmax(start[k], START_MIN), START_MAX) : 1.0;
         double val, d1, d2;
         for (int it = 0; it < MAX_NEWTON_STEPS; it++) {
             inner_slope(p, weight, weight_sum, k, nu, xx, &val, &d1, &d2);
             double xn = xx - d1 / d2;
-            if (!(xn > 0.0))
-                xn = 0.5 * xx;
+            if (!(xn > 0.0 && isfinite(xn)))  /* overshoot, or an overflowed slope */
+                xn = d1 < 0.0 ? 2.0 * xx : 0.5 * xx;
             int done = fabs(xn - xx) <= 1e-11 * xx;
             xx = xn;
             if (done)
@@ -378,6 +386,7 @@ typedef struct {
     double *kkt, *rhs;             /* [(K+1)^2] (LU-factored in place), [K+1] */
     int *piv;
     double nu;
+    double budget;                  /* 1 - sum b, the budget row's residual */
 } Ipm;
 
 static double now_s(void)
@@ -455,6 +464,7 @@ static double linearize(Ipm *w, int *status)
         hs[i] = sum(d + (size_t)i * n, n);
     }
     double gap = dot(lam, slack, w->m);
+    w->budget = 1.0 - sum(b, n);
     if (w->onto_b)
         for (int k = 0; k < n; k++)
             for (int i = 0; i < I; i++)
@@ -526,7 +536,7 @@ static double direction(Ipm *w, const double *restrict wt)
     if (w->onto_b) {
         for (int k = 0; k < n; k++)
             rhs[k] = -rb[k];
-        rhs[n] = 0.0;
+        rhs[n] = -w->budget;
         for (int i = 0; i < I; i++) {
             double c = rs[i] / hs[i];
             const double *row = dt1 + (size_t)i * n;
@@ -545,7 +555,7 @@ static double direction(Ipm *w, const double *restrict wt)
         }
         for (int i = 0; i < I; i++)
             rhs[i] = dot(dt1 + (size_t)i * n, rb, n) - rs[i];
-        rhs[I] = total;
+        rhs[I] = total - w->budget;
         lu_solve(w->kkt, K + 1, w->piv, rhs);
         memcpy(ds, rhs, sizeof(double) * I);
         double *restrict acc = w->acc;
@@ -634,7 +644,7 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
         best->nu = w->nu;
         memcpy(lam_best, w->lam, sizeof(double) * w->m);
     }
-    if (!best->have || objective <= best->objective) {
+    if (!best->have || (objective <= best->objective && fabs(w->budget) <= BUDGET_SLACK)) {
         best->objective = objective;
         memcpy(b_best, w->b, sizeof(double) * n);
     }
@@ -716,13 +726,13 @@ static int interior_point(const P3 *p, const double *b0, double tol, int max_ite
         if (!isnan(gap))
             err = certify(&w, best, b_best, lam_best, scratch, lam_norm, x);
     }
-    if (err == ST_OPTIMAL && status == ST_FEASIBLE
-            && best->objective - best->bound <= ACCEPT * tol * best->objective)
-        status = ST_OPTIMAL;
     *iterations = it;
     free(mem);
     free(piv);
-    return err != ST_OPTIMAL ? err : status;
+    int met = best->have && best->objective - best->bound <= ACCEPT * tol * best->objective;
+    if (err != ST_OPTIMAL)
+        return !best->have ? err : met ? ST_OPTIMAL : ST_AFTER_INCUMBENT + err;
+    return status == ST_FEASIBLE && met ? ST_OPTIMAL : status;
 }
 
 /* ------------------------------------------------------------ Python bindings */
@@ -741,6 +751,25 @@ static int get_array(PyObject *obj, Py_ssize_t len, int writable, const char *na
         return -1;
     }
     return 0;
+}
+
+/* Layers I and devices n from the shape of kappa, a 2-D float64 array. */
+static int get_sizes(PyObject *kappa, Py_ssize_t *I, Py_ssize_t *n)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(kappa, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return -1;
+    int ok = view.ndim == 2 && view.itemsize == 8 && view.format
+             && strcmp(view.format, "d") == 0;
+    if (ok) {
+        *I = view.shape[0];
+        *n = view.shape[1];
+    }
+    PyBuffer_Release(&view);
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError,
+                        "kappa: expected a 2-D [layers, devices] contiguous float64 array");
+    return ok ? 0 : -1;
 }
 
 /* Parse (kappa, pi, g_down, g_up) for n_layers layers and n devices. */
@@ -792,7 +821,8 @@ PyDoc_STRVAR(interior_point_doc,
 "Solve normalized P3 from the start b0 [n]; kappa, pi are [I, n], the gains [I, n]\n"
 "or [n]. Writes the best point into b_out [n] and the multipliers of the best bound\n"
 "into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit, 3 singular\n"
-"Newton system, 4 non-finite iterate, 5 certificate could not bracket, 6 no memory.");
+"Newton system, 4 non-finite iterate, 5 certificate could not bracket, 6 no memory;\n"
+"10 + (3, 4 or 5): that failure after a certified point, which is returned.");
 
 static PyObject *py_interior_point(PyObject *self, PyObject *args)
 {
@@ -804,15 +834,9 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
                           &objs[4], &objs[5], &objs[6], &tol, &max_iter, &time_limit))
         return NULL;
     Py_buffer views[7];
-    if (PyObject_GetBuffer(objs[4], &views[4], PyBUF_SIMPLE) != 0)
+    Py_ssize_t I, n;
+    if (get_sizes(objs[0], &I, &n) != 0)
         return NULL;
-    Py_ssize_t n = views[4].len / 8;
-    PyBuffer_Release(&views[4]);
-    Py_buffer kap;
-    if (PyObject_GetBuffer(objs[0], &kap, PyBUF_SIMPLE) != 0)
-        return NULL;
-    Py_ssize_t I = n ? kap.len / 8 / n : 0;
-    PyBuffer_Release(&kap);
     if (n < 2 || I < 1 || max_iter < 1) {
         PyErr_SetString(PyExc_ValueError, "need at least 2 devices, 1 layer, max_iter >= 1");
         return NULL;
@@ -862,15 +886,9 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
                           &objs[4], &nu, &objs[5], &objs[6]))
         return NULL;
     Py_buffer views[7];
-    if (PyObject_GetBuffer(objs[6], &views[6], PyBUF_SIMPLE) != 0)
+    Py_ssize_t I, n;
+    if (get_sizes(objs[0], &I, &n) != 0)
         return NULL;
-    Py_ssize_t n = views[6].len / 8;
-    PyBuffer_Release(&views[6]);
-    Py_buffer kap;
-    if (PyObject_GetBuffer(objs[0], &kap, PyBUF_SIMPLE) != 0)
-        return NULL;
-    Py_ssize_t I = n ? kap.len / 8 / n : 0;
-    PyBuffer_Release(&kap);
     if (n < 1 || I < 1 || !(nu >= 0.0)) {
         PyErr_SetString(PyExc_ValueError, "need at least 1 device, 1 layer and nu >= 0");
         return NULL;

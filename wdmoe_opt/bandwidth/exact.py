@@ -45,10 +45,12 @@ from .certificate import compiled_kernel
 from .common import P3Options, finish, prepare
 from .structure import P3Data
 
-#: Return codes of ``_p3kernel.interior_point``: a status, or why it failed.
+#: Return codes of ``_p3kernel.interior_point``: a status, or why it failed
+#: (``_AFTER_INCUMBENT +`` a failure: after a certified point, which is returned).
 _STATUS = {0: Status.OPTIMAL, 1: Status.FEASIBLE, 2: Status.TIME_LIMIT}
 _FAILURE = {3: "singular Newton system", 4: "non-finite iterate",
             5: "the certificate could not bracket an inner minimizer"}
+_AFTER_INCUMBENT = 10
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class IPMResult:
     objective: float       # sum_i max_k t[i, k](b)
     iterations: int
     status: Status
+    stopped: str | None = None   # why it stopped early after a certified point
 
 
 def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
@@ -74,11 +77,10 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     """Solve normalized P3 (at least two loaded devices) to a certified relative gap
     ``tol`` from :meth:`.P3Data.start_point`; the module docstring says how.
 
-    Raises
-    ------
-    FloatingPointError
-        On a singular Newton system, a non-finite iterate or a certificate that
-        cannot bracket its inner minimizers.
+    A numerical breakdown (a singular Newton system, a non-finite iterate, a
+    certificate that cannot bracket its inner minimizers) after a certified point
+    returns that point, ``feasible`` unless it meets ``tol``, with ``stopped``
+    saying why; before one, it raises ``FloatingPointError``.
     """
     b = np.empty(data.n_loaded)
     lam = np.empty(data.kappa.shape)
@@ -86,6 +88,9 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
         *data.kernel_arrays, data.start_point(), b, lam, tol, max_iter, time_limit)
     if code in _FAILURE:
         raise FloatingPointError(f"p3/exact: {_FAILURE[code]} (iteration {iterations})")
+    if code - _AFTER_INCUMBENT in _FAILURE:
+        return IPMResult(b, lam, nu, bound, objective, iterations, Status.FEASIBLE,
+                         stopped=f"{_FAILURE[code - _AFTER_INCUMBENT]} (iteration {iterations})")
     return IPMResult(b, lam, nu, bound, objective, iterations, _STATUS[code])
 
 
@@ -106,6 +111,7 @@ def solve_exact(problem: BandwidthProblem, options: ExactOptions) -> Solution:
     return finish(problem, data, res.b, method="p3/exact", bound=res.bound, tol=options.tol,
                   status=status, extra={
                       "iterations": res.iterations,
+                      **({"stopped": res.stopped} if res.stopped else {}),
                       "algorithm_time_s": time.perf_counter() - start,
                       "bandwidth_price_s_per_hz":
                           res.nu * data.time_scale_s / data.total_bandwidth_hz})
