@@ -380,13 +380,14 @@ typedef struct {
     size_t m;                       /* I * n */
     double *z, *dz;                 /* [s (I), b (n), lam (m), slack (m)] */
     double *s, *b, *lam, *slack, *ds, *db, *dlam, *dslack;
-    double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled;  /* [m]: t, -t', ... */
+    double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled, *inv_slack;  /* [m] */
     double *hb, *hs, *rb, *rs, *acc;    /* [n], [I], [n], [I], [n] */
     double *cf, *cm, *cc;               /* [R, n]: the curve f, -f', f'' */
     double *kkt, *rhs;             /* [(K+1)^2] (LU-factored in place), [K+1] */
     int *piv;
     double nu;
     double budget;                  /* 1 - sum b, the budget row's residual */
+    double max_step;                /* largest step <= 1 along dz keeping b, lam, slack > 0 */
 } Ipm;
 
 static double now_s(void)
@@ -436,6 +437,7 @@ static double linearize(Ipm *w, int *status)
     double *restrict t = w->t, *restrict t1 = w->t1;
     double *restrict res = w->res, *restrict d = w->d, *restrict dres = w->dres;
     double *restrict dt1 = w->dt1, *restrict hb = w->hb, *restrict hs = w->hs;
+    double *restrict inv_slack = w->inv_slack;
     double *restrict cf = w->cf, *restrict cm = w->cm, *restrict cc = w->cc;
     int R = p->R;
     for (int r = 0; r < R; r++)          /* the curves: one per device, or per pair */
@@ -452,7 +454,8 @@ static double linearize(Ipm *w, int *status)
             size_t idx = (size_t)i * n + k;
             double kap = kappa[idx], l = lam[idx], sl = slack[idx];
             double tt = kap * f[k] + pi[idx], q1 = kap * mf1[k];
-            double r = tt - si + sl, dd = l / sl, q = dd * q1;
+            double is = 1.0 / sl, r = tt - si + sl, dd = l * is, q = dd * q1;
+            inv_slack[idx] = is;
             t[idx] = tt;
             t1[idx] = q1;
             res[idx] = r;
@@ -578,19 +581,16 @@ static double direction(Ipm *w, const double *restrict wt)
             dslack[idx] = linear - res[idx];
         }
     }
-    return rhs[K];
-}
-
-/* Largest alpha <= 1 keeping b, lam and slack non-negative. */
-static double max_step(const Ipm *w)
-{
-    size_t len = (size_t)w->n + 2 * w->m;
-    const double *restrict z = w->z + w->I, *restrict dz = w->dz + w->I;
-    double worst = -1.0;                 /* min(-1, min dz / z); z > 0, few divisions */
+    /* the step to the boundary: min(-1, min dz / z) over b, lam, slack (z > 0; the
+     * comparison first, so few divisions) */
+    const double *restrict z = w->z + I, *restrict dz = w->dz + I;
+    size_t len = (size_t)n + 2 * w->m;
+    double worst = -1.0;
     for (size_t j = 0; j < len; j++)
         if (dz[j] < worst * z[j])
             worst = dz[j] / z[j];
-    return -1.0 / worst;
+    w->max_step = -1.0 / worst;
+    return rhs[K];
 }
 
 /* One Mehrotra predictor-corrector step from the linearized iterate. */
@@ -599,16 +599,16 @@ static void ipm_step(Ipm *w, double gap)
     size_t m = w->m;
     double *restrict wt = w->wt;
     const double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
-    const double *restrict slack = w->slack, *restrict dres = w->dres;
+    const double *restrict inv_slack = w->inv_slack, *restrict dres = w->dres;
     direction(w, dres);                             /* predictor (affine scaling) */
-    double alpha = max_step(w);
+    double alpha = w->max_step;
     double gap_aff = gap * (1.0 - alpha) + alpha * alpha * dot(dlam, dslack, m);
     double ratio = fmax(gap_aff, 0.0) / gap;
     double mu = ratio * ratio * ratio * gap / (double)m;
     for (size_t j = 0; j < m; j++)
-        wt[j] = (mu - dlam[j] * dslack[j]) / slack[j] + dres[j];
+        wt[j] = (mu - dlam[j] * dslack[j]) * inv_slack[j] + dres[j];
     double nu = direction(w, wt);                   /* corrector */
-    alpha = TO_BOUNDARY * max_step(w);
+    alpha = TO_BOUNDARY * w->max_step;
     size_t len = (size_t)w->I + w->n + 2 * m;
     double *restrict z = w->z;
     const double *restrict dz = w->dz;
@@ -667,7 +667,7 @@ static int interior_point(const P3 *p, const double *b0, double tol, int max_ite
     size_t km = (size_t)(w.K + 1) * (w.K + 1);
     size_t zlen = (size_t)I + n + 2 * m;
     size_t rn = (size_t)p->R * n;
-    size_t total = 2 * zlen + 9 * m + 3 * (size_t)n + 3 * rn + 2 * (size_t)I + km + (w.K + 1)
+    size_t total = 2 * zlen + 10 * m + 3 * (size_t)n + 3 * rn + 2 * (size_t)I + km + (w.K + 1)
                    + (m + 3 * (size_t)n) + m + n;     /* + certificate scratch, lam_norm, x */
     double *mem = malloc(sizeof(double) * total);
     int *piv = malloc(sizeof(int) * (w.K + 1));
@@ -681,6 +681,7 @@ static int interior_point(const P3 *p, const double *b0, double tol, int max_ite
     TAKE(w.z, zlen); TAKE(w.dz, zlen);
     TAKE(w.t, m); TAKE(w.t1, m); TAKE(w.res, m); TAKE(w.d, m); TAKE(w.dres, m);
     TAKE(w.dt1, m); TAKE(w.dt1T, m); TAKE(w.wt, m); TAKE(w.scaled, m);
+    TAKE(w.inv_slack, m);
     TAKE(w.hb, n); TAKE(w.rb, n); TAKE(w.acc, n);
     TAKE(w.cf, rn); TAKE(w.cm, rn); TAKE(w.cc, rn);
     TAKE(w.hs, I); TAKE(w.rs, I);
