@@ -275,8 +275,8 @@ def _dual_args(data):
 
 
 def _ipm_args(data):
-    return [*data.kernel_arrays, data.start_point(), np.empty(data.n_loaded),
-            np.empty(data.kappa.shape), TOL, 200, 60.0]
+    return [*data.kernel_arrays, np.empty(data.n_loaded), np.empty(data.kappa.shape),
+            TOL, 200, 60.0]
 
 
 def _strided(a):
@@ -318,17 +318,16 @@ BAD_IPM = {
     "kappa float32": (0, lambda a: a.astype(np.float32)),
     "kappa strided": (0, _strided),
     "g_up short": (3, lambda a: a.ravel()[:-1].copy()),
-    "b0 float32": (4, lambda a: a.astype(np.float32)),
-    "b0 strided": (4, _strided),
-    "b0 one device": (4, lambda a: a[:1].copy()),
-    "b_out short": (5, lambda a: a[:-1].copy()),
-    "b_out strided": (5, _strided),
-    "b_out read-only": (5, _read_only),
-    "lam_out float32": (6, lambda a: a.astype(np.float32)),
-    "lam_out strided": (6, _strided),
-    "lam_out short": (6, lambda a: a[:-1].copy()),
-    "lam_out read-only": (6, _read_only),
-    "max_iter 0": (8, lambda v: 0),
+    "kappa one device": (0, lambda a: a[:, :1].copy()),
+    "b_out float32": (4, lambda a: a.astype(np.float32)),
+    "b_out short": (4, lambda a: a[:-1].copy()),
+    "b_out strided": (4, _strided),
+    "b_out read-only": (4, _read_only),
+    "lam_out float32": (5, lambda a: a.astype(np.float32)),
+    "lam_out strided": (5, _strided),
+    "lam_out short": (5, lambda a: a[:-1].copy()),
+    "lam_out read-only": (5, _read_only),
+    "max_iter 0": (7, lambda v: 0),
 }
 
 
@@ -337,7 +336,7 @@ def _reason(name: str) -> str:
     for words, message in ((("read-only",), "read-only"),
                            (("strided", "fortran"), "contiguous"),
                            (("one row",), "shape differs"),
-                           (("nu ", "max_iter"), "need at least")):
+                           (("nu ", "max_iter", "one device"), "need at least")):
         if any(word in name for word in words):
             return message
     field = name.split()[0]

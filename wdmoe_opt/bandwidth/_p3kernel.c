@@ -397,16 +397,39 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The start: b0 given (P3Data.start_point), every layer 0.1 above its bottleneck,
- * multipliers centred per layer (lam * slack constant) and summing to 1. */
-static void ipm_start(Ipm *w, const double *b0)
+/* The start, in closed form. At the uniform split b0 = 1/n a device's communication
+ * time is about a / b with a[i, k] = kappa f(b0) b0; equal finish times in a layer
+ * (compute aside) give b ~ a[i], the sum over layers sum_i sum_k a / b gives
+ * b ~ sqrt(sum_i a). The start takes b ~ (sum_i a[i, k])^0.75 between the two
+ * (fewest iterations on paper-scale and large instances), floored at 1e-3 / n and
+ * rescaled onto the simplex; every layer 0.1 above its bottleneck, multipliers
+ * centred per layer (lam * slack constant) and summing to 1. */
+static void ipm_start(Ipm *w)
 {
     int I = w->I, n = w->n;
-    memcpy(w->b, b0, sizeof(double) * n);
+    const P3 *p = &w->p;
+    double b0 = 1.0 / n, total = 0.0, floored = 0.0, f, mf1, f2;
+    memset(w->b, 0, sizeof(double) * n);
+    for (int i = 0; i < I; i++)
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            if (p->R > 1 || i == 0)
+                curve(p, p->R > 1 ? i : 0, k, b0, &w->cf[k], &mf1, &f2);
+            w->b[k] += p->kappa[idx] * w->cf[k];
+        }
+    for (int k = 0; k < n; k++) {
+        w->b[k] = pow(w->b[k] / n, 0.75);
+        total += w->b[k];
+    }
+    for (int k = 0; k < n; k++) {
+        w->b[k] = fmax(w->b[k] / total, 1e-3 / n);
+        floored += w->b[k];
+    }
+    for (int k = 0; k < n; k++)
+        w->b[k] /= floored;
     for (int i = 0; i < I; i++) {
         double top = -INFINITY, sum = 0.0;
         for (int k = 0; k < n; k++) {
-            double f, mf1, f2;
             size_t idx = (size_t)i * n + k;
             curve(&w->p, w->p.R > 1 ? i : 0, k, w->b[k], &f, &mf1, &f2);
             w->t[idx] = w->p.kappa[idx] * f + w->p.pi[idx];
@@ -528,7 +551,7 @@ static double direction(Ipm *w, const double *restrict wt)
     double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
     const double *restrict t1 = w->t1, *restrict dt1 = w->dt1;
     const double *restrict hb = w->hb, *restrict hs = w->hs, *restrict d = w->d;
-    const double *restrict lam = w->lam, *restrict res = w->res;
+    const double *restrict lam = w->lam, *restrict res = w->res, *restrict slack = w->slack;
     memset(rb, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++) {
         const double *restrict wrow = wt + (size_t)i * n, *restrict trow = t1 + (size_t)i * n;
@@ -572,23 +595,26 @@ static double direction(Ipm *w, const double *restrict wt)
         for (int k = 0; k < n; k++)
             db[k] = rb[k] - (acc[k] + rhs[I]) / hb[k];
     }
+    /* dlam, dslack, and the step to the boundary: min(-1, min dz / z) over b, lam and
+     * slack (z > 0; the comparison first, so few divisions) */
+    double worst = -1.0;
+    for (int k = 0; k < n; k++)
+        if (db[k] < worst * w->b[k])
+            worst = db[k] / w->b[k];
     for (int i = 0; i < I; i++) {
         double dsi = ds[i];
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
             double linear = t1[idx] * db[k] + dsi;
-            dlam[idx] = wt[idx] - d[idx] * linear - lam[idx];
-            dslack[idx] = linear - res[idx];
+            double dl = wt[idx] - d[idx] * linear - lam[idx], dsl = linear - res[idx];
+            dlam[idx] = dl;
+            dslack[idx] = dsl;
+            if (dl < worst * lam[idx])
+                worst = dl / lam[idx];
+            if (dsl < worst * slack[idx])
+                worst = dsl / slack[idx];
         }
     }
-    /* the step to the boundary: min(-1, min dz / z) over b, lam, slack (z > 0; the
-     * comparison first, so few divisions) */
-    const double *restrict z = w->z + I, *restrict dz = w->dz + I;
-    size_t len = (size_t)n + 2 * w->m;
-    double worst = -1.0;
-    for (size_t j = 0; j < len; j++)
-        if (dz[j] < worst * z[j])
-            worst = dz[j] / z[j];
     w->max_step = -1.0 / worst;
     return rhs[K];
 }
@@ -653,7 +679,7 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
 }
 
 /* The whole solve; outputs b_best [n], lam_best [I, n] and the scalars. */
-static int interior_point(const P3 *p, const double *b0, double tol, int max_iter,
+static int interior_point(const P3 *p, double tol, int max_iter,
                           double time_limit, double *b_best, double *lam_best, Best *best,
                           int *iterations)
 {
@@ -696,7 +722,7 @@ static int interior_point(const P3 *p, const double *b0, double tol, int max_ite
     double deadline = now_s() + time_limit;
     int status = ST_FEASIBLE, certified = 0, it = 0, err = ST_OPTIMAL;
     best->have = 0;
-    ipm_start(&w, b0);
+    ipm_start(&w);
     for (it = 1; it <= max_iter; it++) {
         double gap = linearize(&w, &err);
         if (isnan(gap))
@@ -817,24 +843,24 @@ static void release(Py_buffer *views, int count)
 }
 
 PyDoc_STRVAR(interior_point_doc,
-"interior_point(kappa, pi, g_down, g_up, b0, b_out, lam_out, tol, max_iter, time_limit)\n"
+"interior_point(kappa, pi, g_down, g_up, b_out, lam_out, tol, max_iter, time_limit)\n"
 "-> (code, nu, bound, objective, iterations)\n\n"
-"Solve normalized P3 from the start b0 [n]; kappa, pi are [I, n], the gains [I, n]\n"
-"or [n]. Writes the best point into b_out [n] and the multipliers of the best bound\n"
-"into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit, 3 singular\n"
-"Newton system, 4 non-finite iterate, 5 certificate could not bracket, 6 no memory;\n"
-"10 + (3, 4 or 5): that failure after a certified point, which is returned.");
+"Solve normalized P3 from its closed-form start; kappa, pi are [I, n], the gains\n"
+"[I, n] or [1, n]. Writes the best point into b_out [n] and the multipliers of the\n"
+"best bound into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit,\n"
+"3 singular Newton system, 4 non-finite iterate, 5 certificate could not bracket,\n"
+"6 no memory; 10 + (3, 4 or 5): that failure after a certified point, returned.");
 
 static PyObject *py_interior_point(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *objs[7];
+    PyObject *objs[6];
     double tol, time_limit;
     int max_iter;
-    if (!PyArg_ParseTuple(args, "OOOOOOOdid", &objs[0], &objs[1], &objs[2], &objs[3],
-                          &objs[4], &objs[5], &objs[6], &tol, &max_iter, &time_limit))
+    if (!PyArg_ParseTuple(args, "OOOOOOdid", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &tol, &max_iter, &time_limit))
         return NULL;
-    Py_buffer views[7];
+    Py_buffer views[6];
     Py_ssize_t I, n;
     if (get_sizes(objs[0], &I, &n) != 0)
         return NULL;
@@ -845,25 +871,21 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
     P3 p;
     if (get_problem(objs, (int)I, (int)n, &p, views) != 0)
         return NULL;
-    if (get_array(objs[4], n, 0, "b0", &views[4]) != 0) {
+    if (get_array(objs[4], n, 1, "b_out", &views[4]) != 0) {
         release(views, 4);
         return NULL;
     }
-    if (get_array(objs[5], n, 1, "b_out", &views[5]) != 0) {
+    if (get_array(objs[5], I * n, 1, "lam_out", &views[5]) != 0) {
         release(views, 5);
-        return NULL;
-    }
-    if (get_array(objs[6], I * n, 1, "lam_out", &views[6]) != 0) {
-        release(views, 6);
         return NULL;
     }
     Best best = {0};
     int iterations = 0, code;
     Py_BEGIN_ALLOW_THREADS
-    code = interior_point(&p, views[4].buf, tol, max_iter, time_limit, views[5].buf,
-                          views[6].buf, &best, &iterations);
+    code = interior_point(&p, tol, max_iter, time_limit, views[4].buf, views[5].buf, &best,
+                          &iterations);
     Py_END_ALLOW_THREADS
-    release(views, 7);
+    release(views, 6);
     if (code == ST_NO_MEMORY)
         return PyErr_NoMemory();
     if (!best.have)

@@ -18,6 +18,12 @@ direction for the complementarity target ``lam * slack -> w * slack`` has
 right-hand side ``-(sum_i w' t', 1 - sum_k w')`` with ``w' = w + d * residual``
 and returns the new budget price ``nu`` directly.
 
+The start is in closed form: at the uniform split ``b0`` a device's communication
+time is about ``a / b`` with ``a[i, k] = kappa f(b0) b0``; equal finish times in a
+layer give ``b ~ a[i]``, the sum over layers ``b ~ sqrt(sum_i a)``; the start takes
+``b ~ (sum_i a[i, k])^0.75`` between the two, floored at ``1e-3 / U'``, every layer
+0.1 above its bottleneck, the multipliers centred per layer.
+
 The iterate is *certified*: the multipliers are normalized per layer and the
 Lagrangian dual function is evaluated exactly (:mod:`.certificate`), a valid
 lower bound whatever the multipliers, once the duality gap is below ``tol``
@@ -75,7 +81,7 @@ class IPMResult:
 def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
                    time_limit: float = 60.0) -> IPMResult:
     """Solve normalized P3 (at least two loaded devices) to a certified relative gap
-    ``tol`` from :meth:`.P3Data.start_point`; the module docstring says how.
+    ``tol``; the module docstring says how.
 
     A numerical breakdown (a singular Newton system, a non-finite iterate, a
     certificate that cannot bracket its inner minimizers) after a certified point
@@ -85,7 +91,7 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     b = np.empty(data.n_loaded)
     lam = np.empty(data.kappa.shape)
     code, nu, bound, objective, iterations = compiled_kernel().interior_point(
-        *data.kernel_arrays, data.start_point(), b, lam, tol, max_iter, time_limit)
+        *data.kernel_arrays, b, lam, tol, max_iter, time_limit)
     if code in _FAILURE:
         raise FloatingPointError(f"p3/exact: {_FAILURE[code]} (iteration {iterations})")
     if code - _AFTER_INCUMBENT in _FAILURE:

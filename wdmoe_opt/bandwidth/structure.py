@@ -193,25 +193,6 @@ class P3Data:
         """``b`` split evenly over the loaded devices (a feasible start)."""
         return np.full(self.n_loaded, 1.0 / max(self.n_loaded, 1))
 
-    def start_point(self) -> np.ndarray:
-        """A feasible interior start for the iterative solvers, in closed form.
-
-        At the uniform split ``b0`` a device's communication time is about ``a / b``
-        with ``a[i, k] = kappa f_k(b0) b0``; equal finish times in a layer (compute
-        aside) give ``b ∝ a[i]``, the sum over layers ``sum_i sum_k a / b`` gives
-        ``b ∝ sqrt(sum_i a)``. The start takes ``b ∝ (sum_i a[i, k])^0.75`` between
-        the two (fewest interior-point iterations on paper-scale and large
-        instances), floored at ``1e-3 / U'`` and rescaled onto the simplex.
-        """
-        n = self.n_loaded
-        b0 = self.uniform_point()
-        if n == 0:
-            return b0
-        work = (self.kappa * self.curve_value(b0)).sum(axis=0) / n
-        b = work ** 0.75
-        b = np.maximum(b / b.sum(), 1e-3 / n)
-        return b / b.sum()
-
     def bandwidth_hz(self, b: np.ndarray) -> np.ndarray:
         """Full ``[U]`` allocation in Hz: ``b`` rescaled onto the simplex, idle devices 0."""
         out = np.zeros(self.n_devices)
