@@ -109,9 +109,8 @@ class P3Data:
         u, p = lat.device_loads(inst, problem.selection)   # p > 0 exactly where u > 0
         loaded = np.flatnonzero(u.any(axis=0))
         total = s.total_bandwidth_hz
-        rows = slice(None) if s.fast_fading else slice(0, 1)
         # [2, R, U']: S / (N0 B_total), downlink then uplink
-        g = inst.received_power_w[:, rows, loaded] / (s.noise_psd_w_per_hz * total)
+        g = inst.received_power_w[:, :, loaded] / (s.noise_psd_w_per_hz * total)
         a = lat.compute_time_per_token_s(inst)[loaded]
         data = cls(
             loaded=loaded,

@@ -270,10 +270,12 @@ class Instance:
 
     @cached_property
     def received_power_w(self) -> np.ndarray:
-        """``[2, I, U]`` read-only received signal powers ``P g``: downlink (base station
-        power), then uplink (each device's power), the ``S`` of eqs. (2)-(3)."""
-        return _readonly(np.stack([self.system.bs_power_w * self.gain_down_per_layer,
-                                   self.system.tx_power_w * self.gain_up_per_layer]))
+        """``[2, R, U]`` read-only received signal powers ``P g``, the ``S`` of eqs.
+        (2)-(3): downlink (base station power), then uplink (each device's power);
+        ``R = I`` under fast fading, else 1 (the same in every layer)."""
+        s = self.system
+        return _readonly(np.stack([s.bs_power_w * np.atleast_2d(s.gain_down),
+                                   s.tx_power_w * np.atleast_2d(s.gain_up)]))
 
     @cached_property
     def router_topk_mask(self) -> np.ndarray:

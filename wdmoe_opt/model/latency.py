@@ -28,23 +28,30 @@ def shannon_rate_bps(bandwidth_hz, signal_w, noise_psd_w_per_hz) -> np.ndarray:
 
 
 def link_rates_bps(instance: Instance, bandwidth_hz) -> tuple[np.ndarray, np.ndarray]:
-    """Downlink (eq. 2) and uplink (eq. 3) rates, each ``[..., I, U]``."""
+    """Downlink (eq. 2) and uplink (eq. 3) rates, each ``[..., I, U]`` (read-only;
+    under slow fading a broadcast view of one row)."""
     rates = _link_rates_bps(instance, bandwidth_hz)
-    return rates[..., 0, :, :], rates[..., 1, :, :]
+    return _per_layer(instance, rates[..., 0, :, :]), _per_layer(instance, rates[..., 1, :, :])
 
 
 def _link_rates_bps(instance: Instance, bandwidth_hz) -> np.ndarray:
-    """Both links in one pass: ``[..., 2, I, U]``, downlink first."""
+    """Both links in one pass: ``[..., 2, R, U]``, downlink first (``R`` rows of
+    :attr:`Instance.received_power_w`: one per layer only under fast fading)."""
     b = np.asarray(bandwidth_hz, dtype=np.float64)[..., None, None, :]
     return shannon_rate_bps(b, instance.received_power_w, instance.system.noise_psd_w_per_hz)
 
 
+def _per_layer(instance: Instance, a: np.ndarray) -> np.ndarray:
+    """``[..., R, U]`` broadcast to ``[..., I, U]`` (a view)."""
+    return np.broadcast_to(a, a.shape[:-2] + (instance.n_layers, a.shape[-1]))
+
+
 def comm_time_per_token_s(instance: Instance, bandwidth_hz) -> np.ndarray:
     """Eq. (6): ``c = L_comm / R_down + L_comm / R_up`` per token, ``[..., I, U]``
-    (``inf`` where the device has no bandwidth)."""
+    (``inf`` where the device has no bandwidth; read-only, as :func:`link_rates_bps`)."""
     with np.errstate(divide="ignore"):
         per_link = instance.model.token_bits / _link_rates_bps(instance, bandwidth_hz)
-    return per_link[..., 0, :, :] + per_link[..., 1, :, :]
+    return _per_layer(instance, per_link[..., 0, :, :] + per_link[..., 1, :, :])
 
 
 def compute_time_per_token_s(instance: Instance) -> np.ndarray:
