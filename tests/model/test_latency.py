@@ -146,3 +146,39 @@ def test_energy_is_transmit_plus_optional_compute(instance):
     assert math.isclose(lat.energy_j(with_compute, sel, b), expected_tx.sum() + extra)
     fewer = Selection(Selection.topk(instance, 1).mask)
     assert lat.energy_j(instance, fewer, b) < lat.energy_j(instance, sel, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 6), st.integers(2, 7),
+       st.integers(1, 4))
+def test_loads_and_weights_match_a_loop_over_tokens(seed, layers, tokens, experts, devices):
+    """Eq. (9) and the WLR numerator under any placement, against the definition."""
+    rng = np.random.default_rng(seed)
+    placement = rng.integers(0, devices, size=(layers, experts))
+    inst = small_instance(seed, layers=layers, tokens=tokens, experts=experts,
+                          devices=devices, placement="round-robin").replace(placement=placement)
+    sel = Selection(rng.random(inst.gating_weights.shape) < 0.5)
+    u, p = lat.device_loads(inst, sel)
+    weight = lat.selected_weight(inst, sel)
+    for i in range(layers):
+        for k in range(devices):
+            on_k = placement[i] == k
+            kept = sel.mask[i][:, on_k]
+            assert p[i, k] == kept.sum()
+            assert u[i, k] == kept.any(axis=1).sum()
+            assert np.isclose(weight[i, k], (inst.gating_weights[i][:, on_k] * kept).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 9), st.integers(1, 9), st.booleans())
+def test_topk_mask_keeps_the_k_largest_and_breaks_ties_to_the_lower_index(seed, experts, k,
+                                                                          ties):
+    from wdmoe_opt.model import topk_mask
+
+    k = min(k, experts)
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 3, size=(5, experts)) / 3.0 if ties else rng.random((5, experts))
+    expected = np.zeros(w.shape, dtype=bool)
+    order = np.argsort(-w, axis=-1, kind="stable")[:, :k]
+    np.put_along_axis(expected, order, True, axis=-1)
+    np.testing.assert_array_equal(topk_mask(w, k), expected)

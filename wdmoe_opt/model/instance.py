@@ -375,7 +375,11 @@ def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
     E = weights.shape[-1]
     if not 1 <= k <= E:
         raise InputError("top_k", f"must be in 1..{E}", k)
-    order = np.argsort(-weights, axis=-1, kind="stable")[..., :k]
-    mask = np.zeros(weights.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
+    # the k-th largest value by partition (linear time), then the ties at it to the
+    # lowest indices
+    kth = np.partition(weights, E - k, axis=-1)[..., E - k:E - k + 1]
+    mask = weights > kth
+    tied = weights == kth
+    need = k - np.count_nonzero(mask, axis=-1)[..., None]
+    mask |= tied & (np.cumsum(tied, axis=-1) <= need)
     return mask

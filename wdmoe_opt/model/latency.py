@@ -81,8 +81,9 @@ def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.nda
     i_idx, j_idx, e_idx = np.nonzero(q)
     k_idx = instance.placement[i_idx, e_idx]
     p = np.bincount(i_idx * U + k_idx, minlength=I * U).reshape(I, U)
-    pair = np.unique((i_idx * J + j_idx) * U + k_idx)
-    u = np.bincount((pair // (J * U)) * U + pair % U, minlength=I * U).reshape(I, U)
+    sent = np.zeros((I, J, U), dtype=bool)               # token j sent to device k
+    sent[i_idx, j_idx, k_idx] = True
+    u = np.count_nonzero(sent, axis=1).astype(np.int64)
     u.setflags(write=False)
     p.setflags(write=False)
     return u, p
@@ -126,9 +127,9 @@ def _selected_weight(instance: Instance, q: np.ndarray) -> np.ndarray:
     per_expert = np.einsum("ije,ije->ie", q, instance.gating_weights)  # [I, E]
     if instance.identity_placement:
         return per_expert
-    out = np.zeros((I, instance.n_devices))
-    np.add.at(out, (np.repeat(np.arange(I), E), instance.placement.ravel()), per_expert.ravel())
-    return out
+    U = instance.n_devices
+    rows = np.repeat(np.arange(I) * U, E) + instance.placement.ravel()
+    return np.bincount(rows, weights=per_expert.ravel(), minlength=I * U).reshape(I, U)
 
 
 def wlr(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
