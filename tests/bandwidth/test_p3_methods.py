@@ -11,6 +11,7 @@ from wdmoe_opt.bandwidth import exact as exact_module
 from wdmoe_opt.bandwidth.structure import P3Data, inverse_rate_derivatives
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.errors import BackendUnavailable
+from wdmoe_opt.generate import generate
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.model import latency as lat
 
@@ -168,3 +169,17 @@ def test_normalized_times_match_the_model():
     b = np.array([0.5, 0.3, 0.2])
     t = lat.device_time_s(prob.instance, prob.selection, data.bandwidth_hz(b))
     np.testing.assert_allclose(data.times(b) * data.time_scale_s, t[:, data.loaded], rtol=1e-12)
+
+
+def test_exact_leaves_a_predictor_corrector_cycle_with_safe_steps():
+    """An extreme instance (a 10^4 spread of device compute, 6 m to 500 m) on which
+    Mehrotra's steps went round at a duality gap of 1e-3 for 200 iterations."""
+    inst = generate("wdmoe-sim", seed=364, layers=13, tokens=12, devices=9, experts=9,
+                    top_k=2, total_bandwidth_hz=124317385.3, bs_power_w=13.2212,
+                    device_power_w=0.0067396, distance_min_m=6.217, distance_max_m=503.135,
+                    compute_min_flops=7.6536e10, compute_max_flops=6.876e14,
+                    popularity_skew=2.249)
+    prob = BandwidthProblem(inst, Selection.topk(inst))
+    exact, slsqp = solve(prob, "exact"), solve(prob, "slsqp")
+    assert exact.status is Status.OPTIMAL and exact.gap <= 1e-9
+    assert exact.objective_s <= slsqp.objective_s * (1 + 1e-9)

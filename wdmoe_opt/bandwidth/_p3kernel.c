@@ -41,6 +41,8 @@
 /* The 1-D searches of the certificate start inside this range of b. */
 #define START_MIN 1e-12
 #define START_MAX 1e12
+/* A step lowers the duality gap by at least this fraction of its length. */
+#define GAP_DECREASE 0.01
 #define MAX_NEWTON_STEPS 50
 #define MAX_BRACKET_STEPS 2100
 #define MAX_BISECTION_STEPS 2100
@@ -635,6 +637,14 @@ static void ipm_step(Ipm *w, double gap)
         wt[j] = (mu - dlam[j] * dslack[j]) * inv_slack[j] + dres[j];
     double nu = direction(w, wt);                   /* corrector */
     alpha = TO_BOUNDARY * w->max_step;
+    /* the gap after the step is gap + alpha c1 + alpha^2 c2 (it is bilinear): take a
+     * step that lowers it by at least GAP_DECREASE alpha, or the largest that does
+     * (on strongly nonlinear instances the second-order term made it grow, and the
+     * predictor-corrector went round in a cycle) */
+    double c1 = dot(w->lam, dslack, m) + dot(w->slack, dlam, m), c2 = dot(dlam, dslack, m);
+    if (gap + alpha * c1 + alpha * alpha * c2 > (1.0 - GAP_DECREASE * alpha) * gap
+            && c2 > 0.0 && c1 + GAP_DECREASE * gap < 0.0)
+        alpha = fmin(alpha, -(c1 + GAP_DECREASE * gap) / c2);
     size_t len = (size_t)w->I + w->n + 2 * m;
     double *restrict z = w->z;
     const double *restrict dz = w->dz;
