@@ -15,19 +15,27 @@ first, and each instance's loads (memoized on the selection) by an untimed
     .venv/bin/python benchmarks/p3_bandwidth.py --out docs/figures
 
 writes ``p3_bandwidth.csv`` and ``p3_solve_time.png`` there and prints a Markdown table.
+Every method runs single-threaded: BLAS threads (OpenBLAS spins its idle threads for
+a while after each call) would otherwise take the second core from the next method
+on a small machine.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+import os
 
-import numpy as np
-import pandas as pd
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before numpy is imported
 
-from wdmoe_opt import BandwidthProblem, Selection, get_method
-from wdmoe_opt.bandwidth import conic
-from wdmoe_opt.generate import generate
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from wdmoe_opt import BandwidthProblem, Selection, get_method  # noqa: E402
+from wdmoe_opt.bandwidth import conic  # noqa: E402
+from wdmoe_opt.generate import generate  # noqa: E402
 
 #: (label, generator overrides); sizes for the time-vs-size curve carry ``devices``.
 INSTANCES = [
