@@ -399,6 +399,16 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The curve values f = 1/h_down + 1/h_up into out [R, n], at b [n] (or at the same
+ * b_all for every device when b is NULL). */
+static void curve_values(const P3 *p, const double *b, double b_all, double *out)
+{
+    double mf1, f2;
+    for (int r = 0; r < p->R; r++)
+        for (int k = 0; k < p->n; k++)
+            curve(p, r, k, b ? b[k] : b_all, &out[(size_t)r * p->n + k], &mf1, &f2);
+}
+
 /* The start, in closed form. At the uniform split b0 = 1/n a device's communication
  * time is about a / b with a[i, k] = kappa f(b0) b0; equal finish times in a layer
  * (compute aside) give b ~ a[i], the sum over layers sum_i sum_k a / b gives
@@ -408,17 +418,14 @@ static double now_s(void)
  * centred per layer (lam * slack constant) and summing to 1. */
 static void ipm_start(Ipm *w)
 {
-    int I = w->I, n = w->n;
+    int I = w->I, n = w->n, R = w->p.R;
     const P3 *p = &w->p;
-    double b0 = 1.0 / n, total = 0.0, floored = 0.0, f, mf1, f2;
+    double *cf = w->cf, total = 0.0, floored = 0.0;
+    curve_values(p, NULL, 1.0 / n, cf);
     memset(w->b, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++)
-        for (int k = 0; k < n; k++) {
-            size_t idx = (size_t)i * n + k;
-            if (p->R > 1 || i == 0)
-                curve(p, p->R > 1 ? i : 0, k, b0, &w->cf[k], &mf1, &f2);
-            w->b[k] += p->kappa[idx] * w->cf[k];
-        }
+        for (int k = 0; k < n; k++)
+            w->b[k] += p->kappa[(size_t)i * n + k] * cf[(size_t)(R > 1 ? i : 0) * n + k];
     for (int k = 0; k < n; k++) {
         w->b[k] = pow(w->b[k] / n, 0.75);
         total += w->b[k];
@@ -429,12 +436,13 @@ static void ipm_start(Ipm *w)
     }
     for (int k = 0; k < n; k++)
         w->b[k] /= floored;
+    curve_values(p, w->b, 0.0, cf);
     for (int i = 0; i < I; i++) {
+        const double *f = cf + (size_t)(R > 1 ? i : 0) * n;
         double top = -INFINITY, sum = 0.0;
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
-            curve(&w->p, w->p.R > 1 ? i : 0, k, w->b[k], &f, &mf1, &f2);
-            w->t[idx] = w->p.kappa[idx] * f + w->p.pi[idx];
+            w->t[idx] = p->kappa[idx] * f[k] + p->pi[idx];
             top = fmax(top, w->t[idx]);
         }
         w->s[i] = top + 0.1;
