@@ -20,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,14 +224,15 @@ static int dual_bound_c(const P3 *p, const double *lam, double nu, const double 
     return ST_OPTIMAL;
 }
 
-/* Clip the (finite) multipliers at 0 and scale each layer to sum 1 (uniform if all zero). */
+/* Multipliers made valid: NaN and negatives to 0, +inf to the largest double, each
+ * layer scaled to sum 1 (uniform if all zero). */
 static void normalize_multipliers(int I, int n, const double *lam, double *out)
 {
     for (int i = 0; i < I; i++) {
         double sum = 0.0;
         for (int k = 0; k < n; k++) {
             double v = lam[(size_t)i * n + k];
-            v = v > 0.0 ? v : 0.0;  /* NaN -> 0 */
+            v = v > 0.0 ? fmin(v, DBL_MAX) : 0.0;   /* NaN fails the test */
             out[(size_t)i * n + k] = v;
             sum += v;
         }
@@ -914,7 +916,8 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
 PyDoc_STRVAR(dual_bound_doc,
 "dual_bound(kappa, pi, g_down, g_up, lam, nu, start, x_out) -> bound\n\n"
 "The dual function g(lam, nu), a lower bound on normalized P3, for lam [I, n]\n"
-"normalized per layer and nu >= 0, the 1-D searches starting at start [n];\n"
+"(made valid here: NaN and negatives to 0, +inf to the largest double, each layer\n"
+"scaled to sum 1) and nu >= 0, the 1-D searches starting at start [n];\n"
 "the inner minimizers go to x_out [n]. Raises FloatingPointError when a minimizer\n"
 "cannot be bracketed or the value is not finite.");
 
@@ -949,7 +952,8 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
         release(views, 6);
         return NULL;
     }
-    double *scratch = malloc(sizeof(double) * ((size_t)I * n + 3 * (size_t)n));
+    size_t m = (size_t)I * n;
+    double *scratch = malloc(sizeof(double) * (2 * m + 3 * (size_t)n)), *lam = scratch;
     if (!scratch) {
         release(views, 7);
         return PyErr_NoMemory();
@@ -957,7 +961,8 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
     double bound = NAN;
     int code;
     Py_BEGIN_ALLOW_THREADS
-    code = dual_bound_c(&p, views[4].buf, nu, views[5].buf, views[6].buf, &bound, scratch);
+    normalize_multipliers((int)I, (int)n, views[4].buf, lam);
+    code = dual_bound_c(&p, lam, nu, views[5].buf, views[6].buf, &bound, scratch + m);
     Py_END_ALLOW_THREADS
     free(scratch);
     release(views, 7);

@@ -39,14 +39,6 @@ def compiled_kernel():
     return _p3kernel
 
 
-def normalize_multipliers(lam: np.ndarray) -> np.ndarray:
-    """Clip to ``>= 0`` and rescale each layer's row to sum to 1 (uniform if all zero)."""
-    lam = np.clip(np.nan_to_num(np.asarray(lam, dtype=np.float64)), 0.0, None)
-    sums = lam.sum(axis=1, keepdims=True)
-    uniform = np.full_like(lam, 1.0 / lam.shape[1])
-    return np.where(sums > 0, lam / np.where(sums > 0, sums, 1.0), uniform)
-
-
 def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
                start: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """The dual function ``g(lambda, nu)`` (module docstring), a valid P3 lower bound.
@@ -56,7 +48,8 @@ def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
     data : P3Data
         With at least one loaded device.
     lam : array [I, U']
-        Multipliers of ``t[i, k] <= s_i``; normalized here per layer.
+        Multipliers of ``t[i, k] <= s_i``; made valid by the kernel (NaN and negatives
+        to 0, +inf to the largest double) and normalized per layer.
     nu : float
         Price of the budget ``sum b = 1`` (normalized units); clipped at 0.
     start : array [U'], optional
@@ -74,10 +67,10 @@ def dual_bound(data: P3Data, lam: np.ndarray, nu: float,
     FloatingPointError
         When an inner minimizer cannot be bracketed or the value is not finite.
     """
-    lam = normalize_multipliers(lam)
+    lam = np.ascontiguousarray(lam, dtype=np.float64)
     nu = max(float(nu), 0.0) if np.isfinite(nu) else 0.0
-    x = data.uniform_point() if start is None else np.asarray(start, dtype=np.float64)
+    x = data.uniform_point() if start is None else start
     minimizers = np.empty(data.n_loaded)
     bound = compiled_kernel().dual_bound(*data.kernel_arrays, lam, nu,
-                                 np.ascontiguousarray(x), minimizers)
+                                         np.ascontiguousarray(x, dtype=np.float64), minimizers)
     return bound, minimizers
