@@ -201,10 +201,6 @@ class P3Data:
         out[self.loaded] = b / b.sum() * self.total_bandwidth_hz
         return out
 
-    def normalized(self, bandwidth_hz: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`bandwidth_hz` on the loaded devices."""
-        return np.asarray(bandwidth_hz, dtype=np.float64)[self.loaded] / self.total_bandwidth_hz
-
 
 def _h(b, g):
     return b * np.log1p(g / b)

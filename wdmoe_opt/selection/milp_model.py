@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..problems import SelectionProblem
 from .common import LayerTimes
 
 
@@ -142,8 +141,3 @@ def layer_milp(times: LayerTimes, allowed: np.ndarray, i: int) -> LayerMilp:
     return LayerMilp(allowed.shape[1], U, identity, j_idx, e_idx, k_idx, w, link,
                      x_tok, x_dev, level_device, level_u, level_p, coef,
                      np.concatenate(bound))
-
-
-def problem_layers(problem: SelectionProblem) -> tuple[LayerTimes, np.ndarray]:
-    """The shared inputs of every per-layer MILP: times and the allowed mask."""
-    return LayerTimes(problem), problem.allowed_mask()
