@@ -1,0 +1,5 @@
+"""``python -m wdmoe_opt``: the same command line as ``wdmoe-opt``."""
+
+from .cli import main
+
+main()
