@@ -18,7 +18,7 @@ import pandas as pd
 
 from wdmoe_opt import JointProblem, solve
 from wdmoe_opt.generate import generate
-from wdmoe_opt.joint.ablation import run_ablation
+from wdmoe_opt.harness.ablation import run_ablation
 
 FLOORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 
