@@ -41,6 +41,7 @@ def solution_to_dict(solution: Solution) -> dict:
         "objective_s": _num(solution.objective_s),
         "lower_bound_s": _num(solution.lower_bound_s),
         "gap": _num(solution.gap),
+        "tolerance": solution.tolerance,
         "layer_latency_s": [_num(x) for x in solution.layer_latency_s],
         "bandwidth_hz": [float(x) for x in solution.bandwidth_hz],
         "selection": solution.selection.kept_lists(),

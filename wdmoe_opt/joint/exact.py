@@ -65,7 +65,8 @@ def _uniform(problem: JointProblem, cands, options: ExactP1Options):
     bound = None if None in bounds else min(bounds)
     status = (Status.OPTIMAL if all(s.status == Status.OPTIMAL for s in solved)
               else Status.FEASIBLE)
-    return best.selection, best.bandwidth_hz, bound, status, {"tie_profiles": len(solved)}
+    return (best.selection, best.bandwidth_hz, bound, status, best.tolerance,
+            {"tie_profiles": len(solved)})
 
 
 def _coupled(problem: JointProblem, cands, options: ExactP1Options):
@@ -81,7 +82,7 @@ def _coupled(problem: JointProblem, cands, options: ExactP1Options):
         b, value, choice = polished, value2, choice2
     status = Status.OPTIMAL if res.proven else Status.FEASIBLE
     return (Selection(selection_mask(cands, choice)), b, min(res.lower_bound_s, value), status,
-            {"boxes": res.boxes, "tol": options.tol})
+            options.tol, {"boxes": res.boxes})
 
 
 @register("p1", "exact", options=ExactP1Options, exact=True)
@@ -89,9 +90,9 @@ def solve_exact(problem: JointProblem, options: ExactP1Options) -> Solution:
     """Optimistic bilevel optimum (either reading) by enumeration and global search; tiny only."""
     cands = all_candidates(problem.instance, problem.support, options.max_candidates)
     solve = _uniform if problem.lower_level == "uniform" else _coupled
-    selection, bandwidth, bound, status, extra = solve(problem, cands, options)
+    selection, bandwidth, bound, status, tol, extra = solve(problem, cands, options)
     return Solution.evaluate(
         problem.instance, selection, bandwidth, problem="p1", method="p1/exact", status=status,
-        lower_bound_s=bound, extra={"lower_level": problem.lower_level, "support": problem.support,
-                                    "bilevel_feasible": True, "tie_tol": options.tie_tol,
-                                    **extra})
+        lower_bound_s=bound, tolerance=tol,
+        extra={"lower_level": problem.lower_level, "support": problem.support,
+               "bilevel_feasible": True, "tie_tol": options.tie_tol, **extra})

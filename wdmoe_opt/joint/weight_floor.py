@@ -49,9 +49,9 @@ class GreedyFloorOptions(WeightFloorOptions):
 
 
 def _finish(problem: WeightFloorProblem, sol: Solution, method: str, status,
-            lower_bound_s=None, **extra) -> Solution:
+            lower_bound_s=None, tolerance=None, **extra) -> Solution:
     return sol.restate(problem="p1-floor", method=method, status=status,
-                       lower_bound_s=lower_bound_s,
+                       lower_bound_s=lower_bound_s, tolerance=tolerance,
                        extra={"min_retained_weight": problem.min_retained_weight,
                               "support": problem.support, "bandwidth_method": sol.method,
                               **extra})
@@ -87,18 +87,22 @@ def solve_weight_floor_exact(problem: WeightFloorProblem, options: WeightFloorOp
     bound = sum(b[profiles[:, i]] for i, (_, _, b) in enumerate(layers))
     ok = np.flatnonzero(weight >= need)
     order = ok[np.argsort(bound[ok], kind="stable")]
-    best, solved, exact_all = None, 0, True
+    best, solved, exact_all, lower = None, 0, True, np.inf
     for n in order:
         if best is not None and bound[n] >= best.objective_s:
+            lower = min(lower, bound[n])       # every profile left is bounded by this
             break
         mask = np.stack([c.masks[layers[i][0][profiles[n, i]]] for i, c in enumerate(cands)])
         sol = allocate(options.bandwidth, inst, Selection(mask))
         solved += 1
-        exact_all &= sol.status == Status.OPTIMAL
+        exact_all &= sol.status == Status.OPTIMAL and sol.lower_bound_s is not None
+        lower = min(lower, sol.lower_bound_s if sol.lower_bound_s is not None else -np.inf)
         if best is None or sol.objective_s < best.objective_s:
             best = sol
     status = Status.OPTIMAL if exact_all else Status.FEASIBLE
-    return _finish(problem, best, "p1-floor/exact", status, profiles_scored=solved)
+    return _finish(problem, best, "p1-floor/exact", status,
+                   lower_bound_s=lower if np.isfinite(lower) else None,
+                   tolerance=best.tolerance, profiles_scored=solved)
 
 
 def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:

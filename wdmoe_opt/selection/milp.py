@@ -121,7 +121,7 @@ def solve_by_layer(problem: SelectionProblem, options: MilpBaseOptions, route: R
               else Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else Status.FEASIBLE)
     return Solution.evaluate(
         inst, check_selection(problem, mask), problem.bandwidth_hz, problem="p2",
-        method=method, status=status, wlr_upper_bound=bound,
+        method=method, status=status, wlr_upper_bound=bound, tolerance=options.mip_gap,
         extra={"support": problem.support, "layers_optimal": statuses.count(Status.OPTIMAL),
                "max_layer_gap": float(max(layer_gaps))})
 
