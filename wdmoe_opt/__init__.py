@@ -7,6 +7,7 @@ the method registry (:mod:`wdmoe_opt.registry`) and the one result type
 
 __version__ = "0.1.0"
 
+from . import batch  # noqa: E402  (the simulator's entry point)
 from .errors import BackendUnavailable, InputError  # noqa: E402
 from .model import Instance, ModelSizes, Selection, System  # noqa: E402
 from .problems import BandwidthProblem, JointProblem, SelectionProblem  # noqa: E402
@@ -16,5 +17,5 @@ from .solution import Solution, Status  # noqa: E402
 __all__ = [
     "__version__", "InputError", "BackendUnavailable", "Instance", "ModelSizes", "Selection",
     "System", "BandwidthProblem", "SelectionProblem", "JointProblem", "Solution", "Status",
-    "get_method", "methods", "register", "solve",
+    "get_method", "methods", "register", "solve", "batch",
 ]
