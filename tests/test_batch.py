@@ -107,3 +107,20 @@ def test_batch_loads_under_shared_placement():
     ru, rp = lat.device_loads(inst, Selection(masks[0]))
     np.testing.assert_array_equal(u[0], ru)
     np.testing.assert_array_equal(p[0], rp)
+
+
+@pytest.mark.parametrize("fast_fading", [False, True])
+def test_batch_robust_equals_p3_robust(fast_fading, rng):
+    inst = small_instance(fast_fading=fast_fading)
+    sel = _selections(inst)[1]                                   # with an idle device
+    gd, gu = _channels(inst, 3, rng)
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    res = batch.solve_p3_robust(p3, sigma_db=3.0, scenarios=5, seed=7)
+    one = inst.with_system(gain_down=gd[0], gain_up=gu[0])
+    ref = solve(BandwidthProblem(one, sel), "robust", sigma_db=3.0, scenarios=5, seed=7)
+    assert (res.status == "optimal").all()
+    # both certified: within p3/robust's tol (1e-7) + the batch's 1e-9 of the SAA optimum
+    np.testing.assert_allclose(res.objective_s[0], ref.extra["robust_objective_s"],
+                               rtol=1.1e-7)
+    assert res.lower_bound_s[0] <= ref.extra["robust_objective_s"] * (1 + 1e-12)
+    assert ref.extra["robust_lower_bound_s"] <= res.objective_s[0] * (1 + 1e-12)

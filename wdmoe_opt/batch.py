@@ -126,6 +126,16 @@ class P3Batch:
         ``gain_down``, ``gain_up``: ``[N, U]`` (slow fading) or ``[N, I, U]`` (one
         gain per layer), positive.
         """
+        u, p = lat.device_loads(instance, selection)
+        n = np.shape(gain_down)[0] if np.ndim(gain_down) else 0
+        shape = (n,) + u.shape
+        return cls.from_loads(instance, np.broadcast_to(u, shape), np.broadcast_to(p, shape),
+                              gain_down, gain_up)
+
+    @classmethod
+    def from_loads(cls, instance: Instance, tokens, pairs, gain_down, gain_up) -> P3Batch:
+        """``N`` load pairs ``(u, p)`` (each ``[N, I, U]``, e.g. from :func:`loads`) on
+        ``instance``'s model and devices under ``N`` channels (``[N, U]`` or ``[N, I, U]``)."""
         gd = np.asarray(gain_down, dtype=np.float64)
         gu = np.asarray(gain_up, dtype=np.float64)
         I, U = instance.n_layers, instance.n_devices
@@ -137,11 +147,10 @@ class P3Batch:
             gd, gu = gd[:, None, :], gu[:, None, :]
         s = instance.system
         signal = np.stack([s.bs_power_w * gd, s.tx_power_w * gu], axis=1)
-        u, p = lat.device_loads(instance, selection)
         n = gd.shape[0]
         a = lat.compute_time_per_token_s(instance)
-        return cls(tokens=np.broadcast_to(u, (n, I, U)), pairs=np.broadcast_to(p, (n, I, U)),
-                   signal_w=signal, compute_s=np.broadcast_to(a, (n, U)), **_shared(instance))
+        return cls(tokens=np.asarray(tokens), pairs=np.asarray(pairs), signal_w=signal,
+                   compute_s=np.broadcast_to(a, (n, U)), **_shared(instance))
 
     def device_time_s(self, bandwidth_hz) -> np.ndarray:
         """Eq. (10), ``t[n, i, k] = u c_k(B_k) + p a_k`` (0 with no load), ``[N, I, U]``."""
@@ -153,6 +162,18 @@ class P3Batch:
         with np.errstate(invalid="ignore"):
             return np.where(self.tokens > 0, self.tokens * c, 0.0) + \
                 self.pairs * self.compute_s[:, None, :]
+
+    def transmit_energy_j(self, bandwidth_hz, bs_power_w: float, tx_power_w) -> np.ndarray:
+        """Transmit energy ``[N]`` at ``bandwidth_hz`` (``[N, U]``): per distinct token,
+        ``P_bs L / R_down + P_k L / R_up`` (as :func:`~wdmoe_opt.model.latency.transmit_energy_j`;
+        the powers must be those that gave ``signal_w``)."""
+        b = np.asarray(bandwidth_hz, dtype=np.float64)[:, None, None, :]
+        rate = lat.shannon_rate_bps(b, self.signal_w, self.noise_psd_w_per_hz)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_token = self.token_bits * (bs_power_w / rate[:, 0] +
+                                           np.asarray(tx_power_w) / rate[:, 1])
+            energy = np.where(self.tokens > 0, self.tokens * per_token, 0.0)
+        return energy.sum(axis=(1, 2))
 
     def objective_s(self, bandwidth_hz) -> np.ndarray:
         """The P3 objective (eq. 19) of every instance, ``[N]``."""
@@ -269,6 +290,37 @@ def _certified(batch: P3Batch, b: np.ndarray, info: np.ndarray, t0: np.ndarray,
     status[failed | above] = Status.ERROR.value
     return P3BatchResult(bandwidth_hz=hz, objective_s=objective, lower_bound_s=bound,
                          status=status.astype(str), iterations=info[:, 4].astype(int))
+
+
+def solve_p3_robust(batch: P3Batch, sigma_db: float, scenarios: int = 32, seed=0,
+                    tol: float = 1e-9, max_iter: int = 200, time_limit: float = 60.0,
+                    workers: int | None = None) -> P3BatchResult:
+    """``p3/robust``'s mean (SAA, ``risk = 0``) for every instance of ``batch``.
+
+    The gains of ``batch`` are the base station's estimates; scenario ``s`` of
+    instance ``n`` multiplies them by log-normal factors of ``sigma_db``
+    (:func:`~wdmoe_opt.bandwidth.robust.lognormal_factors`, drawn ``[N, S, 2, R, U]``
+    from ``seed``, so ``N = 1`` draws what ``p3/robust`` draws). Each instance becomes
+    P3 with ``S I`` layers, solved and certified by :func:`solve_p3`; the returned
+    ``objective_s`` and ``lower_bound_s`` are the mean latency over the scenarios and
+    its certified bound. (CVaR is not batched: ``p3/robust`` with ``risk > 0``.)
+    """
+    from .bandwidth.robust import lognormal_factors
+
+    n, I, U = batch.tokens.shape
+    R = batch.signal_w.shape[2]
+    f = lognormal_factors((n, scenarios, 2, R, U), sigma_db, seed)
+    signal = np.broadcast_to(batch.signal_w[:, None] * f, (n, scenarios, 2, I, U))
+    signal = signal.transpose(0, 2, 1, 3, 4).reshape(n, 2, scenarios * I, U)
+    tiled = P3Batch(tokens=np.tile(batch.tokens, (1, scenarios, 1)),
+                    pairs=np.tile(batch.pairs, (1, scenarios, 1)), signal_w=signal,
+                    compute_s=batch.compute_s, token_bits=batch.token_bits,
+                    total_bandwidth_hz=batch.total_bandwidth_hz,
+                    noise_psd_w_per_hz=batch.noise_psd_w_per_hz)
+    res = solve_p3(tiled, tol, max_iter, time_limit, workers)
+    return P3BatchResult(bandwidth_hz=res.bandwidth_hz, objective_s=res.objective_s / scenarios,
+                         lower_bound_s=res.lower_bound_s / scenarios, status=res.status,
+                         iterations=res.iterations)
 
 
 # ---------------------------------------------------------------- selections (P2)
