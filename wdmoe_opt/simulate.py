@@ -442,6 +442,7 @@ def plot_runs(runs: Sequence[PolicyRun], path) -> None:
         lat_s = np.sort([q.finish_s - q.arrival_s for q in r.requests if q.finish_s is not None])
         axes[0].step(lat_s, np.arange(1, lat_s.size + 1) / max(lat_s.size, 1), where="post",
                      label=r.policy)
+    axes[0].set_xscale("log")
     axes[0].set_xlabel("request latency (s)")
     axes[0].set_ylabel("fraction of requests")
     axes[0].set_title("latency CDF", fontsize=10)
