@@ -82,8 +82,11 @@ def test_batch_rejects_mismatched_shapes(instance):
     other = small_instance(devices=5, experts=5)
     with pytest.raises(InputError, match=r"instances\[1\]"):
         batch.P3Batch.from_instances([instance, other], [sel, Selection.topk(other)])
+    one = batch.P3Batch.from_instances([instance], [sel])
     with pytest.raises(InputError, match="workers"):
-        batch.solve_p3(batch.P3Batch.from_instances([instance], [sel]), workers=0)
+        batch.solve_p3(one, workers=0)
+    with pytest.raises(InputError, match="tol"):
+        batch.solve_p3(one, tol=-1.0)
 
 
 def test_batch_selections_equal_per_call_methods():

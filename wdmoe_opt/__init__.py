@@ -7,7 +7,6 @@ the method registry (:mod:`wdmoe_opt.registry`) and the one result type
 
 __version__ = "0.1.0"
 
-from . import batch  # noqa: E402  (the simulator's entry point)
 from .errors import BackendUnavailable, InputError  # noqa: E402
 from .model import Instance, ModelSizes, Selection, System  # noqa: E402
 from .problems import BandwidthProblem, JointProblem, SelectionProblem  # noqa: E402
@@ -19,3 +18,11 @@ __all__ = [
     "System", "BandwidthProblem", "SelectionProblem", "JointProblem", "Solution", "Status",
     "get_method", "methods", "register", "solve", "batch",
 ]
+
+
+def __getattr__(name: str):
+    """``wdmoe_opt.batch`` (the simulator's entry point) is imported on first use."""
+    if name == "batch":
+        import importlib
+        return importlib.import_module(".batch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,6 +39,7 @@ import numpy as np
 
 from .bandwidth.certificate import compiled_kernel
 from .bandwidth.common import _BOUND_ROUNDOFF
+from .bandwidth.exact import ExactOptions
 from .errors import InputError
 from .model import Instance, Selection
 from .model import latency as lat
@@ -246,6 +247,7 @@ def solve_p3(batch: P3Batch, tol: float = 1e-9, max_iter: int = 200,
         Threads, each solving a contiguous range (default: the CPUs this process
         may use, at most one per 64 instances).
     """
+    ExactOptions(tol=tol, max_iter=max_iter, time_limit=time_limit).validate("batch.solve_p3")
     kernel = compiled_kernel()
     kappa, pi, gd, gu, t0 = batch.normalized()
     n, _, U = kappa.shape
