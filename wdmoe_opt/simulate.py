@@ -337,20 +337,21 @@ class Simulation:
         u = np.stack([x for x, _ in loads])
         p = np.stack([y for _, y in loads])
         n, U = len(steps), self.config.devices
-        estimated = batch_api.P3Batch.from_loads(self.template, u, p,
-                                                 np.broadcast_to(est[0], (n, U)),
-                                                 np.broadcast_to(est[1], (n, U)))
+
+        def on(gains):                      # the steps' P3 data on those gains
+            return batch_api.P3Batch.from_loads(self.template, u, p,
+                                                np.broadcast_to(gains[0], (n, U)),
+                                                np.broadcast_to(gains[1], (n, U)))
+
         if self.policy.bandwidth == "uniform":
             bw = np.broadcast_to(lat.uniform_bandwidth_hz(self.template), (n, U))
         elif self.policy.bandwidth == "exact":
-            bw = batch_api.solve_p3(estimated).bandwidth_hz
+            bw = batch_api.solve_p3(on(est)).bandwidth_hz
         else:
-            bw = batch_api.solve_p3_robust(estimated, self.config.sigma_db,
+            bw = batch_api.solve_p3_robust(on(est), self.config.sigma_db,
                                            self.config.scenarios,
                                            seed=self.rng_scenarios).bandwidth_hz
-        actual = batch_api.P3Batch.from_loads(self.template, u, p,
-                                              np.broadcast_to(true[0], (n, U)),
-                                              np.broadcast_to(true[1], (n, U)))
+        actual = on(true)
         t = actual.device_time_s(bw)
         s = self.template.system
         energy = actual.transmit_energy_j(bw, s.bs_power_w, s.tx_power_w)
