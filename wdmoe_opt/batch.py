@@ -159,10 +159,8 @@ class P3Batch:
         with np.errstate(divide="ignore"):
             per_link = self.token_bits / lat.shannon_rate_bps(b, self.signal_w,
                                                               self.noise_psd_w_per_hz)
-        c = per_link[:, 0] + per_link[:, 1]
-        with np.errstate(invalid="ignore"):
-            return np.where(self.tokens > 0, self.tokens * c, 0.0) + \
-                self.pairs * self.compute_s[:, None, :]
+        return lat.device_time_from_loads(self.tokens, self.pairs, per_link[:, 0] + per_link[:, 1],
+                                          self.compute_s[:, None, :])
 
     def transmit_energy_j(self, bandwidth_hz, bs_power_w: float, tx_power_w) -> np.ndarray:
         """Transmit energy ``[N]`` at ``bandwidth_hz`` (``[N, U]``): per distinct token,
@@ -334,15 +332,9 @@ def topk_masks(gating_weights, k: int) -> np.ndarray:
 
 def loads(instance: Instance, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(u, p)`` of eq. (9) for selection masks ``[N, I, J, E]`` on ``instance``'s
-    placement, each ``[N, I, U]`` (as :func:`~wdmoe_opt.model.latency.device_loads`)."""
-    q = np.asarray(masks, dtype=bool)
-    U = instance.n_devices
-    onehot = instance.placement[:, :, None] == np.arange(U)            # [I, E, U]
-    if instance.identity_placement:
-        p = np.count_nonzero(q, axis=2).astype(np.int64)
-        return p, p
-    per_token = np.einsum("nije,ieu->niju", q.astype(np.int64), onehot.astype(np.int64))
-    return (per_token > 0).sum(axis=2), per_token.sum(axis=2)
+    placement, each ``[N, I, U]`` (:func:`~wdmoe_opt.model.latency.mask_loads`)."""
+    onehot = instance.placement[:, :, None] == np.arange(instance.n_devices)   # [I, E, U]
+    return lat.mask_loads(np.asarray(masks, dtype=bool), onehot)
 
 
 def alg1_masks(instances: Sequence[Instance], bandwidth_hz=None,

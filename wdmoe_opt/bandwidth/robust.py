@@ -125,7 +125,8 @@ def cvar(values: np.ndarray, alpha: float) -> float:
     return float(obj.min())
 
 
-@register("p3", "robust", options=RobustOptions)  # exact for its own objective, not P3
+# exact for its own objective, not for P3: registered as not exact
+@register("p3", "robust", options=RobustOptions, backends=("scipy", "p3kernel"))
 def solve_robust(problem: BandwidthProblem, options: RobustOptions) -> Solution:
     """Mean (SAA) or CVaR latency over channel-error scenarios, certified (SPEC §8)."""
     if options.risk >= 1.0:
