@@ -83,6 +83,9 @@ def test_batch_rejects_mismatched_shapes(instance):
     with pytest.raises(InputError, match=r"instances\[1\]"):
         batch.P3Batch.from_instances([instance, other], [sel, Selection.topk(other)])
     one = batch.P3Batch.from_instances([instance], [sel])
+    with pytest.raises(InputError, match="compute_s"):
+        batch.P3Batch(one.tokens, one.pairs, one.signal_w, 0 * one.compute_s, one.token_bits,
+                      one.total_bandwidth_hz, one.noise_psd_w_per_hz)
     with pytest.raises(InputError, match="workers"):
         batch.solve_p3(one, workers=0)
     with pytest.raises(InputError, match="tol"):

@@ -92,6 +92,10 @@ class P3Batch:
             raise InputError("signal_w", f"must have shape [{n}][2][1 or {i}][{u}]", s.shape)
         if not (np.isfinite(s).all() and (s > 0).all()):
             raise InputError("signal_w", "must hold finite positive powers")
+        if (np.asarray(self.tokens) < 0).any() or (np.asarray(self.pairs) < 0).any():
+            raise InputError("tokens", "loads must be non-negative counts")
+        if not (np.isfinite(self.compute_s).all() and (self.compute_s > 0).all()):
+            raise InputError("compute_s", "must hold finite positive times per token")
 
     @property
     def size(self) -> int:
