@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import small_instance
 from wdmoe_opt import BandwidthProblem, InputError, Selection, SelectionProblem, batch, solve
@@ -130,3 +132,23 @@ def test_batch_robust_equals_p3_robust(fast_fading, rng):
                                rtol=1.1e-7)
     assert res.lower_bound_s[0] <= ref.extra["robust_objective_s"] * (1 + 1e-12)
     assert ref.extra["robust_lower_bound_s"] <= res.objective_s[0] * (1 + 1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), devices=st.integers(2, 6), layers=st.integers(1, 5),
+       fast=st.booleans(), idle=st.integers(0, 2), n=st.integers(1, 4))
+def test_batch_equals_per_call_on_random_shapes(seed, devices, layers, fast, idle, n):
+    """Random shapes, channels spread over 6 orders of magnitude, up to two idle devices."""
+    inst = small_instance(seed=seed, devices=devices, experts=devices, layers=layers,
+                          top_k=1, fast_fading=fast)
+    w = np.array(inst.gating_weights)
+    w[..., devices - min(idle, devices - 1):] = -1.0            # never chosen: idle
+    sel = Selection(batch.topk_masks(w, 1))
+    rng = np.random.default_rng(seed)
+    shape = (n,) + inst.system.gain_down.shape
+    gd = inst.system.gain_down * 10 ** rng.uniform(-3, 3, shape)
+    gu = inst.system.gain_up * 10 ** rng.uniform(-3, 3, shape)
+    res = batch.solve_p3(batch.P3Batch.from_channels(inst, sel, gd, gu))
+    for j in range(n):
+        one = inst.with_system(gain_down=gd[j], gain_up=gu[j])
+        _assert_same(res, j, solve(BandwidthProblem(one, sel), "exact"))
