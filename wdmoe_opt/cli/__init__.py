@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, BackendUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         code = 2
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:      # usage errors too: one line, not the usage
+        click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code
