@@ -86,7 +86,7 @@ def test_bad_options_get_one_clear_error(name, options, field):
 
 
 def test_unknown_method_lists_the_known_ones():
-    with pytest.raises(InputError, match="cvxpy, exact, slsqp, uniform"):
+    with pytest.raises(InputError, match="cvxpy, exact, robust, slsqp, uniform"):
         get_method("simplex", "p3")
 
 
