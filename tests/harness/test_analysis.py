@@ -42,7 +42,8 @@ def _results(rows: list[tuple]) -> pd.DataFrame:
     cols = ("instance", "solver", "repeat", "status", "objective", "feasible", "best_known",
             "solve_time_s", "exact")
     df = pd.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
-    return df.assign(problem="p1/topk/uniform", sense="min", tier="tiny", timeout=10.0)
+    return df.assign(problem="p1/topk/uniform", sense="min", tier="tiny", timeout=10.0,
+                     retained_weight=np.where(df["solver"] == "e", 0.7, 0.9))
 
 
 #: a: best known 2.0; h1 and h2 heuristics, e exact and problem-feasible at 2.0.
@@ -134,6 +135,7 @@ def test_method_summary_puts_the_best_first():
     sgm = np.exp(np.mean(np.log(np.array([10.0, 10.0, 0.1]) + 0.01))) - 0.01
     assert summary.loc["h1", "sgm_time_to_target_s"] == pytest.approx(sgm)
     assert summary.loc["h1", "mean_gap"] == pytest.approx((0.5 + 0.2 + 0.0) / 3)
+    assert summary.loc["e", "median_retained_weight"] == 0.7
 
 
 def test_parse_target():

@@ -225,7 +225,9 @@ def _stats(g: pd.DataFrame, shift: float) -> dict:
             "time_spread": float(g["time_spread"].median()),
             "repeats": int(g["repeats"].max()),
             "median_gap": float(gaps.median()), "mean_gap": mean, "mean_gap_ci": half,
-            "worst_gap": float(gaps.max())}
+            "worst_gap": float(gaps.max()),
+            "median_retained_weight": float(g["retained_weight"].where(g["ok"]).astype(float)
+                                            .median())}
 
 
 def method_summary(runs: pd.DataFrame, shift: float = SGM_SHIFT_S,

@@ -54,6 +54,7 @@ def _plot_profile(tau: np.ndarray, rho: Mapping[str, np.ndarray], colors: Mappin
                 color=color, lw=1.6)
     ax.set_xscale("log", base=2)
     ax.set_xlim(1, top)
+    _plain_log2_ticks(ax.xaxis, top)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -61,6 +62,15 @@ def _plot_profile(tau: np.ndarray, rho: Mapping[str, np.ndarray], colors: Mappin
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     return _save(fig, path)
+
+
+def _plain_log2_ticks(axis, top: float) -> None:
+    """Ticks read as numbers (``1.5``, not ``2^0.58``); quarter steps on a short axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    if top <= 8:
+        axis.set_major_locator(LogLocator(base=2, subs=(1.0, 1.25, 1.5, 1.75)))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
 
 
 def plot_time_profile(runs: pd.DataFrame, colors: Mapping, title: str, path: Path) -> Path:
@@ -128,6 +138,7 @@ def plot_instance(runs: pd.DataFrame, colors: Mapping, title: str, path: Path) -
     """Objective and solve time of every method on one instance, best method on top
     (``*`` after the runs that reached the target, the status after failed ones)."""
     plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
     runs = runs.set_index("solver").reindex([s for s in colors if s in set(runs["solver"])])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 0.9 + 0.35 * len(runs)))
     y = np.arange(len(runs))[::-1]
@@ -135,16 +146,16 @@ def plot_instance(runs: pd.DataFrame, colors: Mapping, title: str, path: Path) -
     a1.barh(y, runs["objective"].astype(float), color=color)
     ref = runs["reference"].dropna()
     if not ref.empty:
-        a1.axvline(float(ref.iloc[0]), color="k", ls="--", lw=1,
-                   label=f"reference ({runs['reference_from'].iloc[0]})")
-        a1.legend(fontsize="x-small", loc="lower right")
+        a1.axvline(float(ref.iloc[0]), color="k", ls="--", lw=1)
+        title += f"; dashed: the reference ({runs['reference_from'].iloc[0]})"
     a1.set_yticks(y, [s + (" *" if r else "") + ("" if ok else f" ({status})") for s, r, ok, status
                       in zip(runs.index, runs["reached"], runs["ok"], runs["status"], strict=True)])
     sense = runs["sense"].iloc[0]
     a1.set_xlabel("total WLR (max)" if sense == "max" else "batch latency T, s (min)")
     a2.barh(y, runs["solve_time_s"].astype(float), color=color)
     a2.set_xscale("log")
+    a2.xaxis.set_minor_formatter(NullFormatter())
     a2.set_yticks(y, [""] * len(runs))
     a2.set_xlabel("solve time, s (log)")
-    fig.suptitle(f"{title}  (* reached the target)", fontsize="small")
+    fig.suptitle(f"{title}; * reached the target", fontsize="small")
     return _save(fig, path)

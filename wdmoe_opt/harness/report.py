@@ -109,6 +109,11 @@ def fmt_gap(gap: float) -> str:
     return "0 %" if abs(gap) < SHOWN_ZERO_GAP else f"{_digits(100 * gap, 3)} %"
 
 
+def fmt_share(share: float) -> str:
+    """A fraction in percent, 3 significant digits (``-`` for NaN)."""
+    return f"{100 * share:.3g} %" if np.isfinite(share) else "-"
+
+
 def fmt_ci(mean: float, half: float) -> str:
     """``12.3 % ± 4.1`` (percentage points); the mean alone without an interval or with
     one narrower than :data:`SHOWN_ZERO_GAP`."""
@@ -141,6 +146,7 @@ def _shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
                                                       strict=True)],
         "median gap": s["median_gap"].astype(float).map(fmt_gap),
         "worst gap": s["worst_gap"].astype(float).map(fmt_gap),
+        "retained weight (median)": s["median_retained_weight"].astype(float).map(fmt_share),
     }, index=s.index)
     return _corner(shown, "method")
 
@@ -148,6 +154,13 @@ def _shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
 def _tier_order(tiers) -> list[str]:
     known = [t for t in TIERS if t in set(tiers)]
     return known + sorted(set(tiers) - set(known))
+
+
+def _instances(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (tier, instance) pairs of the runs: tiers in the library's order, then names."""
+    rank = {t: k for k, t in enumerate(_tier_order(runs["tier"]))}
+    pairs = runs[["tier", "instance"]].drop_duplicates().itertuples(index=False, name=None)
+    return sorted(pairs, key=lambda p: (rank[p[0]], p[1]))
 
 
 def _by_tier(tiers: pd.DataFrame, order: list[str],
@@ -163,9 +176,8 @@ def _by_instance(runs: pd.DataFrame, order: list[str], column: str,
                  cell: Callable[[object], str]) -> pd.DataFrame:
     """Instances (by tier) as rows, methods as columns, one formatted cell each."""
     table = runs.pivot(index=["tier", "instance"], columns="solver", values=column)
-    tiers = _tier_order(runs["tier"])
-    table = table.reindex(columns=order).sort_index(
-        key=lambda idx: idx.map(tiers.index) if idx.name == "tier" else idx)
+    rows = pd.MultiIndex.from_tuples(_instances(runs), names=["tier", "instance"])
+    table = table.reindex(index=rows, columns=order)
     table.columns.name = None
     return table.map(lambda v: "-" if v is None or (isinstance(v, float) and np.isnan(v))
                      else cell(v))
@@ -196,7 +208,8 @@ def _write_csv(table: pd.DataFrame, path: Path, report: Report) -> Path:
 #: The columns of the per-run CSV of a section.
 RUN_COLUMNS = ("tier", "instance", "solver", "status", "exact", "repeats", "objective",
                "reference", "reference_from", "gap_to_ref", "quality_ratio", "bound", "gap",
-               "target", "reached", "solved", "solve_time_s", "time_spread", "timeout")
+               "retained_weight", "target", "reached", "solved", "solve_time_s",
+               "time_spread", "timeout")
 
 
 def _section(problem: str, runs: pd.DataFrame, out: Path, report: Report, *,
@@ -212,9 +225,9 @@ def _section(problem: str, runs: pd.DataFrame, out: Path, report: Report, *,
                                     out / f"{slug}-quality-profile.png"),
             fg.plot_time_vs_gap(runs, colors, "Time against gap",
                                 out / f"{slug}-time-vs-gap.png")]
-    per_instance = [fg.plot_instance(g, colors, f"{name} ({g['tier'].iloc[0]})",
-                                     out / slug / f"{_slug(name)}.png")
-                    for name, g in runs.groupby("instance")]
+    per_instance = [fg.plot_instance(runs[runs["instance"] == name], colors,
+                                     f"{name} ({tier})", out / slug / f"{_slug(name)}.png")
+                    for tier, name in _instances(runs)]
     report.figures += figs + per_instance
     tiers = an.tier_summary(runs, shift)
     csv_methods = _write_csv(summary, out / f"{slug}-methods.csv", report)
@@ -254,10 +267,13 @@ def _section(problem: str, runs: pd.DataFrame, out: Path, report: Report, *,
             ("Gap to the reference", "gap_to_ref", fmt_gap),
             ("Gap to own bound (as reported)", "gap", fmt_gap),
             ("Objective (latency s, or WLR for P2)", "objective", lambda v: f"{v:.5g}"),
+            ("Retained weight (share of the router's Top-K gating weight kept)",
+             "retained_weight", fmt_share),
             ("Status", "status", str),
             ("Solve time (median over repeats)", "solve_time_s", fmt_time)):
-        parts += [_heading(title, csv_runs, out),
-                  _html_table(_by_instance(runs, order, column, cell))]
+        if runs[column].notna().any():
+            parts += [_heading(title, csv_runs, out),
+                      _html_table(_by_instance(runs, order, column, cell))]
     parts += [f'<img class="inst" src="{f.relative_to(out)}" alt="{f.stem}">'
               for f in per_instance]
     parts.append("</details>")
