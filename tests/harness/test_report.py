@@ -115,6 +115,21 @@ def test_report_of_repeats_and_seeds_states_spreads_and_intervals(tmp_path):
     assert "<th>tier</th>" in page and "<th>tiny</th>" in page
 
 
+def test_a_bench_where_every_run_failed_still_renders(tmp_path):
+    rows = [{"instance": i, "tier": "tiny", "solver": s, "repeat": 0, "problem": p,
+             "status": "timeout", "sense": "min", "timeout": 1.0, "error": "killed"}
+            for i in ("a", "b") for s, p in (("x", "p3"), ("y", "p3"), ("z", "p1/all/coupled"))]
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    as_frame(rows).to_parquet(folder / RESULTS_FILE, index=False)
+    report = write_report(folder, tmp_path / "rep")
+    assert len(report.figures) == 2 * (3 + 2)
+    assert all(f.stat().st_size > 1000 for f in report.figures)
+    summary = pd.read_csv(tmp_path / "rep" / "p3-methods.csv", index_col=0)
+    assert summary["failed"].tolist() == [2, 2] and summary["reached"].tolist() == [0, 0]
+    assert "P1, any-expert support, coupled lower level" in report.page.read_text()
+
+
 def test_titles_and_rounding():
     assert problem_title("p1/topk/uniform") == "P1, Top-K support, uniform lower level"
     assert problem_title("p2/all") == "P2, any-expert support, total WLR at the uniform split"

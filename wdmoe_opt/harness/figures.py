@@ -42,6 +42,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _log_x(ax, values) -> None:
+    """A log x axis; 0.1 ms to 1 s when no value is positive (every run failed)."""
+    v = np.asarray(values, dtype=float)
+    ax.set_xscale("log")
+    if not np.any(np.isfinite(v) & (v > 0)):
+        ax.set_xlim(1e-4, 1.0)
+
+
 def _plot_profile(tau: np.ndarray, rho: Mapping[str, np.ndarray], colors: Mapping,
                   xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     """Step curves ``rho_s(tau)`` on a ``log2`` axis from 1, best method first."""
@@ -104,7 +112,7 @@ def plot_time_vs_gap(runs: pd.DataFrame, colors: Mapping, title: str, path: Path
         b = g[g["gap"].notna()]
         ax.scatter(b["solve_time_s"], b["gap"], facecolors="none", edgecolors=[color],
                    marker="s", s=40)
-    ax.set_xscale("log")
+    _log_x(ax, ok["solve_time_s"])
     gaps = np.abs(np.concatenate([ok["gap_to_ref"].astype(float), ok["gap"].astype(float)]))
     linthresh = gap_linthresh(gaps)
     ax.set_yscale("symlog", linthresh=linthresh)
@@ -153,7 +161,7 @@ def plot_instance(runs: pd.DataFrame, colors: Mapping, title: str, path: Path) -
     sense = runs["sense"].iloc[0]
     a1.set_xlabel("total WLR (max)" if sense == "max" else "batch latency T, s (min)")
     a2.barh(y, runs["solve_time_s"].astype(float), color=color)
-    a2.set_xscale("log")
+    _log_x(a2, runs["solve_time_s"])
     a2.xaxis.set_minor_formatter(NullFormatter())
     a2.set_yticks(y, [""] * len(runs))
     a2.set_xlabel("solve time, s (log)")
