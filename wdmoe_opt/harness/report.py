@@ -262,22 +262,31 @@ def _section(problem: str, runs: pd.DataFrame, out: Path, report: Report, *,
             r["median_time_s"], r["time_spread"], r["repeats"]))),
         "<details><summary>Per instance: gaps, objective, status, solve time, "
         "figures</summary>",
+        _per_instance_tables(runs, order, csv_runs, out),
+        *(f'<img class="inst" src="{f.relative_to(out)}" alt="{f.stem}">'
+          for f in per_instance),
+        "</details>",
     ]
-    for title, column, cell in (
-            ("Gap to the reference", "gap_to_ref", fmt_gap),
-            ("Gap to own bound (as reported)", "gap", fmt_gap),
-            ("Objective (latency s, or WLR for P2)", "objective", lambda v: f"{v:.5g}"),
-            ("Retained weight (share of the router's Top-K gating weight kept)",
-             "retained_weight", fmt_share),
-            ("Status", "status", str),
-            ("Solve time (median over repeats)", "solve_time_s", fmt_time)):
-        if runs[column].notna().any():
-            parts += [_heading(title, csv_runs, out),
-                      _html_table(_by_instance(runs, order, column, cell))]
-    parts += [f'<img class="inst" src="{f.relative_to(out)}" alt="{f.stem}">'
-              for f in per_instance]
-    parts.append("</details>")
     return "\n".join(parts)
+
+
+#: The per-instance tables of a section: title, column of the runs, cell format.
+INSTANCE_TABLES = (
+    ("Gap to the reference", "gap_to_ref", fmt_gap),
+    ("Gap to own bound (as reported)", "gap", fmt_gap),
+    ("Objective (latency s, or WLR for P2)", "objective", lambda v: f"{v:.5g}"),
+    ("Retained weight (share of the router's Top-K gating weight kept)", "retained_weight",
+     fmt_share),
+    ("Status", "status", str),
+    ("Solve time (median over repeats)", "solve_time_s", fmt_time),
+)
+
+
+def _per_instance_tables(runs: pd.DataFrame, order: list[str], csv: Path, out: Path) -> str:
+    """Instances as rows, methods as columns, one table per column that holds a value."""
+    tables = [_heading(title, csv, out) + _html_table(_by_instance(runs, order, col, cell))
+              for title, col, cell in INSTANCE_TABLES if runs[col].notna().any()]
+    return "\n".join(tables)
 
 
 def write_report(results_dir: str | Path, out: str | Path, *, library=None,
