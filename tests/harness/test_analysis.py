@@ -86,6 +86,16 @@ def test_reference_falls_back_to_the_best_run_and_says_so():
     assert solved[("a", "e")] and not solved[("b", "h2")]  # h2 is not problem-feasible
 
 
+def test_a_run_that_improves_the_best_known_sets_the_reference():
+    table = TABLE.copy()
+    e = table["solver"] == "e"
+    for value, source in ((2.0 * (1 - 1e-9), "best known"), (1.9, "best feasible run")):
+        table.loc[e, "objective"] = value
+        runs = an.with_reference(an.merge_repeats(table))
+        assert _by(runs, "reference")[("a", "h1")] == value
+        assert _by(runs, "reference_from")[("a", "h1")] == source  # within tol: best known
+
+
 def test_targets_relative_and_best_heuristic():
     base = an.with_reference(an.merge_repeats(TABLE))
     ten = _by(an.with_target(base, an.Target(0.1)), "reached")

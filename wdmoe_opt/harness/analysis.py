@@ -8,7 +8,8 @@ Definitions (``docs/harness.md``):
   problem (bilevel-feasible for P1) and within ``tol`` of the reference value;
 * the **reference** of an instance is the best of its index best known value and the
   best problem-feasible objective in the results; when there is neither, the best
-  objective of any ok run (``reference_from`` says which);
+  objective of any ok run (``reference_from`` says which: the best known value when a
+  run improves on it by less than ``tol``);
 * the **quality ratio** of a run is its value over the reference (latency ``T/T_ref``,
   eq. 13/19; WLR ``ref/WLR``, eq. 15), at least 1, ``inf`` for a failed run;
 * a run **reaches the target** (:class:`Target`) when it is ok and its value is within
@@ -115,7 +116,8 @@ def with_reference(runs: pd.DataFrame, tol: float = SOLVED_TOL) -> pd.DataFrame:
     ref = ref.where(np.isfinite(ref), seen).replace([np.inf, -np.inf], np.nan)
     runs["reference"] = sign * ref
     runs["reference_from"] = np.select(
-        [np.isfinite(known) & (known <= feasible), np.isfinite(feasible), ref.notna()],
+        [np.isfinite(known) & (known <= feasible + tol * np.abs(known)), np.isfinite(feasible),
+         ref.notna()],
         ["best known", "best feasible run", "best run"], "none")
     runs["gap_to_ref"] = ((signed - ref) / ref.abs().where(ref != 0, 1.0)).where(runs["ok"])
     ratio = np.where(sign < 0, runs["reference"] / value, value / runs["reference"])
