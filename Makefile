@@ -49,4 +49,16 @@ wheel-check: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/test_packaging.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .hypothesis docs/_build docs/generated docs/auto_examples
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis docs/_build docs/generated docs/auto_examples \
+		report-check
+
+# A small bench, its report, and the page opened in headless Chromium: look at
+# report-check/report.png (skipped with a message where there is no Chromium).
+.PHONY: report-check
+report-check: $(STAMP)
+	$(BIN)/python -m wdmoe_opt bench --instances instances --tiers tiny --limit 3 \
+		--solvers topk-uniform,alg1-exact,topk-exact,p3-exact --jobs 2 --out report-check/runs
+	$(BIN)/python -m wdmoe_opt report report-check/runs --out report-check/report \
+		--no-update-index
+	$(BIN)/python -m wdmoe_opt.harness.screenshot report-check/report/index.html \
+		report-check/report.png
