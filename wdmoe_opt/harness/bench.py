@@ -149,9 +149,19 @@ def _results(sweep: Sweep, tasks: list[dict]) -> Iterator[dict]:
         return
     with ThreadPoolExecutor(max_workers=sweep.jobs) as pool:
         futures = [pool.submit(execute, t) for t in tasks]
+        pending = set(futures)
         try:
             for fut in as_completed(futures):
+                pending.discard(fut)
                 yield fut.result()
+        except KeyboardInterrupt:            # stop the runs in flight now, record them
+            for fut in futures:
+                fut.cancel()
+            kill_all()
+            for fut in pending:
+                if not fut.cancelled():
+                    yield fut.result()
+            raise
         finally:
             for fut in futures:
                 fut.cancel()

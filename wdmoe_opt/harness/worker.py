@@ -12,9 +12,11 @@ dies or overruns is recorded by the parent (:mod:`wdmoe_opt.harness.runner`).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -122,9 +124,31 @@ def run_task(task: dict) -> dict:
     }
 
 
+def watch_parent(parent_pid: int, workdir: Path, period_s: float = 0.5) -> None:
+    """A daemon thread: when the harness that started this worker dies (``kill -9``),
+    kill what this worker started, remove its work folder and exit."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        import shutil
+
+        import psutil
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
 def main(argv: list[str]) -> int:
     from ..io import atomic_write_text
     task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    if task.get("parent_pid"):
+        watch_parent(int(task["parent_pid"]), Path(argv[0]).parent)
     limit_memory(task.get("memory_mb"))
     result = run_task(task)
     atomic_write_text(task["result_path"], json.dumps(result))
