@@ -95,6 +95,11 @@ def kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def begin_sweep() -> None:
+    """Forget an earlier Ctrl-C of this process before a new sweep starts."""
+    _INTERRUPTED.clear()
+
+
 def kill_all() -> None:
     """Stop every run in flight now (Ctrl-C): they end as ``interrupted``; the rows
     already written are kept."""
