@@ -274,8 +274,9 @@ class Instance:
         (2)-(3): downlink (base station power), then uplink (each device's power);
         ``R = I`` under fast fading, else 1 (the same in every layer)."""
         s = self.system
-        return _readonly(np.stack([s.bs_power_w * np.atleast_2d(s.gain_down),
-                                   s.tx_power_w * np.atleast_2d(s.gain_up)]))
+        down, up = np.broadcast_arrays(s.bs_power_w * np.atleast_2d(s.gain_down),
+                                       s.tx_power_w * np.atleast_2d(s.gain_up))
+        return _readonly(np.stack([down, up]))
 
     @cached_property
     def router_topk_mask(self) -> np.ndarray:
