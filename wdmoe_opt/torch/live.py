@@ -22,8 +22,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..model import Instance, Selection, topk_mask
-from ..problems import BandwidthProblem, SelectionProblem
-from ..registry import solve
+from ..problems import BandwidthProblem, JointProblem, SelectionProblem
+from ..registry import get_method, solve
 from .adapters import MoEAdapter, Router, adapter_for
 from .record import router_hooks, router_probabilities
 
@@ -47,11 +47,22 @@ def method_policy(instance: Instance, method: str, *, support: str = "topk",
                   bandwidth_hz: np.ndarray | None = None, **options) -> Policy:
     """Run the P2 method ``method`` (``topk``, ``alg1``, ``milp-highspy``...) on each
     layer's live weights, with ``instance``'s devices and channel of that layer,
-    at ``bandwidth_hz`` (the uniform split by default, as the paper scores WLR)."""
+    at ``bandwidth_hz`` (the uniform split by default, as the paper scores WLR).
+
+    A P1 method named in full (``p1/weight-floor``) runs on the one-layer joint
+    problem instead (its own bandwidth; ``bandwidth_hz`` must then be None).
+    """
+    m = get_method(method, "p2")
+    if m.problem not in ("p1", "p2"):
+        raise InputError("method", "must be a P2 (selection) or P1 (joint) method", method)
+    if m.problem == "p1" and bandwidth_hz is not None:
+        raise InputError("bandwidth_hz", f"does not apply to the P1 method {m.key}", "given")
+
     def policy(layer: int, weights: np.ndarray) -> np.ndarray:
-        problem = SelectionProblem(layer_instance(instance, layer, weights),
-                                   bandwidth_hz=bandwidth_hz, support=support)
-        return solve(problem, method, options).selection.mask[0]
+        inst = layer_instance(instance, layer, weights)
+        problem = (JointProblem(inst, support=support) if m.problem == "p1" else
+                   SelectionProblem(inst, bandwidth_hz=bandwidth_hz, support=support))
+        return m(problem, options).selection.mask[0]
     return policy
 
 
