@@ -15,7 +15,8 @@ from .. import __version__
 from ..errors import BackendUnavailable, InputError
 
 #: Modules of ``wdmoe_opt.cli`` that each define a click ``command``.
-_COMMANDS = ("generate", "info", "solve", "check", "ablation", "record", "bench", "report")
+_COMMANDS = ("generate", "info", "solve", "check", "ablation", "record", "evaluate", "bench",
+             "report")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

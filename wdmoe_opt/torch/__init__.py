@@ -36,7 +36,13 @@ from .models import (
     token_ids,
     windows,
 )
-from .record import record_gating, recorded_instance, router_hooks, router_probabilities
+from .record import (
+    record_gating,
+    record_text,
+    recorded_instance,
+    router_hooks,
+    router_probabilities,
+)
 from .zoo import ZOO_MODELS, evaluate_text, next_token_scores
 
 __all__ = [
@@ -44,5 +50,5 @@ __all__ = [
     "fixed_policy", "layer_instance", "method_policy", "output_divergence", "run_with_policy",
     "topk_policy", "TINY_MODELS", "LoadedModel", "load_model", "tiny_model", "token_ids",
     "default_context", "windows", "ZOO_MODELS", "next_token_scores", "evaluate_text",
-    "record_gating", "recorded_instance", "router_hooks", "router_probabilities",
+    "record_gating", "record_text", "recorded_instance", "router_hooks", "router_probabilities",
 ]

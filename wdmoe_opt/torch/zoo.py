@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +27,7 @@ from ..io import read_solution_dict
 from ..model import Selection, topk_mask
 from .adapters import adapter_for
 from .live import Policy, fixed_policy, method_policy, run_with_policy
-from .models import default_context, load_model, text_ids, token_ids, windows
+from .models import LoadedModel, default_context, load_model, text_ids, token_ids, windows
 from .record import record_gating, recorded_instance
 
 #: Directory of the shipped checkpoints, one sub-directory per model name.
@@ -53,6 +54,20 @@ def training_record(name: str) -> dict:
 def heldout_text(name: str) -> Path:
     """The held-out text file shipped with a model (never seen in training)."""
     return zoo_path(name) / "heldout.txt"
+
+
+def heldout_batches(name: str, batches: int, seqs: int) -> tuple[LoadedModel, list[torch.Tensor]]:
+    """A shipped model and ``batches`` prefill batches of ``seqs`` held-out sequences
+    (its training context each), spread over the whole held-out text and interleaved
+    (batch ``b`` takes every ``batches``-th of the evenly spaced sequences from ``b``)."""
+    loaded = load_model(name)
+    ids, _ = token_ids(loaded, heldout_text(name).stat().st_size, text=heldout_text(name))
+    held = windows(ids, training_record(name)["heldout"]["context"], whole=False)
+    if batches * seqs > held.shape[0]:
+        raise InputError("batches x seqs", f"must be at most the {held.shape[0]} held-out "
+                         "sequences", batches * seqs)
+    picked = held[np.linspace(0, held.shape[0] - 1, batches * seqs).astype(int)]
+    return loaded, [picked[b::batches] for b in range(batches)]
 
 
 def pydoc_corpus() -> tuple[dict[str, str], str]:
