@@ -34,16 +34,9 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from wdmoe_opt.model import topk_mask  # noqa: E402
-from wdmoe_opt.torch import (  # noqa: E402
-    LoadedModel,
-    load_model,
-    next_token_scores,
-    record_gating,
-    token_ids,
-    windows,
-)
+from wdmoe_opt.torch import LoadedModel, load_model, next_token_scores, record_gating  # noqa: E402
 from wdmoe_opt.torch.zoo import (  # noqa: E402
-    heldout_text,
+    heldout_sequences,
     pydoc_corpus,
     split_documents,
     training_record,
@@ -131,9 +124,7 @@ def similarity(loaded: LoadedModel, held: torch.Tensor) -> dict:
 
 def measure(seed: int, calibration: int) -> dict:
     trained = load_model(NAME)
-    context = training_record(NAME)["heldout"]["context"]
-    ids, _ = token_ids(trained, heldout_text(NAME).stat().st_size, text=heldout_text(NAME))
-    held = windows(ids, context, whole=False)
+    held = heldout_sequences(trained, NAME)
     models = {"trained": trained, "untrained": untrained(seed)}
     out = {"uniform": {"loss_nats_per_token": math.log(256)}, **{
         name: {"loss_nats_per_token": loss} for name, loss in ngram_losses(held).items()}}

@@ -24,6 +24,7 @@ from wdmoe_opt.torch import (  # noqa: E402
     windows,
 )
 from wdmoe_opt.torch.zoo import (  # noqa: E402
+    heldout_sequences,
     heldout_text,
     pydoc_corpus,
     split_documents,
@@ -46,8 +47,7 @@ def tiny_moe():
 
 @pytest.fixture(scope="module")
 def heldout(tiny_moe):
-    ids, _ = token_ids(tiny_moe, heldout_text(NAME).stat().st_size, text=heldout_text(NAME))
-    return windows(ids, training_record(NAME)["heldout"]["context"], whole=False)
+    return heldout_sequences(tiny_moe, NAME)
 
 
 def test_the_shipped_model_reproduces_its_recorded_heldout_loss_on_a_sample(tiny_moe, heldout):

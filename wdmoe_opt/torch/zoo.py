@@ -56,13 +56,19 @@ def heldout_text(name: str) -> Path:
     return zoo_path(name) / "heldout.txt"
 
 
+def heldout_sequences(loaded: LoadedModel, name: str) -> torch.Tensor:
+    """The shipped held-out text of model ``name`` as ``[n, context]`` sequences of its
+    training context (the tail shorter than one is dropped), ids for ``loaded``."""
+    ids, _ = text_ids(loaded, heldout_text(name))
+    return windows(ids, training_record(name)["heldout"]["context"], whole=False)
+
+
 def heldout_batches(name: str, batches: int, seqs: int) -> tuple[LoadedModel, list[torch.Tensor]]:
     """A shipped model and ``batches`` prefill batches of ``seqs`` held-out sequences
     (its training context each), spread over the whole held-out text and interleaved
     (batch ``b`` takes every ``batches``-th of the evenly spaced sequences from ``b``)."""
     loaded = load_model(name)
-    ids, _ = token_ids(loaded, heldout_text(name).stat().st_size, text=heldout_text(name))
-    held = windows(ids, training_record(name)["heldout"]["context"], whole=False)
+    held = heldout_sequences(loaded, name)
     if batches * seqs > held.shape[0]:
         raise InputError("batches x seqs", f"must be at most the {held.shape[0]} held-out "
                          "sequences", batches * seqs)
