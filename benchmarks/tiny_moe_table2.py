@@ -25,6 +25,7 @@ import pandas as pd
 
 from wdmoe_opt.generate import generate
 from wdmoe_opt.joint.ablation import PAPER_ARC_C, run_ablation, summarize, to_markdown
+from wdmoe_opt.model.latency import compute_time_per_token_s, device_loads, device_time_s
 from wdmoe_opt.problems import JointProblem
 from wdmoe_opt.torch import record_gating, recorded_instance
 from wdmoe_opt.torch.zoo import heldout_batches
@@ -34,12 +35,25 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "table2_tiny
 
 
 def gating_stats(instance, sols) -> dict:
-    """Second expert's share of the Top-2 weight (mean), and the share of tokens whose
-    second expert WDMoE's selection dropped."""
+    """Second expert's share of the Top-2 weight (mean), the share of tokens whose
+    second expert WDMoE's selection dropped, the Top-2 load of the busiest device over
+    the mean (eq. 9), the compute share (eq. 7) of the slowest device's time at the
+    optimal bandwidth of the Top-2 selection (what bandwidth cannot shorten), and the
+    mean correlation across layer pairs of the devices' Top-2 loads (one bandwidth
+    split serves every layer, eq. 20: it helps most when the same devices are busy in
+    every layer)."""
     w = np.sort(instance.gating_weights, axis=-1)[..., ::-1]
     dropped = sols["wdmoe"].selection.mask.sum(-1) == 1
+    top = sols["no-selection"]
+    _, p = device_loads(instance, top.selection)
+    t = device_time_s(instance, top.selection, top.bandwidth_hz)
+    slowest = t.argmax(axis=1)[:, None]
+    comp = np.take_along_axis(p * compute_time_per_token_s(instance), slowest, 1)
     return {"second_share": float((w[..., 1] / (w[..., 0] + w[..., 1])).mean()),
-            "dropped_share": float(dropped.mean())}
+            "dropped_share": float(dropped.mean()),
+            "load_max_over_mean": float((p.max(axis=1) / p.mean(axis=1)).mean()),
+            "bottleneck_compute_share": float((comp / np.take_along_axis(t, slowest, 1)).mean()),
+            "load_layer_correlation": float(np.corrcoef(p)[np.triu_indices(len(p), 1)].mean())}
 
 
 def rows_for(source: str, instances) -> tuple[list[dict], list[dict]]:
@@ -70,7 +84,8 @@ def main() -> None:
                                                  for s in range(args.seeds)])
     command = "python benchmarks/tiny_moe_table2.py " + " ".join(sys.argv[1:])
     stat = pd.DataFrame(stats + sim_stats).groupby("source", sort=False)[
-        ["second_share", "dropped_share"]].mean()
+        ["second_share", "dropped_share", "load_max_over_mean", "bottleneck_compute_share",
+         "load_layer_correlation"]].mean()
     text = (to_markdown(summarize(rows), command.strip(), PAPER_ARC_C)
             + "\nThe same ablation on the calibrated preset at the same sizes "
             "(`wdmoe-sim`, 4 layers, same seeds):\n\n"
@@ -78,8 +93,12 @@ def main() -> None:
                                     PAPER_ARC_C).splitlines()[2:])
             + "\n\nWhat drives Algorithm 1 (means over layers, tokens and seeds):\n\n"
             "| gating weights | second expert's share of the Top-2 weight | tokens whose "
-            "second expert WDMoE drops |\n|---|---|---|\n"
-            + "\n".join(f"| {src} | {r.second_share:.3f} | {r.dropped_share:.3f} |"
+            "second expert WDMoE drops | Top-2 load, busiest device / mean | compute share of "
+            "the slowest device's time (Top-2, optimal B) | device load correlation across layers "
+            "|\n|---|---|---|---|---|---|\n"
+            + "\n".join(f"| {src} | {r.second_share:.3f} | {r.dropped_share:.3f} | "
+                        f"{r.load_max_over_mean:.2f} | {r.bottleneck_compute_share:.3f} | "
+                        f"{r.load_layer_correlation:.2f} |"
                         for src, r in stat.iterrows()) + "\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
