@@ -7,7 +7,7 @@ seed; token sizes priced at Mixtral 8x7B, eqs. 4-5) with the batch's own gating
 weights. Each policy then runs live, layer by layer, on the router
 probabilities of that forward pass (the router Top-2, Top-1, Algorithm 1 at
 several initial thresholds theta0, Algorithm 2, the exact per-layer MILP of P2,
-and ``p1/weight-floor`` at several floors), and we measure:
+and ``p1-floor/greedy`` (the weight floor) at several floors), and we measure:
 
 * next-byte cross-entropy and top-1 accuracy against the text, and the KL
   divergence from the unmodified model (``KL(p_topk || p_policy)``);
@@ -64,7 +64,7 @@ def policies(instance, milp_limit: float) -> dict:
     out.update({f"alg1 theta0={t}": method_policy(instance, "alg1", theta0=t) for t in THETAS})
     out["alg2"] = method_policy(instance, "alg2")
     out["milp (exact P2)"] = method_policy(instance, "milp-highspy", time_limit=milp_limit)
-    out.update({f"weight-floor {f}": method_policy(instance, "p1/weight-floor",
+    out.update({f"weight-floor {f}": method_policy(instance, "p1-floor/greedy",
                                                    min_retained_weight=f) for f in FLOORS})
     return out
 

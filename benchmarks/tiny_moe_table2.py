@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from wdmoe_opt.generate import generate
-from wdmoe_opt.joint.ablation import PAPER_ARC_C, run_ablation, summarize, to_markdown
+from wdmoe_opt.harness.ablation import PAPER_ARC_C, run_ablation, summarize, to_markdown
 from wdmoe_opt.model.latency import compute_time_per_token_s, device_loads, device_time_s
 from wdmoe_opt.problems import JointProblem
 from wdmoe_opt.torch import record_gating, recorded_instance

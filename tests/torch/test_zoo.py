@@ -110,20 +110,27 @@ def test_windows_cut_a_prefill_batch_of_independent_sequences():
         windows(ids, 0)
 
 
-def test_a_p1_method_runs_live_and_keeps_its_weight_floor_in_every_layer(mixtral):
+def test_a_weight_floor_method_runs_live_and_keeps_its_floor_in_every_layer(mixtral):
     ids, _ = token_ids(mixtral, 32, seed=3)
     inst = recorded_instance(record_gating(mixtral.model, ids), top_k=2,
                              source="recorded:tiny-mixtral")
     _, w, q = run_with_policy(mixtral.model, ids, method_policy(
-        inst, "p1/weight-floor", min_retained_weight=0.8, bandwidth="uniform"))
+        inst, "p1-floor/greedy", min_retained_weight=0.8, bandwidth="uniform"))
     top = topk_mask(w, 2)
     assert not (q & ~top).any() and (q.sum(axis=-1) >= 1).all()
     per_layer = (w * q).sum(axis=(1, 2)) / (w * top).sum(axis=(1, 2))
     assert (per_layer >= 0.8 - 1e-12).all() and (q.sum(axis=-1) == 1).any()
+    # a P1 composition runs live too
+    _, _, q1 = run_with_policy(mixtral.model, ids, method_policy(inst, "p1/sequential"))
+    assert (q1.sum(axis=-1) >= 1).all()
     with pytest.raises(InputError, match="P2 .* or P1"):
         method_policy(inst, "p3/exact")
     with pytest.raises(InputError, match="bandwidth_hz"):
-        method_policy(inst, "p1/weight-floor", bandwidth_hz=np.ones(8))
+        method_policy(inst, "p1-floor/greedy", bandwidth_hz=np.ones(8))
+    with pytest.raises(InputError, match="min_retained_weight"):
+        method_policy(inst, "alg1", min_retained_weight=0.8)
+    with pytest.raises(InputError):
+        method_policy(inst, "alg1", no_such_option=1)
 
 
 def _evaluate(capsys, *args) -> dict:

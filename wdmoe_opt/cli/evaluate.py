@@ -32,7 +32,8 @@ from .record import require_torch
                    "with the same --text, --tokens and --context).")
 @click.option("--policy", metavar="METHOD",
               help="Run a selection method live on each layer's router weights: a P2 method "
-                   "(topk, alg1, alg2, milp...) or a P1 method in full (p1/weight-floor).")
+                   "(topk, alg1, alg2, milp...) or a joint method in full (p1-floor/greedy with "
+                   "--option min_retained_weight=0.9).")
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Option of the --policy method (repeatable), e.g. theta0=0.7.")
 @click.option("--preset", default="wdmoe-sim", show_default=True,

@@ -24,8 +24,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..io import read_solution_dict
-from ..model import Selection, topk_mask
-from .adapters import adapter_for
+from ..io.solution_io import selection_from_document
+from ..model import topk_mask
 from .live import Policy, fixed_policy, method_policy, run_with_policy
 from .models import LoadedModel, default_context, load_model, text_ids, token_ids, windows
 from .record import record_gating, recorded_instance
@@ -163,10 +163,9 @@ def evaluate_text(model_spec: str, text: str | os.PathLike, *, tokens: int | Non
 
 def _solution_policy(path, model: nn.Module, seqs: torch.Tensor) -> Policy:
     """:func:`~.live.fixed_policy` of a solution file's selection, whose shape must be
-    the model's MoE layers x the ``seqs`` tokens x its experts."""
+    the model's MoE layers x the ``seqs`` tokens x its experts (solve an instance
+    recorded from the same tokens)."""
     doc = read_solution_dict(path)
-    routers = adapter_for(model).routers(model)
-    shape = (len(routers), int(seqs.numel()), routers[0].experts)
-    # the selection's shape is checked: solve an instance recorded from the same tokens
-    return fixed_policy(Selection.from_lists(doc.get("selection"), shape,
-                                             field=f"selection of {path}"))
+    shaped = recorded_instance(record_gating(model, seqs), top_k=int(
+        model.config.num_experts_per_tok), source="recorded:evaluate")
+    return fixed_policy(selection_from_document(doc, shaped, field=f"--solution {path}"))
