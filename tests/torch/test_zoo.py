@@ -163,6 +163,10 @@ def test_evaluate_under_topk_a_policy_and_a_replayed_solution(tmp_path, capsys):
         assert replay["experts_per_token"] == solved["expert_invocations"] / (4 * 256)
     assert replay["experts_per_token"] < 2.0 and replay["retained_weight"] < 1.0
     assert replay["loss_nats_per_token"] != router["loss_nats_per_token"]
+    # a solution of other tokens is refused, naming the flag
+    assert main(["evaluate", "--model", NAME, "--text", text, "--tokens", "128",
+                 "--solution", str(sol)]) == 2
+    assert capsys.readouterr().err.startswith("error: --solution")
 
 
 def test_bad_evaluate_arguments_exit_2_with_one_line(tmp_path, capsys):
