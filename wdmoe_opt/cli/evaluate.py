@@ -59,7 +59,7 @@ def command(model_spec, text, tokens, context, solution, policy, options, preset
       wdmoe-opt solve r.json --selection alg1 --bandwidth exact -o s.json
       wdmoe-opt evaluate --model wdmoe-tiny-moe --text held.txt --tokens 256 --solution s.json
     """
-    require_torch()
+    require_torch("evaluate")
     if solution is not None and policy is not None:
         raise InputError("--solution", "cannot be combined with --policy", solution)
     if options and policy is None:

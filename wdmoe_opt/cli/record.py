@@ -17,11 +17,11 @@ from ..io import write_instance
 INSTALL_HINT = "pip install torch==2.13.0 'transformers>=5'  (the CPU wheel; never a bare torch)"
 
 
-def require_torch() -> None:
+def require_torch(command: str = "record") -> None:
     """Raise :class:`BackendUnavailable` with the install hint if the extra is missing."""
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        raise BackendUnavailable(f"record needs {' and '.join(missing)}: {INSTALL_HINT}")
+        raise BackendUnavailable(f"{command} needs {' and '.join(missing)}: {INSTALL_HINT}")
 
 
 @click.command("record")
