@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import Selection
 from ..model import latency as lat
+from ..model.instance import row_blocks
 from ..problems import SelectionProblem
 
 
@@ -85,13 +86,25 @@ def check_selection(problem: SelectionProblem, mask: np.ndarray) -> Selection:
 
 def topk_order(weights: np.ndarray, k: int) -> np.ndarray:
     """``[..., k]``: each token's ``k`` highest-weight experts, best first (ties go to
-    the lower expert id, as :func:`~wdmoe_opt.model.topk_mask`)."""
-    x = np.array(weights, dtype=np.float64, copy=True)
-    out = np.empty(x.shape[:-1] + (k,), dtype=np.int64)
-    for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
-        out[..., r] = np.argmax(x, axis=-1)
-        np.put_along_axis(x, out[..., r, None], -np.inf, axis=-1)
+    the lower expert id, as :func:`~wdmoe_opt.model.topk_mask`), in the smallest
+    integer type that holds ``E`` (:func:`small_int`)."""
+    weights = np.asarray(weights)
+    out = np.empty(weights.shape[:-1] + (k,), dtype=small_int(weights.shape[-1]))
+    flat_out = out.reshape(-1, k)
+    for start, rows in row_blocks(weights):   # blockwise: no copy of the whole array
+        x = np.array(rows, dtype=np.float64, copy=True)
+        block = flat_out[start:start + len(x)]
+        for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
+            block[:, r] = np.argmax(x, axis=-1)
+            np.put_along_axis(x, block[:, r, None], -np.inf, axis=-1)
     return out
+
+
+def small_int(n: int) -> np.dtype:
+    """The smallest signed integer type holding ``-n..n``: per-token expert ids,
+    device ids and counts, so that a long batch's ``[I, J, K]`` state stays a
+    fraction of its gating array."""
+    return np.min_scalar_type(-int(n))
 
 
 class RankedSelection:
@@ -100,6 +113,7 @@ class RankedSelection:
     Algorithms 1 and 2 only ever drop a token's lowest-weight kept expert, so the
     state is ``n_kept[i, j]``; the loads ``u, p`` and the WLR numerator (eqs. 9-12)
     are updated incrementally on each drop, vectorized over the dropped tokens.
+    Ids and counts are small integers (:func:`small_int`).
     """
 
     def __init__(self, times: LayerTimes, k: int):
@@ -110,9 +124,9 @@ class RankedSelection:
         ii, jj = np.arange(n_layers)[:, None, None], np.arange(n_tokens)[None, :, None]
         self.order = topk_order(w, k)                                   # [I, J, K]
         self.w = w[ii, jj, self.order]                                  # [I, J, K]
-        self.dev = inst.placement[ii, self.order]                       # [I, J, K]
-        self.n_kept = np.full((n_layers, n_tokens), k, dtype=np.int64)
         U = inst.n_devices
+        self.dev = inst.placement.astype(small_int(U))[ii, self.order]  # [I, J, K]
+        self.n_kept = np.full((n_layers, n_tokens), k, dtype=small_int(k))
         layer = np.broadcast_to(ii, self.dev.shape)
         flat = (layer * U + self.dev).ravel()
         self.p = _cell_sum(flat, None, (n_layers, U)).astype(np.int64)

@@ -1,0 +1,77 @@
+"""The ``.npz`` container shared by the instance and solution files.
+
+A zip of ``.npy`` members (numpy, Julia's NPZ, MATLAB, Rust's ``ndarray-npy``):
+member ``header`` is the JSON document as UTF-8 bytes (a ``uint8`` array) and the
+other members are the arrays it refers to as ``"npz:<member>"``. No pickles.
+Arrays are read straight from the file into their final buffer (no copy of the
+file's bytes first), so reading costs one array's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .atomic import atomic_write
+
+HEADER = "header"
+
+
+def is_npz(path: Path, what: str) -> bool:
+    """Whether ``path`` is a zip (``.npz``) file, by its first bytes, not its suffix."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"PK"
+    except FileNotFoundError:
+        raise InputError(what, "does not exist", str(path)) from None
+    except OSError as exc:
+        raise InputError(what, f"cannot be read ({exc.strerror})", str(path)) from None
+
+
+def write_npz(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``header`` and ``arrays`` atomically, members stored uncompressed.
+
+    Uncompressed on purpose: gating weights are full-mantissa floats (zlib saves
+    ~6%) and a selection is already one bit per (token, expert) pair, while
+    deflating costs more than solving at 32 768 tokens. Readers accept compressed
+    members too (files written before this choice).
+    """
+    members = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **members)
+    return atomic_write(path, write)
+
+
+def read_npz(path: Path, kind: str, members: tuple[str, ...]) -> tuple[bytes, dict]:
+    """The header bytes and the named ``members`` (read-only arrays) of a ``.npz`` file.
+
+    Raises
+    ------
+    InputError
+        If the file is not a zip of ``.npy`` members holding ``header`` and ``members``
+        (``kind`` names the expected file, e.g. ``wdmoe-instance``).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = z[HEADER].tobytes()
+            arrays = {name: z[name] for name in members}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputError(str(path), f"is not a {kind} .npz file ({exc})") from None
+    for a in arrays.values():
+        _freeze(a)
+    return header, arrays
+
+
+def _freeze(a: np.ndarray) -> None:
+    """Make ``a`` and the arrays it views read-only (it is then shared, not copied,
+    by :class:`~wdmoe_opt.model.Instance`)."""
+    while isinstance(a, np.ndarray):
+        a.setflags(write=False)
+        a = a.base
