@@ -75,3 +75,34 @@ def _freeze(a: np.ndarray) -> None:
     while isinstance(a, np.ndarray):
         a.setflags(write=False)
         a = a.base
+
+
+def map_member(path: Path, member: str) -> np.ndarray | None:
+    """A read-only memory map of ``member`` when it is stored uncompressed, else None.
+
+    Reads only the zip's local header and the ``.npy`` header: slicing the map then
+    reads just the slice from disk, so a file larger than memory can be taken in
+    batches. Compressed members (older files) cannot be mapped.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{member}.npy")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return None
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)                      # the zip local file header
+        name_len = int.from_bytes(local[26:28], "little")
+        extra_len = int.from_bytes(local[28:30], "little")
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran_order else "C")
