@@ -22,6 +22,12 @@ processes than wall times).
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py --out docs/figures
 
 writes ``scale.csv`` and ``scale.png`` there and prints a Markdown table.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/scale.py --trace FOLDER --batch-size 32768
+
+solves a long trace (an instance file, or a folder of them) as a stream of batches
+(:mod:`wdmoe_opt.stream`, alg1 + exact, ``.npz`` results in a temporary folder) and
+prints its wall and CPU time and its peak memory.
 """
 
 from __future__ import annotations
@@ -98,6 +104,30 @@ def _phases(instance_path: str, workdir: str) -> dict:
         if problems:
             raise RuntimeError(f"check of the {form} form failed: {problems[0]}")
     return out
+
+
+def _trace(source: str, batch_size: int) -> dict:
+    """Solve ``source`` as a stream (in this process; run as a child by ``--trace``)."""
+    import resource
+
+    from wdmoe_opt.problems import JointProblem
+    from wdmoe_opt.registry import get_method
+    from wdmoe_opt.stream import solve_stream
+
+    method = get_method("sequential", "p1")
+
+    def solve(instance):
+        return method(JointProblem(instance), {"selection": "alg1", "bandwidth": "exact"})
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory(prefix="wdmoe-trace-") as out:
+        report = solve_stream(source, batch_size, solve, out, label="alg1+exact",
+                              on_batch=lambda row: print(row["key"], file=sys.stderr))
+    return {"tokens": report.tokens, "batches": len(report.rows),
+            "total_latency_s": report.total_latency_s,
+            "solver_own_s": sum(r["solve_time_s"] for r in report.rows),
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def measure(sizes, json_max: int, workdir: Path) -> list[dict]:
@@ -205,11 +235,16 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--json-max", type=int, default=32768,
                     help="largest size also solved and checked through a .json solution")
+    ap.add_argument("--trace", help="solve this file or folder as a stream instead")
+    ap.add_argument("--batch-size", type=int, default=32768, help="tokens per batch (--trace)")
     ap.add_argument("--phases", nargs=2, metavar=("INSTANCE", "WORKDIR"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phases:
         print(json.dumps(_phases(*args.phases)))
+        return
+    if args.trace:
+        print(json.dumps(_trace(args.trace, args.batch_size)))
         return
     import pandas as pd
     with tempfile.TemporaryDirectory(prefix="wdmoe-scale-") as tmp:
