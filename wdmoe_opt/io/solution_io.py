@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..model import Instance, Selection
 from ..model.selection import gc_paused, mask_from_lists
+from ..problems import check_bandwidth
 from ..solution import Solution
 from .atomic import atomic_write_text
 from .instance_io import parse_json, read_bytes
@@ -57,6 +59,7 @@ def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict
         "objective_s": _num(solution.objective_s),
         "lower_bound_s": _num(solution.lower_bound_s),
         "gap": _num(solution.gap),
+        "tolerance": solution.tolerance,
         "layer_latency_s": [_num(x) for x in solution.layer_latency_s],
         "bandwidth_hz": [float(x) for x in solution.bandwidth_hz],
         "selection": selection.kept_lists() if include_selection else _NPZ_REF,
@@ -101,6 +104,23 @@ def write_solution(solution: Solution, path: str | os.PathLike) -> Path:
                      {_NPZ_SELECTION: bits})
 
 
+def selection_from_document(doc: dict, instance: Instance,
+                            field: str = "selection") -> Selection:
+    """The ``selection`` of a solution document, either form (:func:`selection_mask`),
+    as a :class:`Selection` of ``instance``'s shape; a bad entry is an :class:`InputError`."""
+    return Selection(selection_mask(doc.get("selection"), instance.gating_weights.shape,
+                                    f"{field}: selection"))
+
+
+def bandwidth_from_document(doc: dict, instance: Instance, field: str = "bandwidth_hz"):
+    """The ``bandwidth_hz`` of a solution document, validated (eqs. 20-21)."""
+    raw = doc.get("bandwidth_hz")
+    if not isinstance(raw, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+        raise InputError(f"{field}: bandwidth_hz", "must be a list of numbers", raw)
+    return check_bandwidth(instance, raw, f"{field}: bandwidth_hz")
+
+
 def read_solution_dict(path: str | os.PathLike) -> dict:
     """Read a solution document, JSON or ``.npz`` (by content; schema checked, contents
     checked by :mod:`wdmoe_opt.check`).
@@ -140,7 +160,7 @@ def _read_npz(path: Path) -> dict:
     return doc
 
 
-def selection_mask(raw, shape: tuple[int, int, int]) -> np.ndarray:
+def selection_mask(raw, shape: tuple[int, int, int], field: str = "selection") -> np.ndarray:
     """The ``[I, J, E]`` boolean mask of a document's ``selection``: the mask itself
     (from ``.npz``, shape checked) or the ``[I][J]`` lists of kept expert ids (JSON).
 
@@ -151,8 +171,8 @@ def selection_mask(raw, shape: tuple[int, int, int]) -> np.ndarray:
     """
     if isinstance(raw, np.ndarray):
         if raw.dtype != np.bool_ or raw.shape != tuple(shape):
-            raise InputError("selection", f"must be a boolean mask of shape {list(shape)}",
+            raise InputError(field, f"must be a boolean mask of shape {list(shape)}",
                              f"{raw.dtype} {list(raw.shape)}")
         return raw
     with gc_paused():
-        return mask_from_lists(raw, shape)
+        return mask_from_lists(raw, shape, field)

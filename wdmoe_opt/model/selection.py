@@ -42,10 +42,6 @@ class Selection:
     def shape(self) -> tuple[int, int, int]:
         return self.mask.shape  # type: ignore[return-value]
 
-    def experts_per_token(self) -> np.ndarray:
-        """``[I, J]`` number of kept experts of each token."""
-        return self.mask.sum(axis=2)
-
     def kept_lists(self) -> list[list[list[int]]]:
         """Schema form: ``[I][J]`` lists of kept expert ids, ascending (fresh lists).
 
@@ -62,13 +58,6 @@ class Selection:
             ids = np.nonzero(flat)[1].tolist()
             tokens = list(map(ids.__getitem__, map(slice, starts.tolist(), ends.tolist())))
             return [tokens[i * J:(i + 1) * J] for i in range(I)]
-
-    @classmethod
-    def from_lists(cls, lists: Sequence, shape: tuple[int, int, int],
-                   field: str = "selection") -> Selection:
-        """Inverse of :meth:`kept_lists`, validated against ``shape = (I, J, E)``
-        (see :func:`mask_from_lists`)."""
-        return cls(mask_from_lists(lists, shape, field))
 
     @classmethod
     def topk(cls, instance: Instance, k: int | None = None) -> Selection:
