@@ -137,8 +137,8 @@ def measure(sizes, json_max: int, workdir: Path) -> list[dict]:
         s, sol = workdir / f"s{J}.npz", workdir / f"sol{J}"
         _run(["generate", "wdmoe-sim", "--seed", "0", "--tokens", str(J), "-o", str(s)])
         gating_mb = 32 * J * 8 * 8 / 2**20
-        row = {"tokens": J, "gating_mb": gating_mb, "startup_wall_s": startup["wall_s"],
-               "startup_peak_mb": startup["peak_mb"]}
+        row = {"tokens": J, "gating_mb": gating_mb,
+               **{f"startup_{k}": v for k, v in startup.items()}}
         forms = ("npz", "json") if J <= json_max else ("npz",)
         for form in forms:
             solve = _run(["solve", str(s), "--selection", "alg1", "--bandwidth", "exact",
@@ -176,17 +176,16 @@ def plot(df, path: Path) -> None:
            title="phases in one process")
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
-    ax.plot(J, df["cli_solve_npz_wall_s"], marker="o", label="CLI solve (.npz), wall")
-    ax.plot(J, df["cli_check_npz_wall_s"], marker="s", label="CLI check (.npz), wall")
-    if "cli_solve_json_wall_s" in df:
-        ax.plot(J, df["cli_solve_json_wall_s"], marker="^", ls="--",
-                label="CLI solve (.json), wall")
-        ax.plot(J, df["cli_check_json_wall_s"], marker="v", ls="--",
-                label="CLI check (.json), wall")
-    ax.plot(J, df["solver_own_s"], marker="x", label="solver's own time")
-    ax.plot(J, 2 * df["solver_own_s"], "k:", label="2x solver's own time")
-    ax.plot(J, df["startup_wall_s"], color="grey", ls="-.", label="CLI start-up (--help)")
-    ax.set(xscale="log", yscale="log", xlabel="tokens J", ylabel="s", title="end to end")
+    ax.plot(J, df["cli_solve_npz_cpu_s"], marker="o", label="CLI solve (.npz)")
+    ax.plot(J, df["cli_check_npz_cpu_s"], marker="s", label="CLI check (.npz)")
+    if "cli_solve_json_cpu_s" in df:
+        ax.plot(J, df["cli_solve_json_cpu_s"], marker="^", ls="--", label="CLI solve (.json)")
+        ax.plot(J, df["cli_check_json_cpu_s"], marker="v", ls="--", label="CLI check (.json)")
+    ax.plot(J, df["phase_solve_s"], marker="x", label="the solver's own")
+    ax.plot(J, 2 * df["phase_solve_s"], "k:", label="2x the solver's own")
+    ax.plot(J, df["startup_cpu_s"], color="grey", ls="-.", label="CLI start-up (--help)")
+    ax.set(xscale="log", yscale="log", xlabel="tokens J", ylabel="CPU s",
+           title="end to end, per process")
     ax.legend(fontsize=7)
     ax = axes[2]
     for what, m in (("solve", "o"), ("check", "s")):
@@ -201,8 +200,10 @@ def plot(df, path: Path) -> None:
 
 
 def table(df) -> str:
-    cols = ["tokens", "phase_read_s", "phase_solve_s", "solver_own_s", "phase_evaluate_s",
-            "phase_write_npz_s", "phase_check_npz_s", "cli_solve_npz_wall_s",
+    cols = ["tokens", "phase_read_s", "phase_hash_s", "phase_solve_s", "phase_evaluate_s",
+            "phase_write_npz_s", "phase_read_npz_s", "phase_check_npz_s",
+            "phase_write_json_s", "phase_check_json_s", "cli_solve_npz_cpu_s",
+            "cli_check_npz_cpu_s", "cli_solve_npz_wall_s", "solver_own_s",
             "cli_check_npz_wall_s", "cli_solve_npz_peak_mb", "cli_check_npz_peak_mb",
             "gating_mb"]
     head = "| " + " | ".join(c.replace("phase_", "").replace("cli_", "CLI ") for c in cols)
@@ -214,17 +215,20 @@ def table(df) -> str:
 
 
 def targets(df) -> str:
+    """The issue's targets, on wall times (as stated) and on CPU times (robust to a
+    loaded machine: the solver's own CPU time is the ``solve`` phase)."""
     big = df[df["tokens"] >= 32768]
     last = df.iloc[-1]
-    e2e = (big["cli_solve_npz_wall_s"] / big["solver_own_s"]).max()
-    chk = (df["cli_check_npz_wall_s"] / df["cli_solve_npz_wall_s"]).max()
+    e2e_wall = (big["cli_solve_npz_wall_s"] / big["solver_own_s"]).max()
+    e2e_cpu = (big["cli_solve_npz_cpu_s"] / big["phase_solve_s"]).max()
+    chk_wall = (df["cli_check_npz_wall_s"] / df["cli_solve_npz_wall_s"]).max()
+    chk_cpu = (df["cli_check_npz_cpu_s"] / df["cli_solve_npz_cpu_s"]).max()
     mem = max(last["cli_solve_npz_peak_mb"], last["cli_check_npz_peak_mb"]) / last["gating_mb"]
-    start = big["startup_wall_s"].iloc[0] if len(big) else float("nan")
-    e2e_net = ((big["cli_solve_npz_wall_s"] - start) / big["solver_own_s"]).max()
     return "\n".join([
-        f"- CLI solve / solver's own time at >= 32768 tokens: max {e2e:.2f} "
-        f"(target <= 2; without the CLI start-up of {start:.2f} s: {e2e_net:.2f})",
-        f"- CLI check / CLI solve (wall): max {chk:.2f} (target <= 1)",
+        f"- CLI solve / the solver's own time at >= 32768 tokens: max {e2e_wall:.2f} (wall), "
+        f"{e2e_cpu:.2f} (CPU) (target <= 2)",
+        f"- CLI check / CLI solve: max {chk_wall:.2f} (wall), {chk_cpu:.2f} (CPU) "
+        "(target <= 1)",
         f"- peak memory / gating array at {int(last['tokens'])} tokens: {mem:.2f} "
         "(target < 3)"])
 
