@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import small_instance
 from wdmoe_opt.cli import main
 from wdmoe_opt.io import read_instance, read_solution_dict, write_instance
 from wdmoe_opt.stream import MANIFEST, batches
@@ -16,8 +17,7 @@ from wdmoe_opt.stream import MANIFEST, batches
 def trace(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trace")
     inst = tmp / "t.npz"
-    assert main(["generate", "wdmoe-sim", "--seed", "1", "--layers", "3", "--tokens", "40",
-                 "--experts", "4", "--devices", "4", "-o", str(inst)]) == 0
+    write_instance(small_instance(1, layers=3, tokens=40), inst)
     return inst, tmp
 
 
