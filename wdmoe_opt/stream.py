@@ -122,7 +122,8 @@ def batches(source: str | os.PathLike, batch_size: int) -> Iterator[Batch]:
 
 
 def count_batches(source: str | os.PathLike, batch_size: int) -> int:
-    """How many batches :func:`batches` yields (for a progress bar)."""
+    """How many batches :func:`batches` yields (for a progress bar): the headers of
+    ``.npz`` files only, but JSON files (and compressed ``.npz``) are read whole."""
     return sum(1 for _ in batches(source, batch_size))
 
 
@@ -136,8 +137,9 @@ class StreamReport:
 
     @property
     def total_latency_s(self) -> float:
-        """Sum of the batches' latencies ``T`` (eq. 13 per batch)."""
-        return float(sum(r["objective_s"] for r in self.rows))
+        """Sum of the batches' latencies ``T`` (eq. 13 per batch; ``inf`` if one is)."""
+        return float(sum(np.inf if r["objective_s"] is None else r["objective_s"]
+                         for r in self.rows))
 
     @property
     def tokens(self) -> int:
