@@ -79,7 +79,7 @@ def _file_batches(path: Path, batch_size: int) -> Iterator[Batch]:
     if is_npz(path, "instance file"):
         header, _ = read_npz(path, "wdmoe-instance", ())
         doc = parse_json(header, path)
-        weights = map_member(path, "gating_weights")
+        weights = map_member(path, "gating_weights")   # for its shape; mapped anew per batch
     if weights is None:                       # JSON or a compressed .npz: read it whole
         whole = read_instance(path)
         doc, weights = None, whole.gating_weights
@@ -100,8 +100,17 @@ def _file_batches(path: Path, batch_size: int) -> Iterator[Batch]:
                     **_batch_meta(whole.name, whole.provenance, start, stop))
             part = doc if single else {**doc, **_batch_meta(doc.get("name"),
                                                             doc.get("provenance"), start, stop)}
-            return instance_from_dict(part, np.array(weights[:, start:stop, :]))
+            return instance_from_dict(part, _read_tokens(path, start, stop))
         yield Batch(key, path, start, stop, load)
+
+
+def _read_tokens(path: Path, start: int, stop: int) -> np.ndarray:
+    """Tokens ``[start, stop)`` of the file's gating array, through a map that is
+    dropped at once: the file's pages read so far do not stay in this process."""
+    mapped = map_member(path, "gating_weights")
+    part = np.array(mapped[:, start:stop, :])
+    del mapped
+    return part
 
 
 def _batch_meta(name, provenance, start: int, stop: int) -> dict:

@@ -45,7 +45,7 @@ def _reference_lists(m):
 def _solution(mask):
     inst = _instance(*mask.shape)
     return inst, Solution.evaluate(inst, Selection(mask), lat.uniform_bandwidth_hz(inst),
-                                   problem="p2", method="test")
+                                   problem="p2", method="test", extra={"support": "all"})
 
 
 @settings(max_examples=60, deadline=None)
