@@ -70,3 +70,16 @@ def test_a_whole_file_in_one_batch_is_the_plain_solve(trace):
     assert np.array_equal(streamed["selection"], plain["selection"])
     assert streamed["objective_s"] == plain["objective_s"]
     assert streamed["instance"]["hash"] == read_instance(inst).content_hash
+
+
+def test_a_compact_solution_feeds_the_next_solve(trace, capsys):
+    inst, tmp = trace
+    for suffix in (".npz", ".json"):
+        assert main(["solve", str(inst), "--selection", "alg1", "-o",
+                     str(tmp / f"w{suffix}")]) == 0
+    for suffix in (".npz", ".json"):
+        assert main(["solve", str(inst), "--problem", "p3", "--selection-from",
+                     str(tmp / f"w{suffix}"), "-o", str(tmp / f"p3{suffix}")]) == 0
+        assert main(["check", str(inst), str(tmp / f"p3{suffix}")]) == 0
+    a, b = (read_solution_dict(tmp / f"p3{s}") for s in (".npz", ".json"))
+    assert a["objective_s"] == b["objective_s"] and a["bandwidth_hz"] == b["bandwidth_hz"]
