@@ -212,6 +212,7 @@ def solve_stream(source: str | os.PathLike, batch_size: int,
                    "solve_time_s": solution.solve_time_s}
             _append(out / MANIFEST, row)
             solved += 1
+            del instance, solution      # before the next batch loads: one batch in memory
         rows.append(row)
         if on_batch is not None:
             on_batch(row)
