@@ -30,7 +30,8 @@ PROBLEM_CHECKS: dict = {}
 FOLLOWER_LIMIT = 20_000
 
 
-def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None) -> list[str]:
+def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None, *,
+                   problem: str | None = None, support: str | None = None) -> list[str]:
     """Return the violations of solution document ``doc`` on ``instance`` (empty = valid).
 
     Checks the instance hash, eqs. (20)-(21) on the bandwidth, eq. (16) (every
@@ -43,6 +44,10 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     P1 point said bilevel-feasible (or optimal) only if its selection is optimal for
     P2 at the follower's bandwidth (verified by enumeration where tractable; else a
     line in ``notes``), a floor point only at or above its floor.
+
+    ``problem`` and ``support``, when given (the benchmark's), override what the
+    document says of itself: a document of another problem is a violation, and the
+    support checked is the given one.
     """
     notes = [] if notes is None else notes
     I, J, E = instance.gating_weights.shape
@@ -55,13 +60,16 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     if found != instance.content_hash:
         out.append(f"instance.hash: {found!r} does not match the instance "
                    f"({instance.content_hash})")
+    if problem is not None and doc.get("problem") != problem:
+        out.append(f"problem: the document says {doc.get('problem')!r}, the benchmark is "
+                   f"{problem!r}")
     problem = doc.get("problem")
     known = ("p1", "p2", "p3", "p1-floor", *PROBLEM_CHECKS)
     if problem not in known:
         return out + [f"problem: {problem!r} is not one of {', '.join(known)}"]
     if doc.get("status") not in STATUSES:
         out.append(f"status: {doc.get('status')!r} is not one of {', '.join(STATUSES)}")
-    support = doc.get("support") or "topk"
+    support = support or doc.get("support") or "topk"
     if support not in SUPPORTS:
         out.append(f"support: {support!r} is not one of {', '.join(SUPPORTS)}")
     b = _bandwidth(doc.get("bandwidth_hz"), U, instance.system.total_bandwidth_hz, out)

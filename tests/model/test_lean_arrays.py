@@ -12,8 +12,7 @@ from tests.conftest import small_instance
 from wdmoe_opt import Selection
 from wdmoe_opt.io import read_instance, write_instance
 from wdmoe_opt.model import instance as instance_module
-from wdmoe_opt.model import topk_mask
-from wdmoe_opt.selection.common import topk_order
+from wdmoe_opt.model import topk_mask, topk_order
 
 
 def _reference_hash(inst):

@@ -299,8 +299,9 @@ class Instance:
         (2)-(3): downlink (base station power), then uplink (each device's power);
         ``R = I`` under fast fading, else 1 (the same in every layer)."""
         s = self.system
-        return _readonly(np.stack([s.bs_power_w * np.atleast_2d(s.gain_down),
-                                   s.tx_power_w * np.atleast_2d(s.gain_up)]), private=True)
+        down, up = np.broadcast_arrays(s.bs_power_w * np.atleast_2d(s.gain_down),
+                                       s.tx_power_w * np.atleast_2d(s.gain_up))
+        return _readonly(np.stack([down, up]), private=True)
 
     @cached_property
     def router_topk_mask(self) -> np.ndarray:
@@ -310,9 +311,7 @@ class Instance:
     @cached_property
     def topk_weight_total(self) -> float:
         """``sum`` of every token's router Top-K weights (the retained-weight denominator)."""
-        k, E = self.model.top_k, self.n_experts
-        return float(sum(np.partition(rows, E - k, axis=-1)[:, -k:].sum()
-                         for _, rows in row_blocks(self.gating_weights)))
+        return float(np.einsum("ije,ije->", self.gating_weights, self.router_topk_mask))
 
     @cached_property
     def content_hash(self) -> str:
@@ -360,6 +359,13 @@ def _le_bytes(arr: np.ndarray) -> memoryview:
 #: Rows of ``[..., E]`` arrays handled at once by the blockwise passes
 #: (bounds their temporaries to a few MB whatever the number of tokens).
 BLOCK_ROWS = 1 << 16
+
+
+def small_int(n: int) -> np.dtype:
+    """The smallest signed integer type holding ``-n..n``: per-token expert ids,
+    device ids and counts, so that a long batch's ``[I, J, K]`` index arrays stay a
+    fraction of its gating array."""
+    return np.min_scalar_type(-int(n))
 
 
 def row_blocks(a: np.ndarray):
@@ -437,4 +443,20 @@ def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
         need = k - np.count_nonzero(mask, axis=-1)[:, None]
         mask |= tied & (np.cumsum(tied, axis=-1, dtype=np.int32) <= need)
         out.reshape(-1, E)[start:start + len(w)] = mask
+    return out
+
+
+def topk_order(weights: np.ndarray, k: int) -> np.ndarray:
+    """``[..., k]``: each token's ``k`` highest-weight experts, best first (ties go to
+    the lower expert id, as :func:`topk_mask`), in the smallest integer type that
+    holds the expert ids (:func:`small_int`); blockwise, no copy of the whole array."""
+    weights = np.asarray(weights)
+    out = np.empty(weights.shape[:-1] + (k,), dtype=small_int(weights.shape[-1]))
+    flat_out = out.reshape(-1, k)
+    for start, rows in row_blocks(weights):
+        x = np.array(rows, dtype=np.float64, copy=True)
+        block = flat_out[start:start + len(x)]
+        for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
+            block[:, r] = np.argmax(x, axis=-1)
+            np.put_along_axis(x, block[:, r, None], -np.inf, axis=-1)
     return out

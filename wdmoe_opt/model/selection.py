@@ -135,4 +135,4 @@ def mask_from_lists(lists, shape: tuple[int, int, int], field: str = "selection"
     return mask.reshape(I, J, E)
 
 
-__all__ = ["Selection", "gc_paused", "mask_from_lists", "topk_mask"]
+__all__ = ["Selection", "gc_paused", "mask_from_lists"]
