@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .errors import InputError
+from .io import selection_mask
 from .model import Instance
 
 #: Relative tolerance for recomputed numbers and for ``sum B_k = B``.
@@ -242,22 +244,12 @@ def _bandwidth(raw, U: int, total: float, out: list[str]) -> np.ndarray | None:
 
 
 def _selection(raw, shape: tuple[int, int, int], out: list[str]) -> np.ndarray | None:
-    I, J, E = shape
-    if not isinstance(raw, list) or len(raw) != I or any(
-            not isinstance(layer, list) or len(layer) != J for layer in raw):
-        out.append(f"selection: must be [{I}][{J}] lists of expert ids")
+    """The mask of ``selection``: a boolean array (``.npz`` file) or lists (JSON)."""
+    try:
+        return selection_mask(raw, shape)
+    except InputError as exc:
+        out.append(str(exc))
         return None
-    q = np.zeros(shape, dtype=bool)
-    for i, layer in enumerate(raw):
-        for j, kept in enumerate(layer):
-            ids = np.asarray(kept)
-            if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= E):
-                out.append(f"selection[{i}][{j}]: expert ids {kept!r} outside 0..{E - 1}")
-                return None
-            if len(set(kept)) != len(kept):
-                out.append(f"selection[{i}][{j}]: repeated expert ids {kept!r}")
-            q[i, j, ids.astype(int)] = True
-    return q
 
 
 def _topk_allowed(w: np.ndarray, k: int) -> np.ndarray:
