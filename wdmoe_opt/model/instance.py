@@ -183,6 +183,19 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        self._check_link_budget()
+
+    def _check_link_budget(self) -> None:
+        """``P g / N0`` (eqs. 2-3) must be finite: a power, gain or noise density that
+        overflows it would give an infinite rate, a wrong zero communication time."""
+        for name, power, gain in (("bs_power_w", self.bs_power_w, "gain_down"),
+                                  ("devices[*].tx_power_w", self.tx_power_w, "gain_up")):
+            with np.errstate(over="ignore"):
+                budget = power * np.atleast_2d(getattr(self, gain)) / self.noise_psd_w_per_hz
+            if not np.isfinite(budget).all():
+                raise InputError(f"system.{name}", f"with system.devices[*].{gain} and "
+                                 "system.noise_psd_w_per_hz overflows the link budget P g / N0",
+                                 float(np.max(power)))
 
     @property
     def n_devices(self) -> int:
