@@ -3,6 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.conftest import small_instance
 from wdmoe_opt import InputError, Instance, ModelSizes, System
 from wdmoe_opt.model.instance import token_bits_from_dims, token_flops_from_dims
 
