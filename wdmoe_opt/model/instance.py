@@ -430,13 +430,13 @@ def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
     if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f"
                                            and np.all(np.mod(raw, 1) == 0)):
         raise InputError("placement", "must hold integer device ids", raw.dtype.name)
-    pl = raw.astype(np.int64)
-    bad = (pl < 0) | (pl >= U)
+    bad = (raw < 0) | (raw >= U)            # before the cast: 1e308 stays 1e308
     if bad.any():
         i, e = (int(x) for x in np.argwhere(bad)[0])
+        value = raw[i, e].item()
         raise InputError(f"placement[{i}][{e}]",
-                         f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
-    return pl
+                         f"names a missing device (devices are 0..{U - 1})", value)
+    return raw.astype(np.int64)
 
 
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
