@@ -11,7 +11,7 @@ from wdmoe_opt.registry import Method, get_method, methods, solve
 
 def test_lookup_by_short_and_full_names():
     assert get_method("uniform", "p3") is get_method("p3/uniform")
-    assert {m.problem for m in methods()} == {"p1", "p2", "p3"}
+    assert {m.problem for m in methods()} == {"p1", "p2", "p3", "p4"}
 
 
 def test_unknown_method_lists_the_known_ones():

@@ -14,6 +14,11 @@ from .instance_io import parse_json, read_bytes
 
 SCHEMA = "wdmoe-solution/1"
 
+#: Fields a P4 solution carries at the top level of its document (SPEC §6), taken
+#: from the solution's ``extra``.
+P4_FIELDS = ("energy_j", "energy_lower_bound_j", "energy_gap", "layer_energy_j", "actions",
+             "deviation_max", "deviation_budget", "deadline_s")
+
 
 def _num(x):
     """JSON-safe float: ``inf``/``nan`` become ``null`` (JSON has neither)."""
@@ -27,7 +32,9 @@ def solution_to_dict(solution: Solution) -> dict:
     """The schema document of ``solution`` (SPEC §5), plus ``gap``, ``wlr_upper_bound``,
     ``expert_invocations``, ``support`` and method-specific ``extra``."""
     extra = dict(solution.extra)
-    return {
+    lifted = {k: _jsonable(extra.pop(k, None)) for k in P4_FIELDS} \
+        if solution.problem == "p4" else {}
+    return lifted | {
         "schema": SCHEMA,
         "instance": {"name": solution.instance_name, "hash": solution.instance_hash},
         "problem": solution.problem,

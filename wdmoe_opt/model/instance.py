@@ -17,6 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
+from .similarity import Similarity, deadlines_array
 
 #: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
 WEIGHT_SUM_TOL = 1e-4
@@ -119,6 +120,8 @@ class System:
     Device arrays are indexed by device ``k``. Gains are ``[U]`` (slow fading) or
     ``[I, U]`` (fast fading: one gain per layer). ``compute_j_per_flop`` is the
     optional device compute energy (SiftMoE-style objectives); zero if absent.
+    ``local`` marks devices with no wireless link (SPEC §6: experts held by the hub
+    itself): no communication time or energy; all false if absent.
     """
 
     total_bandwidth_hz: float
@@ -130,6 +133,7 @@ class System:
     gain_up: np.ndarray
     distance_m: np.ndarray | None = None
     compute_j_per_flop: np.ndarray | None = None
+    local: np.ndarray | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -159,6 +163,15 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        if self.local is not None:
+            set_("local", _readonly(_local_array(self.local, n)))
+
+    @property
+    def local_mask(self) -> np.ndarray:
+        """``[U]`` bool: devices without a wireless link (all false if ``local`` is absent)."""
+        if self.local is None:
+            return np.zeros(self.n_devices, dtype=bool)
+        return self.local
 
     @property
     def n_devices(self) -> int:
@@ -177,6 +190,18 @@ def _device_array(value, name: str) -> np.ndarray:
     if arr.ndim not in (1, 2):
         raise InputError(f"system.devices[*].{name}", "must be [U] or [I][U]", arr.shape)
     return arr
+
+
+def _local_array(value, n: int) -> np.ndarray:
+    raw = np.asarray(value)
+    if raw.shape != (n,):
+        raise InputError("system.devices[*].local", f"must be one flag per device ({n} devices)",
+                         raw.shape)
+    if raw.dtype != np.bool_:
+        k = next((k for k, v in enumerate(raw.tolist()) if not isinstance(v, bool)), None)
+        if k is not None:
+            raise InputError(f"system.devices[{k}].local", "must be true or false", raw[k])
+    return raw.astype(bool)
 
 
 def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
@@ -205,6 +230,10 @@ class Instance:
         (requires ``E == U``).
     provenance : mapping
         Generator, seed, source: carried along, not part of the content hash.
+    similarity : Similarity, optional
+        Deviation tables for problem P4 (SPEC §6).
+    deadlines_s : float or array [I], optional
+        Per-layer deadlines for problem P4 (one number applies to every layer).
     """
 
     name: str
@@ -213,6 +242,8 @@ class Instance:
     gating_weights: np.ndarray
     placement: np.ndarray | None = None
     provenance: Mapping = field(default_factory=dict)
+    similarity: Similarity | None = None
+    deadlines_s: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -233,6 +264,12 @@ class Instance:
             pl = _placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+        if self.similarity is not None:
+            if not isinstance(self.similarity, Similarity):
+                raise InputError("similarity", "must be a Similarity block", self.similarity)
+            object.__setattr__(self, "similarity", self.similarity.validated(I, E))
+        if self.deadlines_s is not None:
+            object.__setattr__(self, "deadlines_s", deadlines_array(self.deadlines_s, I))
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -301,6 +338,18 @@ class Instance:
             h.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
         for opt in (self.system.distance_m, self.system.compute_j_per_flop):
             h.update(b"-" if opt is None else np.ascontiguousarray(opt, "<f8").tobytes())
+        # the P4 blocks: hashed only when present, so older instances keep their hash
+        sim = self.similarity
+        optional = {"local": self.system.local, "deadlines_s": self.deadlines_s,
+                    "similarity.replace": None if sim is None else sim.replace,
+                    "similarity.skip": None if sim is None else sim.skip,
+                    "similarity.sensitivity": None if sim is None else sim.sensitivity}
+        for name, arr in optional.items():
+            if arr is not None:
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(arr, "<f8").tobytes())
+        if sim is not None:
+            h.update(b"similarity.source" + sim.source.encode())
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:
