@@ -37,13 +37,18 @@ def profile_codes(K: int, choices: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Candidates:
-    """The profile tables of a P4 problem (see the module docstring)."""
+    """The profile tables of a P4 problem (see the module docstring).
+
+    Per-slot tables are ``[I, J, K, C]`` (``C = R + 2`` codes); per-profile tables
+    ``[I, J, P]`` are built from them one slot at a time (``np.take`` along the code
+    axis), never as ``[I, J, P, K]`` arrays; :meth:`gather` rebuilds the slots of
+    chosen profiles.
+    """
 
     problem: EnergyProblem
     codes: np.ndarray          # [P, K] profile codes
-    targets: np.ndarray        # [I, J, P, K] invoked expert (-1: skip)
-    device: np.ndarray         # [I, J, P, K] its device (-1: skip)
-    first: np.ndarray          # [I, J, P, K] the slot is its device's first invocation
+    slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
+    slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
     deviation: np.ndarray      # [I, J, P]
     energy: np.ndarray         # [I, J, P] (inf when invalid)
     allowed: np.ndarray        # [I, J, P] valid and within the layer's budget
@@ -66,66 +71,92 @@ class Candidates:
         d = sim.replace.copy()
         d[:, np.arange(E), np.arange(E)] = -1.0
         near = np.argsort(d, axis=2, kind="stable")[:, :, 1:R + 1]       # [I, E, R]
-        slot_target = np.concatenate(
-            [np.full(e.shape + (1,), -1), e[..., None], near[li, e]], axis=-1)   # [I,J,K,R+2]
+        target = np.concatenate([np.full(e.shape + (1,), -1), e[..., None], near[li, e]],
+                                axis=-1)                                  # [I, J, K, C]
         w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
-        slot_dev = np.where(slot_target < 0, sim.skip[li, e][..., None],
-                            sim.replace[li[..., None], e[..., None], np.maximum(slot_target, 0)])
-        codes = profile_codes(K, R + 2)                                   # [P, K]
-        ks = np.arange(K)
-        targets = slot_target[:, :, ks, codes]                            # [I, J, P, K]
-        deviation = (w[:, :, None, :] * slot_dev[:, :, ks, codes]).sum(axis=-1)
-        device = np.where(targets >= 0,
-                          inst.placement[np.arange(I)[:, None, None, None],
-                                         np.maximum(targets, 0)], -1)
-        first = device >= 0
-        for s in range(1, K):
-            for t in range(s):
-                first[..., s] &= device[..., s] != device[..., t]
+        slot_dev = w[..., None] * np.where(
+            target < 0, sim.skip[li, e][..., None],
+            sim.replace[li[..., None], e[..., None], np.maximum(target, 0)])
+        device = np.where(target >= 0, inst.placement[li[..., None], np.maximum(target, 0)], -1)
         b = problem.bandwidth_hz
         e_tok = lat.transmit_energy_per_token_j(inst, b)                  # [I, U]
         e_cmp = lat.compute_energy_per_token_j(inst)                      # [U]
         dev0 = np.maximum(device, 0)
         with np.errstate(invalid="ignore"):
-            energy = (np.where(first, e_tok[np.arange(I)[:, None, None, None], dev0], 0.0)
-                      + np.where(device >= 0, e_cmp[dev0], 0.0)).sum(axis=-1)
-        valid = ~duplicate_invocations(targets) & np.isfinite(energy)
+            unit_tok = np.where(device >= 0, e_tok[li[..., None], dev0], 0.0)
+        unit = unit_tok + np.where(device >= 0, e_cmp[dev0], 0.0)
+        codes = profile_codes(K, R + 2)                                   # [P, K]
+        # profile tables by broadcasting: slot s varies along axis 2 + s of a
+        # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
+        ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
+        deviation = sum(ax(slot_dev, s) for s in range(K))
+        energy = sum(ax(unit, s) for s in range(K))
+        valid = np.ones(energy.shape, dtype=bool)
+        for s in range(1, K):
+            for t in range(s):
+                valid = valid & ((ax(target, s) < 0) | (ax(target, s) != ax(target, t)))
+            if not inst.identity_placement:       # device already visited: no transfer
+                seen = np.zeros(energy.shape, dtype=bool)
+                for t in range(s):
+                    seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
+                energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+        shape = (I, J, len(codes))
+        deviation = np.broadcast_to(deviation, energy.shape).reshape(shape)
+        energy, valid = energy.reshape(shape), np.broadcast_to(valid, energy.shape).reshape(shape)
+        valid = valid & np.isfinite(energy)
         energy = np.where(valid, energy, np.inf)
         budget = problem.layer_budget[:, None, None]
         allowed = valid & (deviation <= budget * (1 + FEASIBILITY_RTOL))
-        return cls(problem, codes, targets, device, first, deviation, energy, allowed,
+        return cls(problem, codes, target, device, deviation, energy, allowed,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
 
-    # -- device use -------------------------------------------------------------------
-    def slot_time(self) -> np.ndarray:
-        """``[I, J, P, K]`` time each slot adds to its device: ``a`` per invocation plus
-        ``c`` for the device's first invocation (0 for a skipped slot)."""
-        I = self.device.shape[0]
-        dev0 = np.maximum(self.device, 0)
-        c = self.comm_s[np.arange(I)[:, None, None, None], dev0]
+    # -- the slots of chosen profiles ------------------------------------------------
+    def gather(self, i: np.ndarray, j: np.ndarray, p: np.ndarray):
+        """``(targets, device, first, slot_time)``, each ``[n, K]``, of the profiles
+        ``p`` of tokens ``(i, j)`` (index arrays of one shape ``[n]``): the invoked
+        expert, its device, whether the slot is its device's first invocation, and the
+        time the slot adds to that device (``a``, plus ``c`` if first)."""
+        K = self.codes.shape[1]
+        ks = np.arange(K)
+        i, j = np.asarray(i)[:, None], np.asarray(j)[:, None]
+        code = self.codes[np.asarray(p)]
+        targets = self.slot_target[i, j, ks, code]
+        device = self.slot_device[i, j, ks, code]
+        first = device >= 0
+        for s in range(1, K):
+            for t in range(s):
+                first[:, s] &= device[:, s] != device[:, t]
+        dev0 = np.maximum(device, 0)
         with np.errstate(invalid="ignore"):
-            return np.where(self.device >= 0, self.compute_s[dev0] + np.where(self.first, c, 0),
-                            0.0)
+            st = np.where(device >= 0, self.compute_s[dev0]
+                          + np.where(first, self.comm_s[i, dev0], 0.0), 0.0)
+        return targets, device, first, st
 
     def profile_latency(self) -> np.ndarray:
         """``[I, J, P]`` layer latency if the token were alone (decode): the largest
         device time over the devices it visits."""
-        st = self.slot_time()
-        same = self.device[..., :, None] == self.device[..., None, :]       # [.., K, K]
-        per_slot = (st[..., None, :] * same).sum(axis=-1)
-        return np.where(self.device >= 0, per_slot, 0.0).max(axis=-1)
+        I, J, P = self.energy.shape
+        i, j, p = (x.ravel() for x in np.meshgrid(np.arange(I), np.arange(J), np.arange(P),
+                                                  indexing="ij"))
+        _, device, _, st = self.gather(i, j, p)
+        same = device[:, :, None] == device[:, None, :]                    # [n, K, K]
+        per_slot = np.where(same, st[:, None, :], 0.0).sum(axis=-1)
+        return np.where(device >= 0, per_slot, 0.0).max(axis=-1).reshape(I, J, P)
+
+    def _chosen(self, choice: np.ndarray):
+        I, J = choice.shape
+        i, j = np.meshgrid(np.arange(I), np.arange(J), indexing="ij")
+        return self.gather(i.ravel(), j.ravel(), choice.ravel())
 
     def loads(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loads ``(u, p)`` ``[I, U]`` of the chosen profile ``choice[i, j]``."""
         I, J = choice.shape
         U = self.problem.instance.n_devices
-        dev = np.take_along_axis(self.device, choice[:, :, None, None], axis=2)[:, :, 0]
-        first = np.take_along_axis(self.first, choice[:, :, None, None], axis=2)[:, :, 0]
-        rows = np.broadcast_to(np.arange(I)[:, None, None] * U, dev.shape)
-        on = dev >= 0
-        p = np.bincount((rows + dev)[on], minlength=I * U).reshape(I, U)
-        u = np.bincount((rows + dev)[first], minlength=I * U).reshape(I, U)
+        _, dev, first, _ = self._chosen(choice)
+        rows = np.repeat(np.arange(I) * U, J)[:, None] + dev
+        p = np.bincount(rows[dev >= 0], minlength=I * U).reshape(I, U)
+        u = np.bincount(rows[first], minlength=I * U).reshape(I, U)
         return u, p
 
     def device_times(self, choice: np.ndarray) -> np.ndarray:
@@ -136,9 +167,15 @@ class Candidates:
 
     def actions(self, choice: np.ndarray) -> np.ndarray:
         """``[I, J, K]`` action array of ``choice[i, j]``."""
-        return np.take_along_axis(self.targets, choice[:, :, None, None],
-                                  axis=2)[:, :, 0].astype(np.int64)
+        I, J = choice.shape
+        return self._chosen(choice)[0].reshape(I, J, -1).astype(np.int64)
 
     def keep_index(self) -> int:
         """The profile keeping every Top-K expert (all codes 1)."""
         return int(np.flatnonzero((self.codes == 1).all(axis=1))[0])
+
+
+def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
+    """``[I, J, C]`` viewed as ``[I, J, 1, .., C (axis 2 + s), .., 1]`` (``K`` code axes)."""
+    I, J, C = table.shape
+    return table.reshape((I, J) + (1,) * s + (C,) + (1,) * (K - 1 - s))

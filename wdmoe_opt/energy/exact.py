@@ -72,12 +72,11 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
     """Every layer's MILP through ``route``; the P4 solution with the summed bound."""
     clock = time.perf_counter()
     cand = Candidates.build(problem)
-    st = cand.slot_time()
     I, J = cand.allowed.shape[:2]
     choice = np.full((I, J), cand.keep_index())
     bound, statuses = 0.0, []
     for i in range(I):
-        lc = layer_choices(cand, i, st)
+        lc = layer_choices(cand, i)
         left = options.time_limit - (time.perf_counter() - clock)
         out = route(lc, max(left / (I - i), 1e-3), options)
         statuses.append(out.status)

@@ -44,25 +44,22 @@ class LayerChoices:
         return out
 
 
-def layer_choices(cand: Candidates, i: int, slot_time: np.ndarray) -> LayerChoices:
-    """Build layer ``i``'s columns from the candidate tables (``slot_time`` is
-    :meth:`Candidates.slot_time`)."""
+def layer_choices(cand: Candidates, i: int) -> LayerChoices:
+    """Build layer ``i``'s columns from the candidate tables."""
     U = cand.problem.instance.n_devices
     j, p = np.nonzero(cand.allowed[i])
-    tg = cand.targets[i, j, p]                                          # [n, K]
+    tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
     key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
     dev = cand.deviation[i, j, p]
     order = np.lexsort((dev, key, j))                                   # least deviation first
-    j, p, key = j[order], p[order], key[order]
+    j, p, key, d, st = j[order], p[order], key[order], d[order], st[order]
     first = np.r_[True, (j[1:] != j[:-1]) | (key[1:] != key[:-1])]
-    j, p, key = j[first], p[first], key[first]
+    j, p, key, d, st = j[first], p[first], key[first], d[first], st[first]
     _, set_id = np.unique(key, return_inverse=True)
     n = len(j)
     time = np.zeros((n, U))
-    d = cand.device[i, j, p]
-    st = slot_time[i, j, p]
     for s in range(d.shape[1]):
         on = d[:, s] >= 0
         np.add.at(time, (np.flatnonzero(on), d[on, s]), st[on, s])
-    return LayerChoices(i, cand.targets.shape[1], j, p, set_id.astype(np.int64),
+    return LayerChoices(i, cand.allowed.shape[1], j, p, set_id.astype(np.int64),
                         cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))

@@ -47,9 +47,15 @@ class RelaxOptions(Options):
 def separable_choice(cand: Candidates) -> np.ndarray:
     """``[I, J]``: each token's least-energy allowed profile (ties: least deviation)."""
     energy = np.where(cand.allowed, cand.energy, np.inf)
-    best = energy.min(axis=2, keepdims=True)
-    tie = cand.allowed & (energy <= best)
-    return np.argmin(np.where(tie, cand.deviation, np.inf), axis=2)
+    choice = np.argmin(energy, axis=2)
+    best = np.take_along_axis(energy, choice[..., None], axis=2)
+    tied = np.flatnonzero(((energy == best).sum(axis=2) > 1).ravel())
+    if tied.size:                                      # few tokens: least deviation among ties
+        flat_e = energy.reshape(-1, energy.shape[2])[tied]
+        flat_d = cand.deviation.reshape(-1, energy.shape[2])[tied]
+        pick = np.argmin(np.where(flat_e == best.ravel()[tied, None], flat_d, np.inf), axis=1)
+        choice.ravel()[tied] = pick
+    return choice
 
 
 @dataclass(frozen=True)
@@ -143,14 +149,13 @@ def repair(counts: np.ndarray, g: Groups, deadline: float, max_moves: int) -> bo
 
 def assign(counts: np.ndarray, g: Groups, lc: LayerChoices) -> np.ndarray:
     """``[J]`` profile of every token from the group counts."""
-    col_of = {(int(j), int(s)): c for c, (j, s) in enumerate(zip(lc.token, lc.set_id,
-                                                                   strict=True))}
+    G, S = counts.shape
+    by_group = np.argsort(g.members, kind="stable")                 # tokens, group by group
     sets = np.empty(lc.n_tokens, dtype=np.int64)
-    for grp in range(len(g.count)):
-        tokens = np.flatnonzero(g.members == grp)
-        sets[tokens] = np.repeat(np.arange(counts.shape[1]), counts[grp])
-    cols = np.array([col_of[(j, int(s))] for j, s in enumerate(sets)])
-    return lc.choice(cols)
+    sets[by_group] = np.repeat(np.tile(np.arange(S), G), counts.ravel())
+    # columns are sorted by (token, set): find each token's (token, set) column
+    col = np.searchsorted(lc.token * S + lc.set_id, np.arange(lc.n_tokens) * S + sets)
+    return lc.choice(col)
 
 
 @register("p4", "relax", options=RelaxOptions, backends=("highspy",))
@@ -159,17 +164,15 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     relaxation of the layer's knapsack, rounded and repaired; reports the LP bound."""
     cand = Candidates.build(problem, options.replacements)
     choice = separable_choice(cand)
-    energy0 = np.take_along_axis(np.where(cand.allowed, cand.energy, np.inf), choice[..., None],
-                                 axis=2)[..., 0].sum(axis=1)            # [I]
+    energy0 = np.take_along_axis(cand.energy, choice[..., None], axis=2)[..., 0].sum(axis=1)
     late = (cand.device_times(choice).max(axis=1)
             > problem.layer_deadline * (1 + FEASIBILITY_RTOL))
     bound = np.where(late, np.nan, energy0)
     failed, infeasible = [], []
     if late.any():
         silence_highs_banner()
-        st = cand.slot_time()
     for i in np.flatnonzero(late):
-        lc = layer_choices(cand, int(i), st)
+        lc = layer_choices(cand, int(i))
         if len(np.unique(lc.token)) < lc.n_tokens:
             infeasible.append(int(i))
             continue

@@ -11,7 +11,7 @@ import numpy as np
 from ..model import latency as lat
 from ..model.deviation import (
     FEASIBILITY_RTOL,
-    actions_to_lists,
+    action_pairs,
     check_actions,
     deviation,
     selection_from_actions,
@@ -56,7 +56,7 @@ def p4_solution(problem: EnergyProblem, actions: np.ndarray, method: str, *,
           "energy_lower_bound_j": lower_bound_j,
           "energy_gap": None if lower_bound_j is None or broken
           else max(0.0, relative_gap(energy, lower_bound_j)),
-          "actions": actions_to_lists(inst, a), "deviation_max": dev.max(axis=1),
+          "actions": action_pairs(inst, a), "deviation_max": dev.max(axis=1),
           "deviation_budget": problem.layer_budget, "deadline_s": problem.layer_deadline}
     if broken:
         p4["violations"] = broken

@@ -100,14 +100,14 @@ def selection_from_actions(instance: Instance, actions: np.ndarray) -> Selection
     return Selection(mask)
 
 
-def actions_to_lists(instance: Instance, actions: np.ndarray) -> list:
-    """Schema form: ``[I][J]`` lists of ``[e, r]`` pairs (``r = e`` keep, ``-1`` skip)."""
-    e = topk_experts(instance)
-    return np.stack([e, np.asarray(actions)], axis=-1).tolist()
+def action_pairs(instance: Instance, actions: np.ndarray) -> np.ndarray:
+    """Schema form as an ``[I, J, K, 2]`` array of ``[e, r]`` pairs (``r = e`` keep,
+    ``-1`` skip); ``.tolist()`` gives the document's ``[I][J]`` lists."""
+    return np.stack([topk_experts(instance), np.asarray(actions)], axis=-1)
 
 
 def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.ndarray:
-    """Inverse of :func:`actions_to_lists`, validated (pairs in any order per token)."""
+    """Inverse of :func:`action_pairs`, validated (pairs in any order per token)."""
     I, J, _ = instance.gating_weights.shape
     K = instance.model.top_k
     try:
