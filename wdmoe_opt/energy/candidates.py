@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import latency as lat
-from ..model.deviation import FEASIBILITY_RTOL, duplicate_invocations, topk_experts
+from ..model.deviation import FEASIBILITY_RTOL, topk_experts
 from .problem import EnergyProblem
 
 #: Profiles per token above which building the tables is refused (memory).

@@ -193,15 +193,16 @@ def _device_array(value, name: str) -> np.ndarray:
 
 
 def _local_array(value, n: int) -> np.ndarray:
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is not None:
+        k = next((k for k, v in enumerate(items) if not isinstance(v, (bool, np.bool_))), None)
+        if k is not None:
+            raise InputError(f"system.devices[{k}].local", "must be true or false", items[k])
     raw = np.asarray(value)
-    if raw.shape != (n,):
+    if raw.shape != (n,) or raw.dtype != np.bool_:
         raise InputError("system.devices[*].local", f"must be one flag per device ({n} devices)",
                          raw.shape)
-    if raw.dtype != np.bool_:
-        k = next((k for k, v in enumerate(raw.tolist()) if not isinstance(v, bool)), None)
-        if k is not None:
-            raise InputError(f"system.devices[{k}].local", "must be true or false", raw[k])
-    return raw.astype(bool)
+    return raw
 
 
 def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
