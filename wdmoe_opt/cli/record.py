@@ -48,8 +48,11 @@ def require_torch() -> None:
               type=click.Choice(["preset", "model"]),
               help="Token bits/FLOPs (eqs. 4-5) from the preset's model (Mixtral 8x7B) or "
                    "from the recorded model's dims.")
+@click.option("--similarity", is_flag=True,
+              help="Also measure SiftMoE's similarity tables (expert output distances and "
+                   "norms) and layer sensitivities on the recorded tokens (problem p4).")
 def command(model_spec, output, tokens, seed, text, preset, channels_from, devices, placement,
-            sizes):
+            sizes, similarity):
     """Record the router probabilities of every MoE layer of a torch model into an instance.
 
     \b
@@ -57,6 +60,7 @@ def command(model_spec, output, tokens, seed, text, preset, channels_from, devic
       wdmoe-opt record --model tiny-mixtral --tokens 256 --seed 0 -o mixtral.json
       wdmoe-opt record --model ~/ckpt/Mixtral-8x7B-v0.1 --text prompt.txt --tokens 512 \\
           -o mixtral-real.npz
+      wdmoe-opt record --model tiny-mixtral --preset wdmoe-sift --similarity -o sift.json
     """
     require_torch()
     from ..torch import load_model, record_gating, recorded_instance, token_ids
@@ -75,6 +79,10 @@ def command(model_spec, output, tokens, seed, text, preset, channels_from, devic
         gains=gains, recording={"model": str(model_spec), "tokens": how, "text": text,
                                 "channels": channels_from, "sizes": sizes, **loaded.dims()},
         **overrides)
+    if similarity:
+        from ..torch.similarity import measure_similarity
+        instance = instance.replace(similarity=measure_similarity(loaded.model, input_ids,
+                                                                  seed=seed))
     write_instance(instance, output)
     layers, tokens, experts = weights.shape
     click.echo(f"wrote {output}: {instance.name} ({layers} MoE layers x {tokens} tokens x "
