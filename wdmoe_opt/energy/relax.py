@@ -70,15 +70,26 @@ class Groups:
 
 
 def group_tokens(lc: LayerChoices) -> Groups:
+    """Group the tokens by their allowed sets, after dropping every set another
+    allowed set dominates (no more energy, no more time on any device: it can replace
+    it in any solution, integer or fractional, so neither the optimum nor the LP bound
+    changes)."""
     n_sets = int(lc.set_id.max()) + 1
     allowed = np.zeros((lc.n_tokens, n_sets), dtype=bool)
     allowed[lc.token, lc.set_id] = True
-    patterns, members, count = np.unique(allowed, axis=0, return_inverse=True,
-                                         return_counts=True)
     energy = np.empty(n_sets)
     time = np.empty((n_sets, lc.time.shape[1]))
     energy[lc.set_id] = lc.energy
     time[lc.set_id] = lc.time
+    no_worse = (energy[:, None] <= energy[None, :]) & (
+        time[:, None, :] <= time[None, :, :]).all(axis=2)               # [S', S]
+    better = (energy[:, None] < energy[None, :]) | (
+        time[:, None, :] < time[None, :, :]).any(axis=2)
+    ids = np.arange(n_sets)
+    dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
+    allowed &= ~((allowed.astype(np.int32) @ dominates.astype(np.int32)) > 0)
+    patterns, members, count = np.unique(allowed, axis=0, return_inverse=True,
+                                         return_counts=True)
     return Groups(patterns, count, members.ravel(), energy, time)
 
 
