@@ -59,13 +59,7 @@ def check_actions(instance: Instance, actions, field: str = "actions") -> np.nda
     """Validate an ``[I, J, K]`` action array; return it as read-only int64."""
     I, J, E = instance.gating_weights.shape
     K = instance.model.top_k
-    try:
-        a = np.asarray(actions)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be an [{I}][{J}][{K}] integer array") from None
-    if a.shape != (I, J, K) or a.dtype.kind not in "iu":
-        raise InputError(field, f"must be an [{I}][{J}][{K}] integer array",
-                         (a.shape, a.dtype.name))
+    a = _int_array(actions, (I, J, K), field, f"an [{I}][{J}][{K}] integer array")
     bad = (a < -1) | (a >= E)
     if bad.any():
         i, j, s = (int(x) for x in np.argwhere(bad)[0])
@@ -77,6 +71,16 @@ def check_actions(instance: Instance, actions, field: str = "actions") -> np.nda
         raise InputError(f"{field}[{i}][{j}]", "invokes an expert twice", a[i, j].tolist())
     a = a.astype(np.int64)
     a.setflags(write=False)
+    return a
+
+
+def _int_array(value, shape: tuple[int, ...], field: str, what: str) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError(field, f"must be {what}") from None
+    if a.shape != shape or a.dtype.kind not in "iu":
+        raise InputError(field, f"must be {what}", (a.shape, a.dtype.name))
     return a
 
 
@@ -110,13 +114,8 @@ def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.
     """Inverse of :func:`action_pairs`, validated (pairs in any order per token)."""
     I, J, _ = instance.gating_weights.shape
     K = instance.model.top_k
-    try:
-        pairs = np.asarray(lists)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be [{I}][{J}] lists of {K} [e, r] pairs") from None
-    if pairs.shape != (I, J, K, 2) or pairs.dtype.kind not in "iu":
-        raise InputError(field, f"must be [{I}][{J}] lists of {K} integer [e, r] pairs",
-                         pairs.shape)
+    pairs = _int_array(lists, (I, J, K, 2), field, f"[{I}][{J}] lists of {K} integer [e, r] "
+                       "pairs")
     order = np.argsort(pairs[..., 0], axis=-1, kind="stable")
     pairs = np.take_along_axis(pairs, order[..., None], axis=2)
     wrong = (pairs[..., 0] != topk_experts(instance)).any(axis=-1)
