@@ -233,7 +233,7 @@ def _plot_bound(df: pd.DataFrame) -> None:
         ax.set_ylabel("measured ||y - y'|| of the layer output")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("SiftMoE deviation: bound and estimate vs the measured change "
+    fig.suptitle("SiftMoE deviation: bound and estimate vs the measured change\n"
                  "(tiny random models, p4/relax actions; below the diagonal = not exceeded)")
     fig.tight_layout()
     fig.savefig(OUT / "p4_bound.png", dpi=120)

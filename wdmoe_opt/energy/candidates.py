@@ -50,8 +50,7 @@ class Candidates:
     slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
     slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
     deviation: np.ndarray      # [I, J, P]
-    energy: np.ndarray         # [I, J, P] (inf when invalid)
-    allowed: np.ndarray        # [I, J, P] valid and within the layer's budget
+    energy: np.ndarray         # [I, J, P]; inf unless allowed (valid, within the budget)
     comm_s: np.ndarray         # [I, U] per-token communication time c
     compute_s: np.ndarray      # [U] per-pair compute time a
 
@@ -90,26 +89,30 @@ class Candidates:
         # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
         ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
         deviation = sum(ax(slot_dev, s) for s in range(K))
-        energy = sum(ax(unit, s) for s in range(K))
-        valid = np.ones(energy.shape, dtype=bool)
+        energy = sum(ax(np.where(np.isfinite(unit), unit, np.nan), s) for s in range(K))
+        budget = problem.layer_budget.reshape((I,) + (1,) * (K + 1))
+        allowed = deviation <= budget * (1 + FEASIBILITY_RTOL)
         for s in range(1, K):
             for t in range(s):
-                valid = valid & ((ax(target, s) < 0) | (ax(target, s) != ax(target, t)))
+                allowed &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
             if not inst.identity_placement:       # device already visited: no transfer
                 seen = np.zeros(energy.shape, dtype=bool)
                 for t in range(s):
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
                 energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
         shape = (I, J, len(codes))
-        deviation = np.broadcast_to(deviation, energy.shape).reshape(shape)
-        energy, valid = energy.reshape(shape), np.broadcast_to(valid, energy.shape).reshape(shape)
-        valid = valid & np.isfinite(energy)
-        energy = np.where(valid, energy, np.inf)
-        budget = problem.layer_budget[:, None, None]
-        allowed = valid & (deviation <= budget * (1 + FEASIBILITY_RTOL))
-        return cls(problem, codes, target, device, deviation, energy, allowed,
+        # one pass: the energy of an allowed profile, inf otherwise (nan: no bandwidth)
+        energy = np.where(allowed & (energy == energy), energy, np.inf).reshape(shape)
+        deviation = deviation.reshape(shape)
+        return cls(problem, codes, target, device, deviation, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """``[I, J, P]``: valid (distinct experts, linked devices with bandwidth) and
+        within the layer's budget."""
+        return np.isfinite(self.energy)
 
     # -- the slots of chosen profiles ------------------------------------------------
     def gather(self, i: np.ndarray, j: np.ndarray, p: np.ndarray):

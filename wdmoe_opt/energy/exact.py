@@ -45,13 +45,14 @@ def decode_exact(cand: Candidates) -> tuple[np.ndarray, np.ndarray]:
     allowed one."""
     lat_s = cand.profile_latency()[:, 0]                                 # [I, P]
     dl = cand.problem.layer_deadline[:, None] * (1 + FEASIBILITY_RTOL)
-    ok = cand.allowed[:, 0] & (lat_s <= dl)
+    allowed = cand.allowed[:, 0]
+    ok = allowed & (lat_s <= dl)
     energy = np.where(ok, cand.energy[:, 0], np.inf)
     best = energy.min(axis=1, keepdims=True)
     tie = ok & (energy <= best)
     choice = np.argmin(np.where(tie, cand.deviation[:, 0], np.inf), axis=1)
     feasible = ok.any(axis=1)
-    fastest = np.argmin(np.where(cand.allowed[:, 0], lat_s, np.inf), axis=1)
+    fastest = np.argmin(np.where(allowed, lat_s, np.inf), axis=1)
     return np.where(feasible, choice, fastest)[:, None], feasible
 
 
@@ -72,7 +73,7 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
     """Every layer's MILP through ``route``; the P4 solution with the summed bound."""
     clock = time.perf_counter()
     cand = Candidates.build(problem)
-    I, J = cand.allowed.shape[:2]
+    I, J = cand.energy.shape[:2]
     choice = np.full((I, J), cand.keep_index())
     bound, statuses = 0.0, []
     for i in range(I):

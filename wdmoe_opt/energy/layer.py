@@ -47,7 +47,7 @@ class LayerChoices:
 def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     """Build layer ``i``'s columns from the candidate tables."""
     U = cand.problem.instance.n_devices
-    j, p = np.nonzero(cand.allowed[i])
+    j, p = np.nonzero(np.isfinite(cand.energy[i]))
     tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
     key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
     dev = cand.deviation[i, j, p]
@@ -61,5 +61,5 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     for s in range(d.shape[1]):
         on = d[:, s] >= 0
         np.add.at(time, (np.flatnonzero(on), d[on, s]), st[on, s])
-    return LayerChoices(i, cand.allowed.shape[1], j, p, set_id.astype(np.int64),
+    return LayerChoices(i, cand.energy.shape[1], j, p, set_id.astype(np.int64),
                         cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))

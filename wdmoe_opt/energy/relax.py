@@ -46,7 +46,7 @@ class RelaxOptions(Options):
 
 def separable_choice(cand: Candidates) -> np.ndarray:
     """``[I, J]``: each token's least-energy allowed profile (ties: least deviation)."""
-    energy = np.where(cand.allowed, cand.energy, np.inf)
+    energy = cand.energy
     choice = np.argmin(energy, axis=2)
     best = np.take_along_axis(energy, choice[..., None], axis=2)
     tied = np.flatnonzero(((energy == best).sum(axis=2) > 1).ravel())
