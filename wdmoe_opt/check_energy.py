@@ -52,9 +52,7 @@ def check_p4(instance: Instance, doc: dict) -> list[str]:
     _compare(out, "layer_energy_j", doc.get("layer_energy_j"), layer_e)
     _compare(out, "energy_j", doc.get("energy_j"), float(layer_e.sum()))
     energy = float(layer_e.sum())
-    lb = doc.get("energy_lower_bound_j")
-    if lb is not None and lb > energy * (1 + RTOL) + 1e-15:
-        out.append(f"energy_lower_bound_j: {lb!r} exceeds the recomputed energy {energy!r}")
+    _energy_claims(out, doc, energy)
     if doc.get("status") in ("optimal", "feasible", "time_limit"):
         budget = _per_layer(doc.get("deviation_budget"), I, "deviation_budget", out)
         deadline = _per_layer(doc.get("deadline_s"), I, "deadline_s", out)
@@ -66,6 +64,32 @@ def check_p4(instance: Instance, doc: dict) -> list[str]:
                 out.append(f"layer {i}: latency {layer_s[i]!r} exceeds the deadline "
                            f"{deadline[i]!r} (status {doc.get('status')})")
     return out
+
+
+def _energy_claims(out: list[str], doc: dict, energy: float) -> None:
+    """The energy bound, the gap computed from it, and an ``optimal`` status within
+    the stated tolerance."""
+    lb = doc.get("energy_lower_bound_j")
+    if lb is not None and not (isinstance(lb, (int, float)) and math.isfinite(lb)):
+        out.append(f"energy_lower_bound_j: {lb!r} is not a finite number")
+        lb = None
+    gap = None
+    if lb is not None:
+        if lb > energy * (1 + RTOL) + 1e-15:
+            out.append(f"energy_lower_bound_j: {lb!r} exceeds the recomputed energy {energy!r}")
+        gap = 0.0 if energy == lb else max(energy - lb, 0.0) / abs(energy)
+        reported = doc.get("energy_gap")
+        if reported is not None and abs(reported - gap) > RTOL + RTOL * gap:
+            out.append(f"energy_gap: reported {reported!r}, recomputed {gap!r}")
+    if doc.get("status") == "optimal":
+        tol = doc.get("tolerance")
+        if lb is None:
+            out.append("status: 'optimal' without an energy_lower_bound_j")
+        elif not isinstance(tol, (int, float)) or tol < 0:
+            out.append(f"status: 'optimal' without a stated tolerance (tolerance: {tol!r})")
+        elif gap is not None and gap > tol + RTOL:
+            out.append(f"status: 'optimal' with an energy gap of {gap:.3g}, above the stated "
+                       f"tolerance {tol!r}")
 
 
 def _same_experts(sel, i: int, j: int, invoked: list[int]) -> bool:

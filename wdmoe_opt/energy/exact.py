@@ -29,6 +29,9 @@ from .layer import LayerChoices, layer_choices
 from .problem import EnergyProblem
 from .result import p4_solution
 
+#: Relative gap an enumeration's optimum is stated with (round-off of the sums only).
+ENUMERATION_TOLERANCE = 1e-12
+
 
 @dataclass(frozen=True)
 class ExactOptions(Options):
@@ -93,7 +96,7 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
     else:
         status = Status.TIME_LIMIT
     return p4_solution(problem, cand.actions(choice), method, status=status,
-                       lower_bound_j=bound,
+                       lower_bound_j=bound, tolerance=options.mip_gap,
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
 
 
@@ -220,7 +223,7 @@ def solve_exact(problem: EnergyProblem, options: ExactOptions) -> Solution:
     energy = np.take_along_axis(cand.energy[:, 0], choice, axis=1).sum()
     if feasible.all():
         return p4_solution(problem, cand.actions(choice), "p4/exact", status=Status.OPTIMAL,
-                           lower_bound_j=float(energy))
+                           lower_bound_j=float(energy), tolerance=ENUMERATION_TOLERANCE)
     return p4_solution(problem, cand.actions(choice), "p4/exact", status=Status.INFEASIBLE,
                        extra={"infeasible_layers": np.flatnonzero(~feasible).tolist()})
 

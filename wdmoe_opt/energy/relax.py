@@ -29,6 +29,7 @@ from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
 from .candidates import Candidates
+from .exact import ENUMERATION_TOLERANCE
 from .layer import LayerChoices, layer_choices
 from .problem import EnergyProblem
 from .result import p4_solution
@@ -210,6 +211,6 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     status = Status.ERROR if failed else Status.FEASIBLE
     sol = p4_solution(problem, cand.actions(choice), "p4/relax", status=status,
                       lower_bound_j=float(bound.sum()) if full else None, extra=extra)
-    if sol.status == Status.FEASIBLE and full and sol.extra["energy_gap"] <= 1e-12:
-        return sol.with_run_info(status=Status.OPTIMAL)
+    if sol.status == Status.FEASIBLE and full and sol.extra["energy_gap"] <= ENUMERATION_TOLERANCE:
+        return sol.with_run_info(status=Status.OPTIMAL, tolerance=ENUMERATION_TOLERANCE)
     return sol

@@ -34,11 +34,14 @@ def violations(problem: EnergyProblem, dev: np.ndarray, layer_s: np.ndarray) -> 
 
 def p4_solution(problem: EnergyProblem, actions: np.ndarray, method: str, *,
                 status: Status | str = Status.FEASIBLE, lower_bound_j: float | None = None,
-                bandwidth_hz=None, extra: Mapping | None = None) -> Solution:
+                tolerance: float | None = None, bandwidth_hz=None,
+                extra: Mapping | None = None) -> Solution:
     """Build a P4 solution from ``actions`` (``[I, J, K]``).
 
     ``status`` is the method's claim; a point that breaks a budget or a deadline is
     reported ``infeasible`` whatever the claim, with the violations in ``extra``.
+    ``tolerance`` is the relative energy gap under which the method calls a point
+    ``optimal`` (the checker holds the claim to it).
     """
     inst = problem.instance
     a = check_actions(inst, actions)
@@ -47,7 +50,8 @@ def p4_solution(problem: EnergyProblem, actions: np.ndarray, method: str, *,
     dev = deviation(inst, a)
     layer_e = lat.layer_energy_j(inst, sel, b)
     energy = float(layer_e.sum())
-    sol = Solution.evaluate(inst, sel, b, problem="p4", method=method, status=status)
+    sol = Solution.evaluate(inst, sel, b, problem="p4", method=method, status=status,
+                            tolerance=tolerance)
     broken = violations(problem, dev, sol.layer_latency_s)
     status = Status(status)
     if broken and status in (Status.OPTIMAL, Status.FEASIBLE, Status.TIME_LIMIT):

@@ -7,7 +7,6 @@ import numpy as np
 from ..errors import InputError
 
 #: -174 dBm/Hz, thermal noise at 290 K: the paper does not give N0.
-THERMAL_NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) / 1000
 
 
 def dbm_per_hz_to_w_per_hz(dbm: float) -> float:

@@ -148,14 +148,9 @@ def wlr_from_times(weight: np.ndarray, t: np.ndarray) -> np.ndarray:
                      where=t > 0)
 
 
-def topk_weight(instance: Instance) -> float:
-    """``sum`` of the router's Top-K weights over the batch (retained-weight denominator)."""
-    return instance.topk_weight_total
-
-
 def retained_weight(instance: Instance, selection: Selection) -> float:
     """Accuracy proxy: ``sum q w / sum_{Top-K} w`` over the batch (1.0 for Top-K)."""
-    return float(selected_weight(instance, selection).sum()) / topk_weight(instance)
+    return float(selected_weight(instance, selection).sum()) / instance.topk_weight_total
 
 
 def expert_invocations(selection: Selection) -> int:
