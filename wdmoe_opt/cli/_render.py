@@ -15,6 +15,22 @@ def _ms(x: float) -> str:
     return "inf" if not np.isfinite(x) else f"{x * 1e3:,.3f}"
 
 
+def _print_p4(con: Console, solution: Solution, tol: str) -> None:
+    """P4's totals: energy with its bound, the tightest budget and deadline margins."""
+    x = dict(solution.extra)
+    gap = "-" if x.get("energy_gap") is None else f"{x['energy_gap']:.2e}"
+    con.print(f"[bold]energy {x['energy_j']:,.6g} J[/]   lower bound "
+              f"{_maybe(x.get('energy_lower_bound_j'), ',.6g')} J   gap {gap}{tol}")
+    dev, budget = np.asarray(x["deviation_max"]), np.asarray(x["deviation_budget"])
+    deadline = np.asarray(x["deadline_s"])
+    con.print(f"deviation max {dev.max():.4g} (budget {budget.min():.4g} in the tightest "
+              f"layer)   latency per batch {solution.objective_s:,.4f} s, slowest layer "
+              f"{solution.layer_latency_s.max():.4g} s (deadline {deadline.min():.4g} s)   "
+              f"expert invocations {solution.expert_invocations:,}")
+    for v in x.get("violations", ()):
+        con.print(f"[red]{v}[/]")
+
+
 def _maybe(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
@@ -45,6 +61,8 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
         con.print(f"latency per batch {solution.objective_s:,.4f} s   retained weight "
                   f"{solution.retained_weight:.1%}   expert invocations "
                   f"{solution.expert_invocations:,}")
+    elif solution.problem == "p4":
+        _print_p4(con, solution, tol)
     else:
         con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
                   f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
