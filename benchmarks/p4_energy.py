@@ -160,7 +160,7 @@ def part_milp(limit_s: float = 60.0) -> pd.DataFrame:
             inst = generate("wdmoe-sift", seed=0, tokens=J, layers=2)
             top = lat.layer_latency_s(inst, Selection.topk(inst),
                                       lat.uniform_bandwidth_hz(inst))
-            problem = EnergyProblem(inst, 1.5, deadlines_s=float(top.min() * 0.7))
+            problem = EnergyProblem(inst, 1.5, deadlines_s=float(top.min() * 0.3))
             t0 = time.perf_counter()
             sol = get_method(f"p4/{route}")(problem, {"time_limit": limit_s})
             relax = get_method("p4/relax")(problem)

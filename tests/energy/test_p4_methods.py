@@ -132,3 +132,19 @@ def test_joint_bandwidth_never_worse_than_the_uniform_split():
     assert joint.status == "feasible" and fixed.status == "optimal"
     assert joint.extra["energy_j"] <= fixed.extra["energy_j"] * (1 + 1e-9)
     assert math.isclose(joint.bandwidth_hz.sum(), inst.system.total_bandwidth_hz, rel_tol=1e-9)
+
+
+def test_relax_falls_back_where_the_repair_is_stuck():
+    # wdmoe-sift seed 0, 64 tokens: the greedy repair of layer 1 gets stuck (regression)
+    from wdmoe_opt.generate import generate
+    from wdmoe_opt.model import Selection
+    from wdmoe_opt.model import latency as lat
+    inst = generate("wdmoe-sift", seed=0, tokens=64, layers=2)
+    top = lat.layer_latency_s(inst, Selection.topk(inst), lat.uniform_bandwidth_hz(inst))
+    problem = EnergyProblem(inst, 1.5, deadlines_s=float(top.min() * 0.3))
+    relax = get_method("p4/relax")(problem)
+    exact = get_method("p4/exact")(problem)
+    assert exact.status == "optimal" and relax.status in ("feasible", "optimal")
+    assert relax.extra["energy_lower_bound_j"] <= exact.extra["energy_j"] * (1 + 1e-7)
+    assert relax.extra["energy_j"] >= exact.extra["energy_j"] * (1 - 1e-9)
+    assert relax.extra["energy_gap"] < 0.01

@@ -12,7 +12,9 @@ Per layer (the layers are independent at a fixed bandwidth):
    the Lagrangian relaxation of the deadline rows). A basic LP solution splits at
    most ``U`` groups (one per deadline row), so rounding the counts (largest
    remainder) and a greedy repair of any overloaded device (move the tokens whose
-   move costs the least energy per second removed) leaves a small gap.
+   move costs the least energy per second removed) leaves a small gap. Where the
+   repair gets stuck, the grouped integer program (one integer count per group and
+   set: small) is solved by HiGHS within ``fallback_s`` instead.
 
 The bound is the sum of the layers' bounds; the gap is reported.
 """
@@ -43,6 +45,8 @@ class RelaxOptions(Options):
                                       "replacement candidates per expert (nearest first); "
                                       "omitted: all E - 1")
     max_moves: int = option(10_000, "positive_int", "repair moves per layer at most")
+    fallback_s: float = option(5.0, "positive", "seconds for the grouped integer program "
+                               "of a layer the repair cannot fix")
 
 
 def separable_choice(cand: Candidates) -> np.ndarray:
@@ -94,8 +98,11 @@ def group_tokens(lc: LayerChoices) -> Groups:
     return Groups(patterns, count, members.ravel(), energy, time)
 
 
-def solve_lp(g: Groups, lc: LayerChoices) -> tuple[np.ndarray | None, float]:
-    """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible."""
+def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
+             ) -> tuple[np.ndarray | None, float]:
+    """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible.
+    With ``integer_s``, the grouped integer program instead (counts integral, at most
+    that many seconds): ``(y, its dual bound)``, ``y`` None without an incumbent."""
     import highspy
     from scipy.sparse import coo_matrix
 
@@ -117,12 +124,22 @@ def solve_lp(g: Groups, lc: LayerChoices) -> tuple[np.ndarray | None, float]:
     h.changeColsCost(n, np.arange(n, dtype=np.int32), g.energy[si])
     h.addRows(len(lo), lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
               a.indices.astype(np.int32), a.data)
+    if integer_s is not None:
+        h.setOptionValue("time_limit", float(integer_s))
+        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
+                                np.full(n, int(highspy.HighsVarType.kInteger), dtype=np.uint8))
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+    info = h.getInfo()
+    if integer_s is not None:
+        if info.primal_solution_status != 2:
+            return None, float(info.mip_dual_bound)
+    elif h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None, np.nan
     y = np.zeros(g.allowed.shape)
     y[gi, si] = np.maximum(np.asarray(h.getSolution().col_value), 0.0)
-    return y, float(h.getInfo().objective_function_value)
+    if integer_s is not None:
+        return np.rint(y), float(info.mip_dual_bound)
+    return y, float(info.objective_function_value)
 
 
 def round_counts(y: np.ndarray, count: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -195,10 +212,16 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
             continue
         bound[i] = value
         counts = round_counts(y, g.count, g.allowed)
-        if repair(counts, g, lc.deadline, options.max_moves):
-            choice[i] = assign(counts, g, lc)
-        else:
-            failed.append(int(i))
+        if not repair(counts, g, lc.deadline, options.max_moves):
+            # the greedy repair is stuck: the grouped integer program (small: one
+            # integer per group and set), for the point and a better bound
+            y_int, int_bound = solve_lp(g, lc, integer_s=options.fallback_s)
+            bound[i] = max(value, int_bound) if np.isfinite(int_bound) else value
+            if y_int is None:
+                failed.append(int(i))
+                continue
+            counts = y_int.astype(np.int64)
+        choice[i] = assign(counts, g, lc)
     extra = {"layers_relaxed": int(late.sum()), "infeasible_layers": infeasible,
              "repair_failed_layers": failed}
     # with fewer replacements the bound and infeasibility hold for the restricted
