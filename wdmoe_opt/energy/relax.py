@@ -102,7 +102,8 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
              ) -> tuple[np.ndarray | None, float]:
     """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible.
     With ``integer_s``, the grouped integer program instead (counts integral, at most
-    that many seconds): ``(y, its dual bound)``, ``y`` None without an incumbent."""
+    that many seconds): ``(y, its dual bound)``, ``y`` None without an incumbent
+    (bound ``inf`` when proved infeasible)."""
     import highspy
     from scipy.sparse import coo_matrix
 
@@ -131,6 +132,8 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
     h.run()
     info = h.getInfo()
     if integer_s is not None:
+        if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+            return None, np.inf                          # proved: no integer point
         if info.primal_solution_status != 2:
             return None, float(info.mip_dual_bound)
     elif h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -216,7 +219,10 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
             # the greedy repair is stuck: the grouped integer program (small: one
             # integer per group and set), for the point and a better bound
             y_int, int_bound = solve_lp(g, lc, integer_s=options.fallback_s)
-            bound[i] = max(value, int_bound) if np.isfinite(int_bound) else value
+            if int_bound == np.inf:
+                infeasible.append(int(i))
+                continue
+            bound[i] = max(value, int_bound)
             if y_int is None:
                 failed.append(int(i))
                 continue
