@@ -71,7 +71,7 @@ class Candidates:
         d[:, np.arange(E), np.arange(E)] = -1.0
         near = np.argsort(d, axis=2, kind="stable")[:, :, 1:R + 1]       # [I, E, R]
         target = np.concatenate([np.full(e.shape + (1,), -1), e[..., None], near[li, e]],
-                                axis=-1)                                  # [I, J, K, C]
+                                axis=-1).astype(np.int16)                 # [I, J, K, C]
         w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
         slot_dev = w[..., None] * np.where(
             target < 0, sim.skip[li, e][..., None],
@@ -89,9 +89,13 @@ class Candidates:
         # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
         ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
         deviation = sum(ax(slot_dev, s) for s in range(K))
-        energy = sum(ax(np.where(np.isfinite(unit), unit, np.nan), s) for s in range(K))
+        energy = sum(ax(unit, s) for s in range(K))
         budget = problem.layer_budget.reshape((I,) + (1,) * (K + 1))
         allowed = deviation <= budget * (1 + FEASIBILITY_RTOL)
+        linked = np.isfinite(unit)                      # inf: a linked device without bandwidth
+        if not linked.all():
+            for s in range(K):
+                allowed &= ax(linked, s)
         for s in range(1, K):
             for t in range(s):
                 allowed &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
@@ -101,8 +105,8 @@ class Candidates:
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
                 energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
         shape = (I, J, len(codes))
-        # one pass: the energy of an allowed profile, inf otherwise (nan: no bandwidth)
-        energy = np.where(allowed & (energy == energy), energy, np.inf).reshape(shape)
+        # one pass: the energy of an allowed profile, inf otherwise
+        energy = np.where(allowed, energy, np.inf).reshape(shape)
         deviation = deviation.reshape(shape)
         return cls(problem, codes, target, device, deviation, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
