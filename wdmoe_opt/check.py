@@ -205,8 +205,11 @@ def _layer_wlr(instance: Instance, i: int, masks: np.ndarray, b: np.ndarray) -> 
 
 
 def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
-    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0)."""
+    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0;
+    0 on a ``local`` device, which has no link)."""
     s = instance.system
+    if s.local is not None and s.local[k]:
+        return 0.0
     if b[k] <= 0:
         return math.inf
     g_down = s.gain_down[i] if s.gain_down.ndim == 2 else s.gain_down

@@ -149,3 +149,23 @@ def test_local_device_has_no_link_and_energy_is_the_one_definition(inst):
     b0[1] += b0[0]
     b0[0] = 0.0
     assert np.isfinite(lat.layer_latency_s(inst, sel, b0)).all()
+
+
+def test_p3_and_the_checker_know_local_devices():
+    from wdmoe_opt.check import check_solution
+    from wdmoe_opt.io import solution_to_dict
+    from wdmoe_opt.problems import BandwidthProblem
+    from wdmoe_opt.registry import get_method
+    inst = tiny_sift(0, tokens=8, experts=3, layers=3)
+    sel = Selection.topk(inst)
+    problem = BandwidthProblem(inst, sel)
+    B = inst.system.total_bandwidth_hz
+    grid = min(float(lat.total_latency_s(inst, sel, np.array([0.0, y * B, (1 - y) * B])))
+               for y in np.linspace(0.005, 0.995, 199))
+    for name in ("p3/slsqp", "p3/uniform", "p3/exact"):
+        sol = get_method(name)(problem)
+        assert check_solution(inst, solution_to_dict(sol)) == []
+        if sol.status == "optimal":
+            # the local device needs no bandwidth; the grid step bounds the slack
+            assert sol.objective_s <= grid * (1 + 1e-3)
+            assert sol.bandwidth_hz[0] <= 1e-6 * B
