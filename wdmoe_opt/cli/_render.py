@@ -112,6 +112,16 @@ def print_instance(instance: Instance, console: Console | None = None):
         con.print("provenance: " + ", ".join(f"{k}={prov[k]}" for k in
                                               ("generator", "preset", "seed", "source")
                                               if k in prov))
+    p4 = []
+    if s.local is not None:
+        p4.append(f"local devices {np.flatnonzero(s.local).tolist()}")
+    if instance.deadlines_s is not None:
+        p4.append(f"deadline {instance.deadlines_s.min():.4g}-{instance.deadlines_s.max():.4g}"
+                  " s per layer")
+    if instance.similarity is not None:
+        p4.append(f"similarity tables ({instance.similarity.source or 'no source'})")
+    if p4:
+        con.print("P4 (docs/energy.md): " + "; ".join(p4))
     b = lat.uniform_bandwidth_hz(instance)
     topk = Selection.topk(instance)
     u, p = lat.device_loads(instance, topk)
