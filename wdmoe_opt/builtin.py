@@ -4,7 +4,7 @@ The registry imports it on the first lookup, so ``import wdmoe_opt`` stays fast;
 a heavy backend (cvxpy, pyomo, highspy) loads only when its method runs.
 """
 
-from .bandwidth import conic, exact, slsqp, uniform  # noqa: F401
+from .bandwidth import conic, exact, robust, slsqp, uniform  # noqa: F401
 from .energy import bandwidth as energy_bandwidth  # noqa: F401
 from .energy import baselines, fading, relax  # noqa: F401
 from .energy import exact as energy_exact  # noqa: F401

@@ -55,6 +55,11 @@ class BandwidthProblem:
         if self.selection.shape != (I, J, E):
             raise InputError("selection", f"must have shape [{I}][{J}][{E}]",
                              self.selection.shape)
+        empty = ~self.selection.mask.any(axis=2)
+        if empty.any():
+            i, j = np.argwhere(empty)[0]
+            raise InputError(f"selection[{i}][{j}]", "keeps no expert (eq. 16: every token "
+                             "keeps at least one)")
 
 
 @dataclass(frozen=True, eq=False)

@@ -96,3 +96,28 @@ def test_the_time_limit_reaches_the_selection_step(files, capsys):
     inst, _, _ = files
     doc = _solve_json(capsys, [inst, "--selection", "milp", "--time-limit", "9"])
     assert doc["solver"]["options"]["selection"]["options"]["time_limit"] == 9.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["solve", "{inst}", "--time-limit", "nan"], "not a finite number"),
+    (["solve", "{inst}", "--problem", "p1-floor", "--min-retained-weight", "inf"], "finite"),
+    (["solve", "{inst}", "-o", "{inst}"], "would overwrite the instance file"),
+    (["solve"], "Missing argument"),
+    (["solve", "{inst}", "--problem", "p9"], "Invalid value for '--problem'"),
+])
+def test_usage_errors_are_one_line(files, capsys, argv, message):
+    inst, _, _ = files
+    assert main([a.format(inst=inst) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_p3_refuses_a_selection_that_leaves_a_token_without_expert(files):
+    from wdmoe_opt import BandwidthProblem, InputError, Selection
+    from wdmoe_opt.io import read_instance
+
+    inst = read_instance(files[0])
+    mask = Selection.topk(inst).mask.copy()
+    mask[1, 2] = False
+    with pytest.raises(InputError, match=r"selection\[1\]\[2\] keeps no expert"):
+        BandwidthProblem(inst, Selection(mask))

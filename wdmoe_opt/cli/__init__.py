@@ -16,7 +16,8 @@ from ..errors import BackendUnavailable, InputError
 
 #: Command name -> the module of ``wdmoe_opt.cli`` defining its click ``command``.
 _COMMANDS = {"generate": "generate", "info": "info", "solve": "solve", "check": "check",
-             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report"}
+             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report",
+             "simulate": "simulate"}
 
 
 class _LazyGroup(click.Group):
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, BackendUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         code = 2
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:      # usage errors too: one line, not the usage
+        click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code

@@ -7,6 +7,7 @@ it (exit 2): nothing is silently ignored or overridden.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import click
@@ -24,7 +25,7 @@ from ..problems import (
     WeightFloorProblem,
 )
 from ..registry import Step, get_method, make_step
-from ._params import parse_assignments
+from ._params import FiniteFloat, parse_assignments
 from ._render import print_solution
 
 #: Flag spelling of each keyword of :func:`command`, for messages.
@@ -195,14 +196,14 @@ def build(instance: Instance, problem_key: str, given: dict):
               help="p3: allocate for the selection of this solution file.")
 @click.option("--bandwidth-from", type=click.Path(dir_okay=False),
               help="p2, p4: select at the bandwidth of this solution file [uniform split].")
-@click.option("--min-retained-weight", type=click.FloatRange(0, 1),
+@click.option("--min-retained-weight", type=FiniteFloat(0, 1),
               help="p1-floor: the floor on the retained weight [0.9].")
-@click.option("--deviation-budget", type=click.FloatRange(min=0),
+@click.option("--deviation-budget", type=FiniteFloat(0),
               help="p4: the global deviation budget ε (split over layers by the "
               "sensitivities).")
-@click.option("--deadline-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--deadline-s", type=FiniteFloat(0, low_open=True),
               help="p4: the deadline of every layer in s [the instance's deadlines_s].")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
+@click.option("--time-limit", type=FiniteFloat(0, low_open=True),
               help="Seconds, given to every method of the solve that takes a time limit.")
 @click.option("--selection-option", "selection_opts", multiple=True, metavar="NAME=VALUE",
               help="Option of the P2 method; repeatable.")
@@ -226,6 +227,8 @@ def command(instance_file, problem_key, output, as_json, brief, **given):
       wdmoe-opt solve sim.json --problem p2 --selection milp --bandwidth-from wdmoe.json
       wdmoe-opt solve sift.json --problem p4 --selection exact --deviation-budget 1.5
     """
+    if output and os.path.exists(output) and os.path.samefile(output, instance_file):
+        raise InputError("-o", "would overwrite the instance file", output)
     instance = read_instance(instance_file)
     problem, step = build(instance, problem_key, given)
     solution = step.solve(problem)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import Selection
+from ..model import latency as lat
 from ..options import Options, option, step_option
 from ..problems import SelectionProblem, WeightFloorProblem
 from ..registry import Step, register
@@ -114,8 +115,7 @@ def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
     comm = np.broadcast_to(times.comm, sel.u.shape)
     layers = np.arange(inst.n_layers)
     while True:
-        with np.errstate(invalid="ignore"):
-            t = np.where(sel.u > 0, sel.u * comm, 0.0) + sel.p * times.comp
+        t = lat.device_time_from_loads(sel.u, sel.p, comm, times.comp)
         slow = t.argmax(axis=1)                                           # [I]
         ii, jj = np.nonzero(sel.droppable())
         _, w, dev = sel.lowest(ii, jj)

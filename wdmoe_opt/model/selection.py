@@ -57,4 +57,4 @@ class Selection:
         return cls(topk_mask(instance.gating_weights, k))
 
 
-__all__ = ["Selection", "topk_mask"]
+__all__ = ["Selection"]
