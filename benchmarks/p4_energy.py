@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from rich.progress import track  # noqa: E402
 
 from wdmoe_opt.energy import EnergyProblem  # noqa: E402
 from wdmoe_opt.energy.candidates import Candidates  # noqa: E402
@@ -58,7 +58,7 @@ def part_curves(seeds=range(3), deadline: str = "topk") -> pd.DataFrame:
     rows = []
     panels = [(d, f) for d in (True, False) for f in (False, True)]
     jobs = [(d, f, s, e) for d, f in panels for s in seeds for e in BUDGETS]
-    for decode, fast, seed, eps in tqdm(jobs, desc="p4 curves"):
+    for decode, fast, seed, eps in track(jobs, description="p4 curves"):
         inst = _instance(seed, decode, fast, deadline)
         problem = EnergyProblem(inst, eps)
         for name, opts in METHODS.items():
@@ -169,7 +169,7 @@ def part_milp(limit_s: float = 60.0) -> pd.DataFrame:
     binding deadline; ``p4/relax`` beside it."""
     rows = []
     for route in ("milp-highspy", "milp-pyomo"):
-        for J in tqdm((16, 32, 64, 128, 256, 512, 1024, 2048), desc=route):
+        for J in track((16, 32, 64, 128, 256, 512, 1024, 2048), description=route):
             problem, frac = _binding_problem(generate("wdmoe-sift", seed=0, tokens=J,
                                                       layers=2))
             t0 = time.perf_counter()
