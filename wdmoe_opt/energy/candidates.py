@@ -61,8 +61,10 @@ class Candidates:
         K = inst.model.top_k
         R = E - 1 if replacements is None else min(int(replacements), E - 1)
         if (R + 2) ** K > MAX_PROFILES:
-            raise InputError("replacements", f"gives {(R + 2) ** K} profiles per token "
-                             f"(more than {MAX_PROFILES}); allow fewer replacements", R)
+            raise InputError("replacements", f"= {R} gives (R + 2)^K = {(R + 2) ** K} profiles "
+                             f"per token, more than {MAX_PROFILES}: the exact methods cannot "
+                             "take this model; use p4/relax with a smaller 'replacements' "
+                             "option", R)
         sim = inst.similarity
         e = topk_experts(inst)                                            # [I, J, K]
         li = np.arange(I)[:, None, None]
