@@ -248,6 +248,9 @@ def get_method(key: str, problem: str | None = None, *, field: str | None = None
 def solve(problem, method: str | Step, options: Mapping | Options | None = None,
           **kwargs) -> Solution:
     """Solve ``problem`` with a method name (``"exact"`` or ``"p3/exact"``) or a step."""
+    if getattr(problem, "key", None) not in PROBLEMS:
+        raise InputError("problem", "must be a problem object (BandwidthProblem, "
+                         "SelectionProblem, JointProblem, ...)", problem)
     if isinstance(method, Step):
         if options is not None or kwargs:
             raise InputError("options", "go into the step, not beside it", method.key)

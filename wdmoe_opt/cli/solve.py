@@ -176,7 +176,7 @@ def build(instance: Instance, problem_key: str, given: dict):
 
 
 @click.command("solve")
-@click.argument("instance_file", type=click.Path(dir_okay=False))
+@click.argument("instance_file", type=click.Path())
 @click.option("--problem", "problem_key", type=click.Choice(sorted(BUILDERS)), default="p1",
               show_default=True, help="p1 bilevel (eqs. 13-15), p2 selection (eqs. 15-17), "
               "p3 bandwidth (eqs. 19-21), p1-floor min latency under a retained-weight floor, "
@@ -211,11 +211,16 @@ def build(instance: Instance, problem_key: str, given: dict):
               help="Option of the P3 method; repeatable.")
 @click.option("--joint-option", "joint_opts", multiple=True, metavar="NAME=VALUE",
               help="Option of the p1 / p1-floor method; repeatable.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write the wdmoe-solution/1 document here.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Write the wdmoe-solution/1 document here (.npz: compact binary form); "
+              "with --batch-size, the folder for the batches' solutions.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Solve INSTANCE_FILE (a file or a folder of them) as a stream of batches "
+              "of this many tokens, writing each batch's solution to the -o folder as it "
+              "goes; rerun the same command to resume after an interruption.")
 @click.option("--json", "as_json", is_flag=True, help="Print the solution document on stdout.")
 @click.option("--brief", is_flag=True, help="Print the totals only, without the tables.")
-def command(instance_file, problem_key, output, as_json, brief, **given):
+def command(instance_file, problem_key, output, as_json, brief, batch_size, **given):
     """Solve one problem on INSTANCE_FILE and print a summary (or the solution JSON with
     --json). Defaults in [brackets] apply when a flag is not given; a flag that the
     problem or its method does not use is an error.
@@ -225,10 +230,15 @@ def command(instance_file, problem_key, output, as_json, brief, **given):
       wdmoe-opt solve sim.json --selection alg1 --bandwidth exact -o wdmoe.json
       wdmoe-opt solve sim.json --problem p3 --bandwidth slsqp --selection-from wdmoe.json
       wdmoe-opt solve sim.json --problem p2 --selection milp --bandwidth-from wdmoe.json
+      wdmoe-opt solve trace.npz --selection alg1 --batch-size 32768 -o trace-solutions/
       wdmoe-opt solve sift.json --problem p4 --selection exact --deviation-budget 1.5
     """
     if output and os.path.exists(output) and os.path.samefile(output, instance_file):
         raise InputError("-o", "would overwrite the instance file", output)
+    if batch_size is not None:
+        from ._stream import run
+        return run(instance_file, problem_key, output, batch_size,
+                   {**given, "as_json": as_json, "brief": brief}, build)
     instance = read_instance(instance_file)
     problem, step = build(instance, problem_key, given)
     solution = step.solve(problem)

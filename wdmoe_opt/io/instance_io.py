@@ -2,16 +2,15 @@
 
 The ``.npz`` form is a zip of ``.npy`` members (readable from numpy, Julia,
 MATLAB, Rust...): ``header`` holds the JSON document (as bytes) without the gating array,
-and ``gating_weights`` holds it as float64. Floats in JSON are written with
-Python's shortest round-trip repr, so both forms are lossless.
+and ``gating_weights`` holds it as float64, stored uncompressed (see
+:func:`~wdmoe_opt.io.npz.write_npz`). Floats in JSON are written with Python's shortest round-trip
+repr, so both forms are lossless.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,11 @@ from ..errors import InputError
 from ..model import Instance, ModelSizes, System
 from ..model.instance import DEFAULT_ACTIVATION_FLOPS
 from ..model.similarity import Similarity
-from .atomic import atomic_write, atomic_write_text
+from .atomic import atomic_write_text
+from .npz import is_npz, read_npz, write_npz
 
 SCHEMA = "wdmoe-instance/1"
 _NPZ_WEIGHTS = "gating_weights"
-_NPZ_HEADER = "header"  # the JSON document (uint8 bytes)
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -76,28 +75,23 @@ def write_instance(instance: Instance, path: str | os.PathLike) -> Path:
     """Write ``instance`` atomically: ``.npz`` suffix -> binary form, otherwise JSON."""
     path = Path(path)
     if path.suffix == ".npz":
-        header = json.dumps(instance_to_dict(instance, include_weights=False)).encode()
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **{_NPZ_WEIGHTS: instance.gating_weights,
-                                          _NPZ_HEADER:
-                                          np.frombuffer(header, dtype=np.uint8)})
-        return atomic_write(path, write)
+        return write_npz(path, instance_to_dict(instance, include_weights=False),
+                         {_NPZ_WEIGHTS: instance.gating_weights})
     return atomic_write_text(path, json.dumps(instance_to_dict(instance)))
 
 
 # -- reading ----------------------------------------------------------------------------
 def read_instance(path: str | os.PathLike) -> Instance:
-    """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content)."""
+    """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content).
+
+    The ``.npz`` gating array is read once into a read-only buffer that the
+    :class:`Instance` keeps without copying.
+    """
     path = Path(path)
-    raw = read_bytes(path, "instance file")
-    if raw[:2] == b"PK":
-        doc, weights = _read_npz(raw, path)
-    else:
-        doc = parse_json(raw, path)
-        weights = None
-    return instance_from_dict(doc, weights)
+    if is_npz(path, "instance file"):
+        header, arrays = read_npz(path, "wdmoe-instance", (_NPZ_WEIGHTS,))
+        return instance_from_dict(parse_json(header, path), arrays[_NPZ_WEIGHTS])
+    return instance_from_dict(parse_json(read_bytes(path, "instance file"), path))
 
 
 #: The largest file read (bytes); larger ones are refused before reading
@@ -152,16 +146,6 @@ def parse_json(raw: bytes, path: Path) -> dict:
     if not isinstance(doc, dict):
         raise InputError(str(path), "must hold a JSON object")
     return doc
-
-
-def _read_npz(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            header = z[_NPZ_HEADER].tobytes()
-            weights = z[_NPZ_WEIGHTS]
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise InputError(str(path), f"is not a wdmoe-instance .npz file ({exc})") from None
-    return parse_json(header, path), weights
 
 
 def _get(d: dict, key: str, path: str, required: bool = True):
