@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .check import RTOL, STATUSES, _bandwidth, _compare
+from .check import RTOL, STATUSES, _bandwidth, _compare, _selection
 from .model import Instance
 
 
@@ -39,9 +39,11 @@ def check_p4(instance: Instance, doc: dict) -> list[str]:
     if b is None or invoked is None:
         return out
     targets, dev = invoked
-    sel = doc.get("selection")
+    q = _selection(doc.get("selection"), (I, J, E), out)   # lists (JSON) or a mask (.npz)
+    if q is None:
+        return out
     bad = next(((i, j) for i in range(I) for j in range(J)
-                if not _same_experts(sel, i, j, targets[i][j])), None)
+                if sorted(np.flatnonzero(q[i, j]).tolist()) != sorted(targets[i][j])), None)
     if bad is not None:
         out.append(f"selection[{bad[0]}][{bad[1]}]: is not the invoked experts "
                    f"{sorted(targets[bad[0]][bad[1]])!r}")
@@ -90,13 +92,6 @@ def _energy_claims(out: list[str], doc: dict, energy: float) -> None:
         elif gap is not None and gap > tol + RTOL:
             out.append(f"status: 'optimal' with an energy gap of {gap:.3g}, above the stated "
                        f"tolerance {tol!r}")
-
-
-def _same_experts(sel, i: int, j: int, invoked: list[int]) -> bool:
-    try:
-        return sorted(sel[i][j]) == sorted(invoked)
-    except (TypeError, IndexError, KeyError):
-        return False
 
 
 def _per_layer(raw, I: int, name: str, out: list[str]) -> np.ndarray | None:

@@ -64,3 +64,10 @@ def test_instance_without_similarity_is_refused(tmp_path, capsys):
     main(["generate", "wdmoe-sim", "--tokens", "2", "--layers", "2", "-o", str(path)])
     assert main(["solve", str(path), "--problem", "p4", "--deviation-budget", "1"]) == 2
     assert "similarity" in capsys.readouterr().err
+
+
+def test_npz_solution_round_trip(sift, tmp_path):
+    sol = tmp_path / "sol.npz"
+    assert main(["solve", str(sift), "--problem", "p4", "--selection", "relax",
+                 "--deviation-budget", "1.5", "-o", str(sol)]) == 0
+    assert main(["check", str(sift), str(sol)]) == 0

@@ -23,8 +23,10 @@ def _print_p4(con: Console, solution: Solution, tol: str) -> None:
               f"{_maybe(x.get('energy_lower_bound_j'), ',.6g')} J   gap {gap}{tol}")
     dev, budget = np.asarray(x["deviation_max"]), np.asarray(x["deviation_budget"])
     deadline = np.asarray(x["deadline_s"])
-    con.print(f"deviation max {dev.max():.4g} (budget {budget.min():.4g} in the tightest "
-              f"layer)   latency per batch {solution.objective_s:,.4f} s, slowest layer "
+    with np.errstate(divide="ignore", invalid="ignore"):
+        use = np.where(budget > 0, dev / budget, np.where(dev > 0, np.inf, 0.0))
+    con.print(f"deviation max {dev.max():.4g}, at most {use.max():.1%} of its layer's budget"
+              f"   latency per batch {solution.objective_s:,.4f} s, slowest layer "
               f"{solution.layer_latency_s.max():.4g} s (deadline {deadline.min():.4g} s)   "
               f"expert invocations {solution.expert_invocations:,}")
     for v in x.get("violations", ()):
