@@ -55,6 +55,9 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     out: list[str] = []
     if doc.get("schema") != "wdmoe-solution/1":
         return [f"schema: expected 'wdmoe-solution/1', got {doc.get('schema')!r}"]
+    if doc.get("problem") == "p4":         # its own checker: a token may invoke no expert
+        from .check_energy import check_p4
+        return check_p4(instance, doc)
     inst_ref = doc.get("instance")
     found = inst_ref.get("hash") if isinstance(inst_ref, dict) else None
     if found != instance.content_hash:
@@ -64,7 +67,7 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
         out.append(f"problem: the document says {doc.get('problem')!r}, the benchmark is "
                    f"{problem!r}")
     problem = doc.get("problem")
-    known = ("p1", "p2", "p3", "p1-floor", *PROBLEM_CHECKS)
+    known = ("p1", "p2", "p3", "p1-floor", "p4", *PROBLEM_CHECKS)
     if problem not in known:
         return out + [f"problem: {problem!r} is not one of {', '.join(known)}"]
     if doc.get("status") not in STATUSES:
@@ -212,8 +215,11 @@ def _layer_wlr(instance: Instance, i: int, masks: np.ndarray, b: np.ndarray) -> 
 
 
 def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
-    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0)."""
+    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0;
+    0 on a ``local`` device, which has no link)."""
     s = instance.system
+    if s.local is not None and s.local[k]:
+        return 0.0
     if b[k] <= 0:
         return math.inf
     g_down = s.gain_down[i] if s.gain_down.ndim == 2 else s.gain_down

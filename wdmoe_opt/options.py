@@ -34,6 +34,8 @@ _RULES = {
                           "must be a positive number or omitted"),
     "optional_positive_int": (lambda v: v is None or (_is_int(v) and v > 0),
                               "must be a positive integer or omitted"),
+    "optional_unit": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1),
+                      "must be a number in [0, 1] or omitted"),
     "optional_seed": (lambda v: v is None or (_is_int(v) and v >= 0),
                       "must be a non-negative integer or omitted"),
 }

@@ -55,8 +55,11 @@ def require_torch(command: str = "record") -> None:
               type=click.Choice(["preset", "model"]),
               help="Token bits/FLOPs (eqs. 4-5) from the preset's model (Mixtral 8x7B) or "
                    "from the recorded model's dims.")
+@click.option("--similarity", is_flag=True,
+              help="Also measure SiftMoE's similarity tables (expert output distances and "
+                   "norms) and layer sensitivities on the recorded tokens (problem p4).")
 def command(model_spec, output, tokens, context, decode, seed, text, preset, channels_from,
-            devices, placement, sizes):
+            devices, placement, sizes, similarity):
     """Record the router probabilities of every MoE layer of a torch model into an instance.
 
     \b
@@ -65,6 +68,7 @@ def command(model_spec, output, tokens, context, decode, seed, text, preset, cha
       wdmoe-opt record --model wdmoe-tiny-moe --text held.txt --tokens 1024 -o tiny-moe.json
       wdmoe-opt record --model ~/ckpt/Mixtral-8x7B-v0.1 --text prompt.txt --tokens 512 \\
           -o mixtral-real.npz
+      wdmoe-opt record --model tiny-mixtral --preset wdmoe-sift --similarity -o sift.json
     """
     require_torch()
     from ..torch import record_text
@@ -74,7 +78,8 @@ def command(model_spec, output, tokens, context, decode, seed, text, preset, cha
     gains = None if channels_from is None else load_channel_csv(channels_from)
     instance = record_text(model_spec, tokens, text=text, context=context, decode=decode,
                            seed=seed, preset=preset, gains=gains, sizes=sizes,
-                           recording={"channels": channels_from}, **overrides)
+                           recording={"channels": channels_from}, similarity=similarity,
+                           **overrides)
     write_instance(instance, output)
     how = instance.provenance["recording"]["tokens"]
     click.echo(f"wrote {output}: {instance.name} ({instance.n_layers} MoE layers x "

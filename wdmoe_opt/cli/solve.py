@@ -34,7 +34,8 @@ _FLAGS = {"joint": "--joint", "selection": "--selection", "bandwidth": "--bandwi
           "selection_from": "--selection-from", "bandwidth_from": "--bandwidth-from",
           "min_retained_weight": "--min-retained-weight", "time_limit": "--time-limit",
           "selection_opts": "--selection-option", "bandwidth_opts": "--bandwidth-option",
-          "joint_opts": "--joint-option"}
+          "joint_opts": "--joint-option", "deviation_budget": "--deviation-budget",
+          "deadline_s": "--deadline-s"}
 
 
 class Flags:
@@ -140,8 +141,25 @@ def _p1_floor(instance: Instance, flags: Flags):
     return problem, _composed(flags, "p1-floor", "greedy")
 
 
+def _p4(instance: Instance, flags: Flags):
+    """P4 (SiftMoE): the global deviation budget (required), the deadline (else the
+    instance's), at a saved allocation (``--bandwidth-from``) or the uniform split."""
+    from ..energy import EnergyProblem
+
+    if not flags.given("deviation_budget"):
+        raise InputError("--deviation-budget", "is required by --problem p4")
+    bandwidth = None
+    if flags.given("bandwidth_from"):
+        doc = _solution_doc(instance, flags.take("bandwidth_from"), "--bandwidth-from")
+        bandwidth = bandwidth_from_document(doc, instance, "--bandwidth-from")
+    problem = EnergyProblem(instance, flags.take("deviation_budget"), bandwidth,
+                            deadlines_s=flags.take("deadline_s"))
+    return problem, _step(flags, "selection", "p4", "relax")
+
+
 #: ``--problem`` -> builder of (problem object, step) from the flags.
-BUILDERS: dict[str, Callable] = {"p1": _p1, "p2": _p2, "p3": _p3, "p1-floor": _p1_floor}
+BUILDERS: dict[str, Callable] = {"p1": _p1, "p2": _p2, "p3": _p3, "p1-floor": _p1_floor,
+                                 "p4": _p4}
 
 
 def build(instance: Instance, problem_key: str, given: dict):
@@ -161,11 +179,13 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.argument("instance_file", type=click.Path())
 @click.option("--problem", "problem_key", type=click.Choice(sorted(BUILDERS)), default="p1",
               show_default=True, help="p1 bilevel (eqs. 13-15), p2 selection (eqs. 15-17), "
-              "p3 bandwidth (eqs. 19-21), p1-floor min latency under a retained-weight floor.")
+              "p3 bandwidth (eqs. 19-21), p1-floor min latency under a retained-weight floor, "
+              "p4 energy under deviation budgets and deadlines (SiftMoE).")
 @click.option("--joint", help="p1 method [sequential]: sequential (the paper), alternating, "
               "exact; p1-floor method [greedy]: greedy, exact.")
 @click.option("--selection", help="P2 method [topk]: topk, alg1, alg2, milp, ... "
-              "(`wdmoe-opt info --methods`); with p1, the P2 step of the p1 method.")
+              "(`wdmoe-opt info --methods`); with p1, the P2 step of the p1 method; with "
+              "p4, the P4 method [relax]: exact, relax, topk, wdmoe, skip-threshold, ...")
 @click.option("--bandwidth", help="P3 method [exact; p1: the method's own]: uniform, slsqp, "
               "cvxpy, exact.")
 @click.option("--support", type=click.Choice(SUPPORTS),
@@ -175,9 +195,14 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.option("--selection-from", type=click.Path(dir_okay=False),
               help="p3: allocate for the selection of this solution file.")
 @click.option("--bandwidth-from", type=click.Path(dir_okay=False),
-              help="p2: select at the bandwidth of this solution file [uniform split].")
+              help="p2, p4: select at the bandwidth of this solution file [uniform split].")
 @click.option("--min-retained-weight", type=FiniteFloat(0, 1),
               help="p1-floor: the floor on the retained weight [0.9].")
+@click.option("--deviation-budget", type=FiniteFloat(0),
+              help="p4: the global deviation budget ε (split over layers by the "
+              "sensitivities).")
+@click.option("--deadline-s", type=FiniteFloat(0, low_open=True),
+              help="p4: the deadline of every layer in s [the instance's deadlines_s].")
 @click.option("--time-limit", type=FiniteFloat(0, low_open=True),
               help="Seconds, given to every method of the solve that takes a time limit.")
 @click.option("--selection-option", "selection_opts", multiple=True, metavar="NAME=VALUE",
@@ -206,6 +231,7 @@ def command(instance_file, problem_key, output, as_json, brief, batch_size, **gi
       wdmoe-opt solve sim.json --problem p3 --bandwidth slsqp --selection-from wdmoe.json
       wdmoe-opt solve sim.json --problem p2 --selection milp --bandwidth-from wdmoe.json
       wdmoe-opt solve trace.npz --selection alg1 --batch-size 32768 -o trace-solutions/
+      wdmoe-opt solve sift.json --problem p4 --selection exact --deviation-budget 1.5
     """
     if output and os.path.exists(output) and os.path.samefile(output, instance_file):
         raise InputError("-o", "would overwrite the instance file", output)

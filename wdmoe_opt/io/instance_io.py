@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import Instance, ModelSizes, System
 from ..model.instance import DEFAULT_ACTIVATION_FLOPS
+from ..model.similarity import Similarity
 from .atomic import atomic_write_text
 from .npz import is_npz, read_npz, write_npz
 
@@ -41,6 +42,8 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
             d["distance_m"] = float(s.distance_m[k])
         if s.compute_j_per_flop is not None:
             d["compute_j_per_flop"] = float(s.compute_j_per_flop[k])
+        if s.local is not None:
+            d["local"] = bool(s.local[k])
         devices.append(d)
     doc = {
         "schema": SCHEMA, "name": instance.name, "model": model,
@@ -52,6 +55,14 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
         doc["placement"] = instance.placement.tolist()
     doc["gating"] = {"weights": instance.gating_weights.tolist() if include_weights
                      else f"npz:{_NPZ_WEIGHTS}"}
+    sim = instance.similarity
+    if sim is not None:
+        doc["similarity"] = {"replace": sim.replace.tolist(), "skip": sim.skip.tolist(),
+                             "source": sim.source}
+        if sim.sensitivity is not None:
+            doc["similarity"]["sensitivity"] = sim.sensitivity.tolist()
+    if instance.deadlines_s is not None:
+        doc["deadlines_s"] = instance.deadlines_s.tolist()
     doc["provenance"] = dict(instance.provenance)
     return doc
 
@@ -169,6 +180,12 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
             k = vals.index(None)
             raise InputError(f"system.devices[{k}].{name}", "is given for some devices only")
         cols[name] = _device_column(vals, name)
+    local = [d.get("local") for d in devices]
+    if any(v is not None for v in local):
+        if any(v is None for v in local):
+            raise InputError(f"system.devices[{local.index(None)}].local",
+                             "is given for some devices only")
+        cols["local"] = local
     sys_obj = System(
         total_bandwidth_hz=_number(_get(system, "total_bandwidth_hz", "system"),
                                    "system.total_bandwidth_hz"),
@@ -184,7 +201,22 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
     if not isinstance(provenance, dict):
         raise InputError("provenance", "must be a JSON object", provenance)
     return Instance(name=name, model=model, system=sys_obj, gating_weights=w,
-                    placement=doc.get("placement"), provenance=provenance)
+                    placement=doc.get("placement"), provenance=provenance,
+                    similarity=_similarity_from_dict(doc.get("similarity")),
+                    deadlines_s=doc.get("deadlines_s"))
+
+
+def _similarity_from_dict(block) -> Similarity | None:
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise InputError("similarity", "must be a JSON object", block)
+    unknown = sorted(set(block) - {"replace", "skip", "source", "sensitivity"})
+    if unknown:
+        raise InputError(f"similarity.{unknown[0]}", "is not a field of the similarity block")
+    return Similarity(replace=_get(block, "replace", "similarity"),
+                      skip=_get(block, "skip", "similarity"),
+                      source=block.get("source", ""), sensitivity=block.get("sensitivity"))
 
 
 def _number(v, path: str) -> float:

@@ -31,6 +31,11 @@ SCHEMA = "wdmoe-solution/1"
 _NPZ_SELECTION = "selection"
 _NPZ_REF = f"npz:{_NPZ_SELECTION}"
 
+#: Fields a P4 solution carries at the top level of its document (SPEC §6), taken
+#: from the solution's ``extra``.
+P4_FIELDS = ("energy_j", "energy_lower_bound_j", "energy_gap", "layer_energy_j", "actions",
+             "deviation_max", "deviation_budget", "deadline_s")
+
 
 def _num(x):
     """JSON-safe float: ``inf``/``nan`` become ``null`` (JSON has neither)."""
@@ -48,8 +53,10 @@ def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict
     and ``selection_shape`` gives ``[I, J, E]`` (the ``.npz`` header).
     """
     extra = dict(solution.extra)
+    lifted = {k: _jsonable(extra.pop(k, None)) for k in P4_FIELDS} \
+        if solution.problem == "p4" else {}
     selection = solution.selection
-    doc = {
+    doc = lifted | {
         "schema": SCHEMA,
         "instance": {"name": solution.instance_name, "hash": solution.instance_hash},
         "problem": solution.problem,

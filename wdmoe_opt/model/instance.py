@@ -17,6 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
+from .similarity import Similarity, deadlines_array
 
 #: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
 WEIGHT_SUM_TOL = 1e-4
@@ -143,6 +144,8 @@ class System:
     Device arrays are indexed by device ``k``. Gains are ``[U]`` (slow fading) or
     ``[I, U]`` (fast fading: one gain per layer). ``compute_j_per_flop`` is the
     optional device compute energy (SiftMoE-style objectives); zero if absent.
+    ``local`` marks devices with no wireless link (SPEC §6: experts held by the hub
+    itself): no communication time or energy; all false if absent.
     """
 
     total_bandwidth_hz: float
@@ -154,6 +157,7 @@ class System:
     gain_up: np.ndarray
     distance_m: np.ndarray | None = None
     compute_j_per_flop: np.ndarray | None = None
+    local: np.ndarray | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -183,7 +187,16 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        if self.local is not None:
+            set_("local", _readonly(_local_array(self.local, n)))
         self._check_link_budget()
+
+    @property
+    def local_mask(self) -> np.ndarray:
+        """``[U]`` bool: devices without a wireless link (all false if ``local`` is absent)."""
+        if self.local is None:
+            return np.zeros(self.n_devices, dtype=bool)
+        return self.local
 
     def _check_link_budget(self) -> None:
         """``P g / N0`` (eqs. 2-3) must be finite: a power, gain or noise density that
@@ -216,6 +229,19 @@ def _device_array(value, name: str) -> np.ndarray:
     return arr
 
 
+def _local_array(value, n: int) -> np.ndarray:
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is not None:
+        k = next((k for k, v in enumerate(items) if not isinstance(v, (bool, np.bool_))), None)
+        if k is not None:
+            raise InputError(f"system.devices[{k}].local", "must be true or false", items[k])
+    raw = np.asarray(value)
+    if raw.shape != (n,) or raw.dtype != np.bool_:
+        raise InputError("system.devices[*].local", f"must be one flag per device ({n} devices)",
+                         raw.shape)
+    return raw
+
+
 def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
     bad = ~np.isfinite(arr) | (arr < 0) | ((arr == 0) & (not allow_zero))
     if bad.any():
@@ -242,6 +268,10 @@ class Instance:
         (requires ``E == U``).
     provenance : mapping
         Generator, seed, source: carried along, not part of the content hash.
+    similarity : Similarity, optional
+        Deviation tables for problem P4 (SPEC §6).
+    deadlines_s : float or array [I], optional
+        Per-layer deadlines for problem P4 (one number applies to every layer).
     """
 
     name: str
@@ -250,6 +280,8 @@ class Instance:
     gating_weights: np.ndarray
     placement: np.ndarray | None = None
     provenance: Mapping = field(default_factory=dict)
+    similarity: Similarity | None = None
+    deadlines_s: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -271,6 +303,12 @@ class Instance:
             pl = _placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+        if self.similarity is not None:
+            if not isinstance(self.similarity, Similarity):
+                raise InputError("similarity", "must be a Similarity block", self.similarity)
+            object.__setattr__(self, "similarity", self.similarity.validated(I, E))
+        if self.deadlines_s is not None:
+            object.__setattr__(self, "deadlines_s", deadlines_array(self.deadlines_s, I))
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -342,6 +380,18 @@ class Instance:
             h.update(_le_bytes(arr))
         for opt in (self.system.distance_m, self.system.compute_j_per_flop):
             h.update(b"-" if opt is None else _le_bytes(np.asarray(opt, "<f8")))
+        # the P4 blocks: hashed only when present, so older instances keep their hash
+        sim = self.similarity
+        optional = {"local": self.system.local, "deadlines_s": self.deadlines_s,
+                    "similarity.replace": None if sim is None else sim.replace,
+                    "similarity.skip": None if sim is None else sim.skip,
+                    "similarity.sensitivity": None if sim is None else sim.sensitivity}
+        for name, arr in optional.items():
+            if arr is not None:
+                h.update(name.encode())
+                h.update(_le_bytes(np.asarray(arr, "<f8")))
+        if sim is not None:
+            h.update(b"similarity.source" + sim.source.encode())
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:

@@ -87,7 +87,8 @@ def recorded_instance(weights: np.ndarray, *, top_k: int, source: str,
 def record_text(model_spec, tokens: int, *, text=None, context: int | None = None,
                 decode: bool = False, seed: int = 0, preset: str = "wdmoe-sim",
                 gains: tuple[np.ndarray, np.ndarray] | None = None, sizes: str = "preset",
-                recording: dict | None = None, **overrides) -> Instance:
+                recording: dict | None = None, similarity: bool = False,
+                **overrides) -> Instance:
     """What ``wdmoe-opt record`` writes: the instance of a model run on ``tokens`` tokens.
 
     ``model_spec`` is a name or checkpoint path (:func:`~.models.load_model`); the
@@ -110,9 +111,14 @@ def record_text(model_spec, tokens: int, *, text=None, context: int | None = Non
         weights = weights[:, context - 1::context]
     if sizes == "model":
         overrides = {**overrides, **loaded.dims()}
-    return recorded_instance(
+    instance = recorded_instance(
         weights, top_k=int(loaded.model.config.num_experts_per_tok),
         source=f"recorded:{loaded.name}", preset=preset, seed=seed, gains=gains,
         recording={"model": str(model_spec), "tokens": how, "text": None if text is None
                    else str(text), "context": context, "decode": decode, "sizes": sizes,
                    **loaded.dims(), **(recording or {})}, **overrides)
+    if similarity:
+        from .similarity import measure_similarity
+        instance = instance.replace(similarity=measure_similarity(
+            loaded.model, windows(input_ids, context), seed=seed))
+    return instance
