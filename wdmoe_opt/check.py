@@ -206,7 +206,7 @@ def _layer_wlr(instance: Instance, i: int, masks: np.ndarray, b: np.ndarray) -> 
         weight = (sent * instance.gating_weights[i][:, on_k]).sum(axis=(1, 2))
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (tokens * _comm_per_token(instance, b, i, k)
-                 + pairs * m.token_flops / s.compute_flops[k])
+                 + pairs * (m.token_flops / s.compute_flops[k]))
             total += np.where(pairs > 0, weight / t, 0.0)
     return total
 
@@ -221,7 +221,9 @@ def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
     snr_down = s.bs_power_w * g_down[k] / (s.noise_psd_w_per_hz * b[k])
     snr_up = s.tx_power_w[k] * g_up[k] / (s.noise_psd_w_per_hz * b[k])
     bits = instance.model.token_bits
-    return bits / (b[k] * math.log2(1 + snr_down)) + bits / (b[k] * math.log2(1 + snr_up))
+    rate_down = b[k] * math.log1p(snr_down) / math.log(2)
+    rate_up = b[k] * math.log1p(snr_up) / math.log(2)
+    return bits / rate_down + bits / rate_up if rate_down > 0 and rate_up > 0 else math.inf
 
 
 def _bandwidth(raw, U: int, total: float, out: list[str]) -> np.ndarray | None:
@@ -272,7 +274,7 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
             tokens = int(sent.any(axis=1).sum())
             comm = _comm_per_token(instance, b, i, k)
             t = math.inf if math.isinf(comm) else (
-                tokens * comm + pairs * m.token_flops / s.compute_flops[k])
+                tokens * comm + pairs * (m.token_flops / s.compute_flops[k]))
             layer[i] = max(layer[i], t)
             weight = float((instance.gating_weights[i][:, experts_on_k] * sent).sum())
             wlr_total += weight / t

@@ -16,7 +16,9 @@ def _ms(x: float) -> str:
 
 
 def _maybe(x, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
+    if x is None:
+        return "-"
+    return format(x, fmt) if abs(x) < 1e9 else f"{x:.4g}"
 
 
 def print_solution(solution: Solution, instance: Instance, console: Console | None = None,
@@ -46,8 +48,8 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
                   f"{solution.retained_weight:.1%}   expert invocations "
                   f"{solution.expert_invocations:,}")
     else:
-        con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
-                  f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
+        con.print(f"[bold]latency per batch {_maybe(solution.objective_s, ',.4f')} s[/]   "
+                  f"lower bound {_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
         con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
                   f"{solution.retained_weight:.1%}   expert invocations "
                   f"{solution.expert_invocations:,}")

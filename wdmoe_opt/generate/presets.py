@@ -65,7 +65,36 @@ class Scenario:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not (np.isfinite(value) and value > 0):
                 raise InputError(name, "must be a positive number", value)
+        for name, low, high in _BOUNDED_FLOATS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not (np.isfinite(value) and low <= value <= high):
+                raise InputError(name, f"must be a finite number in [{low:g}, {high:g}]", value)
+        for name in ("distances_m", "compute_flops"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            for k, v in enumerate(values):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                        not (np.isfinite(v) and v > 0):
+                    raise InputError(f"{name}[{k}]", "must be a positive number", v)
+        if self.hidden_dim * self.precision_bits > 1e300:
+            raise InputError("precision_bits", "times hidden_dim must stay below 1e300 bits",
+                             self.precision_bits)
+        size = self.layers * self.tokens * self.experts * 8
+        if size > MAX_GATING_BYTES:
+            raise InputError("tokens", f"make a gating array of {size:,} bytes (layers x tokens "
+                             f"x experts x 8), over the limit of {MAX_GATING_BYTES:,}",
+                             self.tokens)
 
+
+#: The largest gating array a generator makes (bytes); larger ones are refused up front.
+MAX_GATING_BYTES = 4 << 30
+
+#: Finite numbers with a range: (name, low, high).
+_BOUNDED_FLOATS = (("noise_psd_dbm_per_hz", -300.0, 100.0), ("activation_flops", 0.0, 1e6),
+                   ("popularity_skew", 0.0, 1e3), ("layer_correlation", 0.0, 1.0),
+                   ("sharpness", 1e-6, 1e6))
 
 _POSITIVE_INTS = ("layers", "tokens", "experts", "top_k", "hidden_dim", "ffn_hidden_dim",
                   "devices")

@@ -59,14 +59,41 @@ def read_npz(path: Path, kind: str, members: tuple[str, ...]) -> tuple[bytes, di
         (``kind`` names the expected file, e.g. ``wdmoe-instance``).
     """
     try:
+        _check_members(path, (HEADER, *members))
         with np.load(path, allow_pickle=False) as z:
             header = z[HEADER].tobytes()
             arrays = {name: z[name] for name in members}
+    except InputError:
+        raise
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise InputError(str(path), f"is not a {kind} .npz file ({exc})") from None
     for a in arrays.values():
         _freeze(a)
     return header, arrays
+
+
+def _check_members(path: Path, names: tuple[str, ...]) -> None:
+    """Refuse, before anything is allocated, a member whose ``.npy`` header declares a
+    non-real dtype (complex, object, strings) or more bytes than the file-size limit,
+    or whose uncompressed size says so (a zip bomb)."""
+    from .instance_io import MAX_FILE_BYTES
+    with zipfile.ZipFile(path) as zf:
+        for name in names:
+            info = zf.getinfo(f"{name}.npy")
+            if info.file_size > MAX_FILE_BYTES:
+                raise InputError(f"{path}: {name}", f"unpacks to {info.file_size:,} bytes, "
+                                 f"over the limit of {MAX_FILE_BYTES:,}")
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(f)
+            if dtype.kind not in "fiub":
+                raise InputError(f"{path}: {name}", "must hold real numbers or booleans",
+                                 str(dtype))
+            if int(np.prod(shape, dtype=object)) * dtype.itemsize > MAX_FILE_BYTES:
+                raise InputError(f"{path}: {name}", f"declares shape {shape}, over the limit "
+                                 f"of {MAX_FILE_BYTES:,} bytes")
 
 
 def _freeze(a: np.ndarray) -> None:

@@ -183,6 +183,19 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        self._check_link_budget()
+
+    def _check_link_budget(self) -> None:
+        """``P g / N0`` (eqs. 2-3) must be finite: a power, gain or noise density that
+        overflows it would give an infinite rate, a wrong zero communication time."""
+        for name, power, gain in (("bs_power_w", self.bs_power_w, "gain_down"),
+                                  ("devices[*].tx_power_w", self.tx_power_w, "gain_up")):
+            with np.errstate(over="ignore"):
+                budget = power * np.atleast_2d(getattr(self, gain)) / self.noise_psd_w_per_hz
+            if not np.isfinite(budget).all():
+                raise InputError(f"system.{name}", f"with system.devices[*].{gain} and "
+                                 "system.noise_psd_w_per_hz overflows the link budget P g / N0",
+                                 float(np.max(power)))
 
     @property
     def n_devices(self) -> int:
@@ -417,13 +430,13 @@ def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
     if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f"
                                            and np.all(np.mod(raw, 1) == 0)):
         raise InputError("placement", "must hold integer device ids", raw.dtype.name)
-    pl = raw.astype(np.int64)
-    bad = (pl < 0) | (pl >= U)
+    bad = (raw < 0) | (raw >= U)            # before the cast: 1e308 stays 1e308
     if bad.any():
         i, e = (int(x) for x in np.argwhere(bad)[0])
+        value = raw[i, e].item()
         raise InputError(f"placement[{i}][{e}]",
-                         f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
-    return pl
+                         f"names a missing device (devices are 0..{U - 1})", value)
+    return raw.astype(np.int64)
 
 
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
