@@ -40,11 +40,19 @@ def test_milp_routes_equal_brute_force(seed, layout, support):
 
 @pytest.mark.parametrize("warm_start", [True, False])
 def test_warm_started_milp_returns_its_incumbent(warm_start):
-    """Regression: HiGHS with presolve and a MIP start returned the start's columns."""
+    """Regression: HiGHS with presolve and a MIP start returned the start's columns.
+
+    Within the method's own stated tolerance (``mip_gap``), whatever HiGHS version:
+    the start (the best heuristic) is further than that from the optimum on this
+    instance, so returning its columns fails the test."""
     problem = SelectionProblem(tiny(202, "identity", tokens=6))
-    sol = solve(problem, "milp-highspy", warm_start=warm_start)
+    truth = solve(problem, "brute-force").wlr_total
+    mip_gap = 1e-7                                   # p2/milp-highspy's default
+    start = max(solve(problem, h).wlr_total for h in HEURISTICS)
+    assert start < truth * (1 - 10 * mip_gap)
+    sol = solve(problem, "milp-highspy", warm_start=warm_start, mip_gap=mip_gap)
     assert sol.status == Status.OPTIMAL
-    assert sol.wlr_total == pytest.approx(solve(problem, "brute-force").wlr_total, rel=1e-9)
+    assert truth * (1 - 2 * mip_gap) <= sol.wlr_total <= truth * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("support", ["topk", "all"])
