@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..generate import PRESETS
 from ..io.atomic import atomic_write_text
-from ..joint.ablation import PAPER_ARC_C, ablation_rows, summarize, to_markdown
+from ..joint.ablation import PAPER_ARC_C, PAPER_RANGES, ablation_rows, summarize, to_markdown
 from ._params import parse_assignments
 
 
@@ -41,7 +41,7 @@ def command(preset, seeds, tokens, selection, bandwidth, sets, output):
         overrides["tokens"] = tokens
     rows = ablation_rows(preset, range(seeds), selection=selection, bandwidth=bandwidth,
                          **overrides)
-    summary = summarize(rows)
+    summary = summarize(rows, ranges=PAPER_RANGES)
     table = Table(title=f"Table II ablation ({preset}, {seeds} seeds)")
     for col in ("variant", "latency/batch ms", "ratio", "reduction", "retained weight",
                 "paper ARC-C"):
