@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
+from tests.conftest import examples
 from wdmoe_opt import BandwidthProblem, Selection, Status
 from wdmoe_opt.bandwidth.certificate import dual_bound
 from wdmoe_opt.bandwidth.exact import interior_point
@@ -162,7 +163,7 @@ def _assert_on_simplex(b):
 
 # --------------------------------------------- the certificate, independently
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(p3_data(), st.integers(0, 2**32 - 1), st.floats(-3.0, 2.0), st.booleans())
 def test_certificate_matches_an_independent_dual_function(data, seed, log_nu, sparse):
     """Never above the independent ``g`` (beyond the round-off of its summands), and
@@ -195,7 +196,7 @@ def test_devices_priced_only_on_idle_pairs_take_no_bandwidth(fast_fading, log_nu
 
 # ------------------------------------------------------------ weak duality
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(p3_data(), st.integers(0, 2**32 - 1))
 def test_weak_duality_on_random_points_of_the_simplex(data, seed):
     rng = np.random.default_rng(seed)

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from wdmoe_opt import BandwidthProblem, Instance, Selection, solve
 from wdmoe_opt.bandwidth.certificate import dual_bound
 from wdmoe_opt.bandwidth.exact import interior_point
@@ -36,7 +37,7 @@ def _optimum(prob) -> float:
     return sol.objective_s
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_objective_is_convex_on_segments_of_the_simplex(prob, seed):
     rng = np.random.default_rng(seed)
@@ -46,7 +47,7 @@ def test_objective_is_convex_on_segments_of_the_simplex(prob, seed):
     assert T[1] <= (T[0] + T[2]) / 2 * (1 + 1e-12)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(problems())
 def test_exact_bounds_and_beats_every_method(prob):
     best = solve(prob, "exact")
@@ -59,7 +60,7 @@ def test_exact_bounds_and_beats_every_method(prob):
         assert best.objective_s <= sol.objective_s * (1 + TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.floats(1.01, 3.0))
 def test_optimum_does_not_increase_with_total_bandwidth(prob, factor):
     inst = prob.instance
@@ -67,7 +68,7 @@ def test_optimum_does_not_increase_with_total_bandwidth(prob, factor):
     assert _optimum(BandwidthProblem(wider, prob.selection)) <= _optimum(prob) * (1 + TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_optimum_does_not_increase_when_a_pair_is_removed(prob, seed):
     mask = prob.selection.mask.copy()
@@ -91,7 +92,7 @@ def _relabel(inst: Instance, perm: np.ndarray) -> Instance:
     return inst.replace(system=system, placement=perm[inst.placement])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_results_are_invariant_to_relabelling_devices(prob, seed):
     inst = prob.instance
@@ -106,7 +107,7 @@ def test_results_are_invariant_to_relabelling_devices(prob, seed):
     assert abs(back - b.objective_s) <= ULPS * b.objective_s
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_kkt_conditions_hold_at_the_exact_optimum(prob):
     """KKT in values, with residuals bounded by the certified gap: the Lagrangian
@@ -149,7 +150,7 @@ def wide_problems(draw):
     return BandwidthProblem(inst, prob.selection)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(wide_problems())
 def test_the_first_iterate_is_interior_and_the_certificate_holds(prob):
     data = P3Data.from_problem(prob)

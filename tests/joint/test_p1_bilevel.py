@@ -9,7 +9,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests import reference as ref
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from wdmoe_opt import InputError, JointProblem, solve
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.io import solution_to_dict
@@ -62,7 +62,7 @@ def test_p1_exact_coupled_is_proven_and_beats_every_feasible_grid_point(seed, sh
     _check_against_grid(instance, sol)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
 @example(tiny(1404, 0))          # the optimum on a tie boundary: budget ends the search
 def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
@@ -73,7 +73,7 @@ def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
     _check_against_grid(instance, sol)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
 def test_p1_exact_coupled_beats_the_alternating_fixed_point(instance):
     problem = JointProblem(instance, lower_level="coupled")
@@ -89,7 +89,7 @@ def test_p1_exact_coupled_beats_the_alternating_fixed_point(instance):
     assert not last or alt.extra["bilevel_feasible"] is True
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
 def test_p1_exact_uniform_is_p2_at_uniform_then_p3(instance):
     sol = solve(JointProblem(instance, lower_level="uniform"), "exact")
@@ -99,7 +99,7 @@ def test_p1_exact_uniform_is_p2_at_uniform_then_p3(instance):
     assert sol.lower_bound_s <= expected * (1 + 1e-7)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(instances, st.sampled_from(["uniform", "coupled"]),
        st.sampled_from(["topk", "alg1", "brute-force"]))
 def test_p1_alternating_never_worse_than_sequential(instance, lower_level, selection):

@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests import reference as ref
+from tests.conftest import examples
 from wdmoe_opt import InputError, SelectionProblem, solve
 from wdmoe_opt.generate import generate
 
@@ -101,7 +102,7 @@ LAYOUTS = [dict(experts=8, devices=8),
            dict(experts=8, devices=3, placement="round-robin")]
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(seed=st.integers(0, 10_000), layout=st.sampled_from([0, 1]),
        direction=st.sampled_from(["below", "above"]), gain=st.sampled_from([1.01, 1.3, 5.0]))
 def test_alg1_matches_reference(seed, layout, direction, gain):
@@ -135,7 +136,7 @@ def test_alg1_drops_more_as_theta0_grows():
     assert kept[0] > kept[1] > kept[2] >= inst.n_layers * inst.n_tokens
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(seed=st.integers(0, 10_000), layout=st.sampled_from([0, 1]))
 def test_alg2_cold_start_matches_reference(seed, layout):
     inst = generate("wdmoe-sim", seed=seed, layers=3, tokens=40, **LAYOUTS[layout])
