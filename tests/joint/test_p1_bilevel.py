@@ -64,7 +64,10 @@ def test_p1_exact_coupled_is_proven_and_beats_every_feasible_grid_point(seed, sh
 
 @settings(max_examples=examples(6), deadline=None)
 @given(instances)
-@example(tiny(1404, 0))          # the optimum on a tie boundary: budget ends the search
+# Found by hypothesis in a CI run: the optimum on a tie boundary, the budget ends the search.
+# Its gating statistics are those of the preset when it was found (the preset has been
+# re-tuned since), so the example stays the same instance.
+@example(small_instance(1404, **SHAPES[0], layer_correlation=0.97, sharpness=1.0))
 def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
     """Where the optimum sits on a follower-tie boundary the search may end at its box
     budget (status ``feasible``); its lower bound must hold all the same."""
