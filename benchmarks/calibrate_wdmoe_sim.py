@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
-from wdmoe_opt.joint.ablation import PAPER_MEAN_REDUCTION, PAPER_RANGES, ablation_rows
+from wdmoe_opt.harness.ablation import PAPER_MEAN_REDUCTION, PAPER_RANGES, ablation_rows
 
 ABLATIONS = ("no-bandwidth", "no-selection", "wdmoe")
 LAYER_CORRELATIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99)

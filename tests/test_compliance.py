@@ -36,6 +36,7 @@ from tests.conftest import small_instance
 from wdmoe_opt import BandwidthProblem, JointProblem, Selection, SelectionProblem
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.io import solution_to_dict
+from wdmoe_opt.problems import WeightFloorProblem
 from wdmoe_opt.registry import get_method, methods
 
 CASES = {
@@ -59,6 +60,8 @@ def _run(method, instance, support="topk", lower_level="uniform"):
         return method(BandwidthProblem(instance, Selection.topk(instance)))
     if method.problem == "p2":
         return method(SelectionProblem(instance, support=support))
+    if method.problem == "p1-floor":
+        return method(WeightFloorProblem(instance, support=support))
     return method(JointProblem(instance, support=support, lower_level=lower_level))
 
 
@@ -94,12 +97,12 @@ def test_every_method_meets_the_known_optimum_rules(method, case):
             assert sol.wlr_total >= best * (1 - REF_RTOL)
             assert sol.wlr_upper_bound is not None
             assert sol.wlr_upper_bound >= best * (1 - REF_RTOL)
-    elif "min_retained_weight" in sol.extra:
+    elif method.problem == "p1-floor":
         assert sol.objective_s >= ref.p3_optimum_s(instance, mask) * (1 - REF_RTOL)
         assert sol.retained_weight >= sol.extra["min_retained_weight"] - 1e-12
         if method.exact:
             topk = ref.p3_optimum_s(instance, ref.topk_mask(instance))
-            heuristic = get_method("p1/weight-floor")(JointProblem(instance))
+            heuristic = get_method("p1-floor/greedy")(WeightFloorProblem(instance))
             assert sol.objective_s <= min(topk, heuristic.objective_s) * (1 + REF_RTOL)
     else:
         assert sol.objective_s >= ref.p3_optimum_s(instance, mask) * (1 - REF_RTOL)
@@ -110,7 +113,7 @@ def test_every_method_meets_the_known_optimum_rules(method, case):
 
 COUPLED = [pytest.param(m, case, id=f"{m.key}-{case}",
                         marks=[pytest.mark.slow] if (m.exact, case) == (True, "identity") else [])
-           for m in ALL if m.problem == "p1" and not m.name.startswith("weight-floor")
+           for m in ALL if m.problem == "p1"
            for case in sorted(INSTANCES)]
 
 
@@ -161,4 +164,5 @@ def test_no_registered_method_escapes_the_suite():
     in_source = registered_in_source()
     assert {"p3/uniform", "p2/topk", "p1/sequential", "p1/exact"} <= in_source
     assert in_source == {m.key for m in ALL}
+    assert all(m.problem in ("p1", "p2", "p3", "p1-floor") for m in ALL)
     assert all(m.summary for m in ALL), "every method needs a one-line docstring summary"

@@ -20,7 +20,7 @@ KEY = ("instance", "solver", "repeat")
 RETRY_STATUSES = frozenset({"unavailable"})
 #: Column order of the table (columns beyond these are kept after them).
 COLUMNS = ("instance", "tier", "solver", "repeat", "problem", "status", "solver_status",
-           "feasible", "objective", "sense", "bound", "gap", "best_known", "gap_to_best",
+           "feasible", "exact", "objective", "sense", "bound", "gap", "best_known", "gap_to_best",
            "objective_s", "lower_bound_s", "wlr_total", "wlr_upper_bound", "retained_weight",
            "solve_time_s", "wall_s", "timeout", "peak_mem_mb", "violations", "error",
            "instance_hash", "solution_path", "versions", "finished_at")

@@ -34,10 +34,18 @@ def peak_memory_mb() -> float:
 
 def versions(backends: dict | None = None) -> dict:
     """wdmoe_opt, Python, numpy, scipy and the method's backends (benchopt's metadata)."""
-    from .. import __version__
+    from .._version import __version__
     from ..registry import backend_versions
     return {"wdmoe_opt": __version__, "python": platform.python_version(),
             **backend_versions(), **dict(backends or {})}
+
+
+def is_exact(solver) -> bool:
+    """Whether the solver's method proves optimality (the registry's ``exact`` flag);
+    a :class:`~wdmoe_opt.harness.solvers.Custom` function counts as a heuristic."""
+    from ..registry import get_method
+    method = getattr(solver, "method", "")
+    return bool(method) and get_method(method).exact
 
 
 def bilevel_feasible(problem: str, doc: dict) -> bool:
@@ -109,6 +117,7 @@ def run_task(task: dict) -> dict:
         "retained_weight": doc["retained_weight"], "gap": doc["gap"],
         "solve_time_s": doc["solve_time_s"] or elapsed, "peak_mem_mb": peak,
         "feasible": not violations and bilevel_feasible(solver.problem, doc),
+        "exact": is_exact(solver),
         "versions": versions((doc.get("solver") or {}).get("backends")),
     }
 
