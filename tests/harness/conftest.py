@@ -32,10 +32,11 @@ def make_library(root: Path):
 #: generous enough for a slow or loaded machine (Python start-up and imports included).
 TIMED_OUT = "fix-slow"
 SHORT_LIMITS = {"timeout": 1.0, "grace_s": 1.0}
+GENEROUS_LIMITS = {"timeout": 120.0, "grace_s": 10.0, "memory_mb": 8192}
 
 
 def fixture_sweep(library_root: Path, out: Path, solvers, **settings):
-    settings = {"timeout": 120.0, "grace_s": 10.0, "memory_mb": 8192, "jobs": 2, **settings}
+    settings = {**GENEROUS_LIMITS, "jobs": 2, **settings}
     return plan(library_root, solvers, out, solver_dirs=[FIXTURES], **settings)
 
 
