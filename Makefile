@@ -29,8 +29,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
+# The slow tests, and every hypothesis test drawing fresh, more examples.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m slow
+	HYPOTHESIS_PROFILE=randomized $(BIN)/python -m pytest -q -n 2 -m "slow or hypothesis"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

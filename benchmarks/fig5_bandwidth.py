@@ -20,7 +20,7 @@ BANDWIDTHS_MHZ = (20, 40, 60, 80, 100, 120)
 LABELS = {"mixtral": "Mixtral-based (Top-2, uniform split)", "wdmoe": "WDMoE (Alg. 1 + P3)"}
 
 
-def plot(summary: pd.DataFrame, path: Path, command: str) -> None:
+def plot(summary: pd.DataFrame, path: Path, command: str, seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +33,7 @@ def plot(summary: pd.DataFrame, path: Path, command: str) -> None:
                     fmt=style, capsize=3, label=LABELS[variant])
     ax.set_xlabel("Total bandwidth (MHz)")
     ax.set_ylabel("Latency per batch (s)")
-    ax.set_title("wdmoe-sim, mean ± std over seeds", fontsize=9)
+    ax.set_title(f"wdmoe-sim, seeds 0–{seeds - 1}: mean ± std over seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.text(0.01, 0.01, command, fontsize=6, color="gray")
@@ -57,7 +57,7 @@ def run(argv=None) -> int:
         f" --{k} {v}" for k, v in (("seeds", args.seeds), ("tokens", args.tokens)) if v)
     (args.out / "results").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out / "results" / "fig5_bandwidth.csv", index=False)
-    plot(summary, args.out / "figures" / "fig5_bandwidth.png", command)
+    plot(summary, args.out / "figures" / "fig5_bandwidth.png", command, args.seeds)
     print(summary[["bandwidth_mhz", "variant", "latency_ms_mean", "ratio_mean"]].to_string(
         index=False))
     return 0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from wdmoe_opt import BandwidthProblem, InputError, Selection, SelectionProblem, batch, solve
 from wdmoe_opt.model import latency as lat
 
@@ -134,7 +134,7 @@ def test_batch_robust_equals_p3_robust(fast_fading, rng):
     assert ref.extra["robust_lower_bound_s"] <= res.objective_s[0] * (1 + 1e-12)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(seed=st.integers(0, 10_000), devices=st.integers(2, 6), layers=st.integers(1, 5),
        fast=st.booleans(), idle=st.integers(0, 2), n=st.integers(1, 4))
 def test_batch_equals_per_call_on_random_shapes(seed, devices, layers, fast, idle, n):

@@ -40,8 +40,7 @@ def test_every_method_is_checked_feasible_and_bounded_by_exact(case):
         assert sol.status is not Status.ERROR
         assert sol.objective_s >= best.lower_bound_s * (1 - 1e-12)
         assert best.objective_s <= sol.objective_s * (1 + 1e-9)
-        if sol.lower_bound_s is not None:
-            assert sol.lower_bound_s <= sol.objective_s
+        assert sol.lower_bound_s is None or sol.lower_bound_s <= sol.objective_s
 
 
 def test_idle_devices_get_no_bandwidth():
@@ -94,10 +93,9 @@ def test_unknown_method_lists_the_known_ones():
 def test_time_limit_returns_a_feasible_incumbent(name):
     prob = _problem("fast-fading")
     sol = solve(prob, name, time_limit=1e-9)
-    assert sol.status in (Status.TIME_LIMIT, Status.ERROR)
+    assert sol.status is Status.TIME_LIMIT, sol.extra
     assert check_solution(prob.instance, solution_to_dict(sol)) == []
-    if sol.lower_bound_s is not None:
-        assert sol.lower_bound_s <= sol.objective_s
+    assert sol.lower_bound_s is None or sol.lower_bound_s <= sol.objective_s
 
 
 def test_exact_iteration_limit_is_feasible_with_a_valid_bound():

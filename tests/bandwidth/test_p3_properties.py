@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from wdmoe_opt import BandwidthProblem, Instance, Selection, solve
+from wdmoe_opt.bandwidth.certificate import dual_bound
 from wdmoe_opt.bandwidth.exact import interior_point
 from wdmoe_opt.bandwidth.structure import P3Data
 from wdmoe_opt.generate import generate
 from wdmoe_opt.model import latency as lat
 
 TOL = 1e-9
+#: Round-off allowance of a sum of doubles: 64 units in the last place, relative.
+ULPS = 64 * np.finfo(np.float64).eps
 
 
 @st.composite
@@ -33,7 +37,7 @@ def _optimum(prob) -> float:
     return sol.objective_s
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_objective_is_convex_on_segments_of_the_simplex(prob, seed):
     rng = np.random.default_rng(seed)
@@ -43,7 +47,7 @@ def test_objective_is_convex_on_segments_of_the_simplex(prob, seed):
     assert T[1] <= (T[0] + T[2]) / 2 * (1 + 1e-12)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(problems())
 def test_exact_bounds_and_beats_every_method(prob):
     best = solve(prob, "exact")
@@ -51,12 +55,11 @@ def test_exact_bounds_and_beats_every_method(prob):
     for name in ("uniform", "slsqp", "cvxpy"):
         sol = solve(prob, name)
         assert sol.objective_s >= best.lower_bound_s
-        if sol.lower_bound_s is not None:
-            assert sol.lower_bound_s <= best.objective_s
+        assert sol.lower_bound_s is None or sol.lower_bound_s <= best.objective_s
         assert best.objective_s <= sol.objective_s * (1 + TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.floats(1.01, 3.0))
 def test_optimum_does_not_increase_with_total_bandwidth(prob, factor):
     inst = prob.instance
@@ -64,7 +67,7 @@ def test_optimum_does_not_increase_with_total_bandwidth(prob, factor):
     assert _optimum(BandwidthProblem(wider, prob.selection)) <= _optimum(prob) * (1 + TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_optimum_does_not_increase_when_a_pair_is_removed(prob, seed):
     mask = prob.selection.mask.copy()
@@ -88,7 +91,7 @@ def _relabel(inst: Instance, perm: np.ndarray) -> Instance:
     return inst.replace(system=system, placement=perm[inst.placement])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
 def test_results_are_invariant_to_relabelling_devices(prob, seed):
     inst = prob.instance
@@ -97,25 +100,37 @@ def test_results_are_invariant_to_relabelling_devices(prob, seed):
     a = solve(prob, "exact")
     b = solve(BandwidthProblem(other, prob.selection), "exact")
     assert abs(a.objective_s - b.objective_s) <= TOL * a.objective_s
-    np.testing.assert_allclose(b.layer_latency_s, a.layer_latency_s, rtol=1e-6)
+    # the optimal split of the copy, read back in the original labels, is as good there
+    # (values, not the split itself: the optimum may be flat along the simplex)
+    back = float(lat.total_latency_s(inst, prob.selection, b.bandwidth_hz[perm]))
+    assert abs(back - b.objective_s) <= ULPS * b.objective_s
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_kkt_conditions_hold_at_the_exact_optimum(prob):
-    """Active devices share the marginal value ``nu = -sum_i lam t'``; multipliers sum
-    to 1 per layer and sit on the layer's bottleneck devices."""
+    """KKT in values, with residuals bounded by the certified gap: the Lagrangian
+    ``L(b, lam, nu) = sum_ik lam t_ik(b_k) + nu (sum b - 1)`` is sandwiched between the
+    dual bound and the objective, so both the stationarity residual ``L - g`` (each
+    ``b_k`` minimizes its inner function up to it) and the complementary slackness
+    ``sum_i (max_k t_ik - sum_k lam_ik t_ik)`` (multipliers on the bottleneck devices)
+    are at most the gap ``<= TOL * objective``. Values, not the derivatives: the inner
+    functions are flat at their minimum, so derivatives there carry no useful accuracy."""
     data = P3Data.from_problem(prob)
-    if data.n_loaded < 2:
-        return
+    assume(data.n_loaded >= 2)
     res = interior_point(data, tol=TOL)
-    t, t1, _ = data.time_derivatives(res.b)
-    lam = res.lam / res.lam.sum(axis=1, keepdims=True)
-    marginal = -(lam * t1).sum(axis=0)
-    np.testing.assert_allclose(marginal, res.nu, rtol=1e-5)
-    layer_max = t.max(axis=1, keepdims=True)
-    assert (lam * (layer_max - t)).sum() <= 1e-7 * layer_max.sum()
     assert res.bound <= res.objective <= res.bound * (1 + TOL)
+    t = data.times(res.b)
+    lam = res.lam / res.lam.sum(axis=1, keepdims=True)
+    assert (lam >= 0).all()
+    weighted = float((lam * t).sum())
+    lagrangian = weighted + res.nu * (res.b.sum() - 1.0)
+    bound, _ = dual_bound(data, res.lam, res.nu, res.b)
+    gap = res.objective - res.bound
+    slack = ULPS * res.objective
+    assert bound - slack <= lagrangian <= res.objective + slack
+    assert lagrangian - bound <= gap + slack                          # stationarity
+    assert float(t.max(axis=1).sum()) - weighted <= gap + slack       # complementary slackness
 
 
 @st.composite
@@ -134,12 +149,11 @@ def wide_problems(draw):
     return BandwidthProblem(inst, prob.selection)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(wide_problems())
 def test_the_first_iterate_is_interior_and_the_certificate_holds(prob):
     data = P3Data.from_problem(prob)
-    if data.n_loaded < 2:
-        return
+    assume(data.n_loaded >= 2)
     first = interior_point(data, tol=TOL, max_iter=1).b   # one step from the start
     assert (first > 0).all() and abs(first.sum() - 1.0) <= 1e-12
     assert np.isfinite(data.objective(first))

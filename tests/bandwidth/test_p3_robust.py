@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from wdmoe_opt import BandwidthProblem, InputError, Selection, solve
 from wdmoe_opt.bandwidth.robust import RobustOptions, cvar, scenario_factors, scenario_latency
 from wdmoe_opt.bandwidth.structure import P3Data
@@ -49,7 +49,7 @@ def test_one_scenario_is_p3_on_that_channel():
     np.testing.assert_allclose(rob.extra["robust_objective_s"], ref.objective_s, rtol=TOL)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(seed=st.integers(0, 50), sigma=st.floats(0.5, 8.0), risk=st.sampled_from([0.0, 0.75]),
        fast=st.booleans())
 def test_robust_beats_nominal_on_its_own_scenarios(seed, sigma, risk, fast):

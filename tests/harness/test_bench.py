@@ -9,7 +9,7 @@ from wdmoe_opt.harness.bench import read_meta, run_bench
 from wdmoe_opt.harness.runner import gap_to_best
 from wdmoe_opt.harness.table import RESULTS_FILE, ResultsTable
 
-from .conftest import EXPECTED, fixture_sweep
+from .conftest import EXPECTED, SHORT_LIMITS, fixture_sweep
 
 
 def test_every_run_ends_with_its_expected_status(swept):
@@ -59,7 +59,7 @@ def test_table_on_disk_matches_and_solutions_are_written(swept):
 def test_rerun_skips_finished_runs_and_retries_unavailable(library_root, swept):
     out, _ = swept
     events = []
-    table = run_bench(fixture_sweep(library_root, out, list(EXPECTED), limit=1),
+    table = run_bench(fixture_sweep(library_root, out, list(EXPECTED), limit=1, **SHORT_LIMITS),
                       lambda kind, payload: events.append((kind, payload)))
     assert ("total", 2) in events  # only fix-missing and fix-broken run again
     assert len(table.rows) == len(EXPECTED)

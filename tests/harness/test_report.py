@@ -19,6 +19,8 @@ from wdmoe_opt.harness.report import (
 )
 from wdmoe_opt.harness.table import RESULTS_FILE, as_frame, read_results
 
+from .conftest import GENEROUS_LIMITS, SHORT_LIMITS
+
 
 def _links(page: str, attr: str) -> set[str]:
     return set(re.findall(rf'{attr}="([^"#:]+)"', page))
@@ -58,7 +60,8 @@ def test_report_page_tables_and_updates(rendered):
     assert "P3, bandwidth allocation for the router&#x27;s Top-K selection" in page
     assert "P1, Top-K support, uniform lower level" in page
     assert "fix-missing" in page  # listed under "Methods not run"
-    assert "time limit" in page and "1 s per run" in page and "machine" in page
+    limits = f"{SHORT_LIMITS['timeout']:g} s, {GENEROUS_LIMITS['timeout']:g} s per run"
+    assert "time limit" in page and limits in page and "machine" in page
     summary = pd.read_csv(folder / "p3-methods.csv", index_col=0)
     assert summary.loc["fix-p3-uniform", "solved"] == 1
     assert summary.loc["fix-wrong", "solved"] == 0 and summary.loc["fix-slow", "failed"] == 1

@@ -5,12 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from wdmoe_opt import InputError
 from wdmoe_opt.io import instance_to_dict, read_instance, write_instance
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(seed=st.integers(0, 1000), fast=st.booleans(), shared=st.booleans(),
        suffix=st.sampled_from([".json", ".npz"]))
 def test_round_trip_is_lossless(tmp_path_factory, seed, fast, shared, suffix):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
-from wdmoe_opt import BandwidthProblem, InputError, JointProblem, SelectionProblem, solve
+from tests import reference as ref
+from tests.conftest import examples, small_instance
+from wdmoe_opt import InputError, JointProblem, solve
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.joint.bilevel import bilevel_search
@@ -23,43 +22,36 @@ SHAPES = [dict(layers=2, tokens=3, experts=3, devices=3),
           dict(layers=1, tokens=4, experts=3, devices=3),
           dict(layers=2, tokens=2, experts=4, devices=2, placement="round-robin")]
 TOL = 1e-4  # p1/exact's default proven gap for the coupled reading
+#: Accuracy allowed to the brute-force referee (sums in another order).
+REF_RTOL = 1e-9
 
 
 def tiny(seed, shape):
     return small_instance(seed, **SHAPES[shape])
 
 
-def p2_best(instance, bandwidth_hz):
-    """Referee: exact P2 by the independent brute force (p2/brute-force)."""
-    return solve(SelectionProblem(instance, bandwidth_hz), "brute-force")
-
-
-def simplex_grid(instance, steps):
-    total, U = instance.system.total_bandwidth_hz, instance.n_devices
-    pts = [c for c in itertools.product(range(1, steps), repeat=U - 1) if sum(c) < steps]
-    return [np.array([*c, steps - sum(c)]) * total / steps for c in pts]
-
-
-def assert_valid(instance, sol):
+def assert_valid(instance, sol, lower_level):
+    """The checker accepts the point, it says which reading it solved, and its bilevel
+    verdict agrees with the brute-force referee (:mod:`tests.reference`)."""
     assert check_solution(instance, solution_to_dict(sol)) == []
-    assert sol.extra["lower_level"] in ("uniform", "coupled")
-    assert sol.extra["bilevel_feasible"] in (True, False, None)
+    assert sol.extra["lower_level"] == lower_level
+    ref.assert_bilevel_verdict(instance, sol, REF_RTOL)
 
 
 instances = st.builds(tiny, st.integers(0, 10_000), st.integers(0, len(SHAPES) - 1))
 
 
 def _check_against_grid(instance, sol):
-    assert_valid(instance, sol)
+    """Bilevel-feasible (the verdict is True and the referee agrees); the lower bound holds
+    below every bilevel-feasible point of a grid, and an ``optimal`` status is within
+    ``TOL`` of each of them."""
+    assert_valid(instance, sol, "coupled")
     assert sol.extra["bilevel_feasible"] is True
-    # the returned selection is optimal for P2 at the returned bandwidth
-    assert sol.wlr_total >= p2_best(instance, sol.bandwidth_hz).wlr_total * (1 - 1e-9)
-    steps = 30 if instance.n_devices == 2 else 12
-    for b in simplex_grid(instance, steps):
-        follower = p2_best(instance, b)            # a bilevel-feasible point at b
-        assert sol.lower_bound_s <= follower.objective_s * (1 + 1e-12)
-        if str(sol.status) == "optimal":
-            assert sol.objective_s <= follower.objective_s * (1 + TOL)
+    proven = str(sol.status) == "optimal"
+    for b in ref.simplex_grid_hz(instance, 30 if instance.n_devices == 2 else 12):
+        feasible = ref.coupled_point_latency_s(instance, b)
+        assert sol.lower_bound_s <= feasible * (1 + REF_RTOL)
+        assert not proven or sol.objective_s <= feasible * (1 + TOL)
 
 
 @pytest.mark.parametrize("seed, shape", [(0, 0), (1, 1), (2, 2), (3, 3), (5, 0)])
@@ -70,9 +62,12 @@ def test_p1_exact_coupled_is_proven_and_beats_every_feasible_grid_point(seed, sh
     _check_against_grid(instance, sol)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
-@example(tiny(1404, 0))          # the optimum on a tie boundary: budget ends the search
+# Found by hypothesis in a CI run: the optimum on a tie boundary, the budget ends the search.
+# Its gating statistics are those of the preset when it was found (the preset has been
+# re-tuned since), so the example stays the same instance.
+@example(small_instance(1404, **SHAPES[0], layer_correlation=0.97, sharpness=1.0))
 def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
     """Where the optimum sits on a follower-tie boundary the search may end at its box
     budget (status ``feasible``); its lower bound must hold all the same."""
@@ -81,42 +76,41 @@ def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
     _check_against_grid(instance, sol)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
 def test_p1_exact_coupled_beats_the_alternating_fixed_point(instance):
     problem = JointProblem(instance, lower_level="coupled")
-    exact = solve(problem, "exact", max_boxes=20_000)
     alt = solve(problem, "alternating", selection="brute-force")
-    assert_valid(instance, alt)
-    if alt.extra["cycle_length"] == 1:
-        fixed = alt.extra["fixed_point_objective_s"]
-        assert exact.lower_bound_s <= fixed * (1 + 1e-12)
-        if str(exact.status) == "optimal":
-            assert exact.objective_s <= fixed * (1 + TOL)
-        if alt.extra["best_iteration"] == alt.extra["iterations"] - 1:
-            assert alt.extra["bilevel_feasible"] is True
+    assert_valid(instance, alt, "coupled")
+    assume(alt.extra["cycle_length"] == 1)    # a fixed point: a bilevel-feasible point
+    exact = solve(problem, "exact", max_boxes=20_000)
+    fixed = alt.extra["fixed_point_objective_s"]
+    assert exact.lower_bound_s <= fixed * (1 + REF_RTOL)
+    assert str(exact.status) != "optimal" or exact.objective_s <= fixed * (1 + TOL)
+    # the best point is the fixed point when it came last: then it is bilevel-feasible
+    last = alt.extra["best_iteration"] == alt.extra["iterations"] - 1
+    assert not last or alt.extra["bilevel_feasible"] is True
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(instances)
 def test_p1_exact_uniform_is_p2_at_uniform_then_p3(instance):
     sol = solve(JointProblem(instance, lower_level="uniform"), "exact")
-    assert_valid(instance, sol)
-    follower = p2_best(instance, None)
-    ref = solve(BandwidthProblem(instance, follower.selection), "exact")
-    assert math.isclose(sol.objective_s, ref.objective_s, rel_tol=1e-7)
-    assert sol.lower_bound_s <= ref.objective_s * (1 + 1e-9)
+    assert_valid(instance, sol, "uniform")
+    expected = ref.p1_uniform_optimum_s(instance)
+    assert math.isclose(sol.objective_s, expected, rel_tol=1e-7)
+    assert sol.lower_bound_s <= expected * (1 + 1e-7)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(instances, st.sampled_from(["uniform", "coupled"]),
        st.sampled_from(["topk", "alg1", "brute-force"]))
 def test_p1_alternating_never_worse_than_sequential(instance, lower_level, selection):
     problem = JointProblem(instance, lower_level=lower_level)
     seq = solve(problem, "sequential", selection=selection)
     alt = solve(problem, "alternating", selection=selection)
-    assert_valid(instance, seq)
-    assert_valid(instance, alt)
+    assert_valid(instance, seq, lower_level)
+    assert_valid(instance, alt, lower_level)
     assert alt.objective_s <= seq.objective_s * (1 + 1e-12)
     assert alt.extra["objectives_s"][0] == pytest.approx(seq.objective_s, rel=1e-12)
 
@@ -138,17 +132,18 @@ def test_p1_verdicts_follow_the_exact_follower():
     instance = tiny(5, 0)
     problem = JointProblem(instance, lower_level="coupled")
     seq = solve(problem, "sequential", selection="brute-force")
-    reply = p2_best(instance, seq.bandwidth_hz)
-    own = lat.wlr(instance, seq.selection, seq.bandwidth_hz).sum()
-    assert seq.extra["bilevel_feasible"] is bool(own >= reply.wlr_total * (1 - 1e-9))
-    assert solve(problem, "sequential", selection="topk").extra["bilevel_feasible"] in (False, None)
+    best, _ = ref.p2_enumerate(instance, seq.bandwidth_hz)
+    own = ref.wlr(instance, seq.selection.mask, seq.bandwidth_hz).sum()
+    assert seq.extra["bilevel_feasible"] is bool(own >= best * (1 - REF_RTOL))
+    # Top-K re-solving P2 finds nothing better than itself and proves nothing: unknown
+    assert solve(problem, "sequential", selection="topk").extra["bilevel_feasible"] is None
 
 
 def test_p1_exact_on_the_literal_support_and_shared_placement():
     instance = tiny(2, 3)
     for ll in ("uniform", "coupled"):
         sol = solve(JointProblem(instance, support="all", lower_level=ll), "exact")
-        assert_valid(instance, sol)
+        assert_valid(instance, sol, ll)
         assert str(sol.status) == "optimal"
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from tests.joint.test_p1_bilevel import tiny
 from wdmoe_opt import BandwidthProblem, JointProblem, Selection, solve
 from wdmoe_opt.check import check_solution
@@ -32,7 +32,7 @@ def brute_force_floor(instance, rho):
     return best
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([0, 1, 3]), st.sampled_from([1.0, 0.9, 0.75]))
 def test_p1_weight_floor_exact_matches_brute_force(seed, shape, rho):
     instance = tiny(seed, shape)

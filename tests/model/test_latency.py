@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_instance
+from tests.conftest import examples, small_instance
 from wdmoe_opt import Selection
 from wdmoe_opt.model import latency as lat
 
@@ -71,7 +71,7 @@ def test_topk_retained_weight_is_one_and_dropping_lowers_it(instance):
     assert lat.expert_invocations(sel) == instance.n_layers * instance.n_tokens * 2
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(0, 3), factor=st.floats(1.01, 10.0),
        fast=st.booleans())
 def test_latency_is_non_increasing_in_every_device_bandwidth(seed, k, factor, fast):
@@ -86,7 +86,7 @@ def test_latency_is_non_increasing_in_every_device_bandwidth(seed, k, factor, fa
     assert lat.total_latency_s(inst, sel, more) <= lat.total_latency_s(inst, sel, b) * (1 + 1e-12)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(seed=st.integers(0, 10_000), fast=st.booleans())
 def test_relabelling_devices_changes_nothing(seed, fast):
     inst = small_instance(seed, fast_fading=fast)
@@ -148,7 +148,7 @@ def test_energy_is_transmit_plus_optional_compute(instance):
     assert lat.energy_j(instance, fewer, b) < lat.energy_j(instance, sel, b)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 6), st.integers(2, 7),
        st.integers(1, 4))
 def test_loads_and_weights_match_a_loop_over_tokens(seed, layers, tokens, experts, devices):
@@ -169,7 +169,7 @@ def test_loads_and_weights_match_a_loop_over_tokens(seed, layers, tokens, expert
             assert np.isclose(weight[i, k], (inst.gating_weights[i][:, on_k] * kept).sum())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 9), st.integers(1, 9), st.booleans())
 def test_topk_mask_keeps_the_k_largest_and_breaks_ties_to_the_lower_index(seed, experts, k,
                                                                           ties):

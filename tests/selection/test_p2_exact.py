@@ -7,6 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from wdmoe_opt import InputError, SelectionProblem, Status, solve
 from wdmoe_opt.generate import generate
 
@@ -21,7 +22,7 @@ def tiny(seed, layout, tokens):
     return generate("wdmoe-sim", seed=seed, layers=2, tokens=tokens, **LAYOUTS[layout])
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 10_000), layout=st.sampled_from(sorted(LAYOUTS)),
        support=st.sampled_from(["topk", "all"]))
 @example(seed=507, layout="shared", support="topk")    # HiGHS presolve: a wrong "optimum"
@@ -42,11 +43,19 @@ def test_milp_routes_equal_brute_force(seed, layout, support):
 
 @pytest.mark.parametrize("warm_start", [True, False])
 def test_warm_started_milp_returns_its_incumbent(warm_start):
-    """Regression: HiGHS with presolve and a MIP start returned the start's columns."""
+    """Regression: HiGHS with presolve and a MIP start returned the start's columns.
+
+    Within the method's own stated tolerance (``mip_gap``), whatever HiGHS version:
+    the start (the best heuristic) is further than that from the optimum on this
+    instance, so returning its columns fails the test."""
     problem = SelectionProblem(tiny(202, "identity", tokens=6))
-    sol = solve(problem, "milp-highspy", warm_start=warm_start)
+    truth = solve(problem, "brute-force").wlr_total
+    mip_gap = 1e-7                                   # p2/milp-highspy's default
+    start = max(solve(problem, h).wlr_total for h in HEURISTICS)
+    assert start < truth * (1 - 10 * mip_gap)
+    sol = solve(problem, "milp-highspy", warm_start=warm_start, mip_gap=mip_gap)
     assert sol.status == Status.OPTIMAL
-    assert sol.wlr_total == pytest.approx(solve(problem, "brute-force").wlr_total, rel=1e-9)
+    assert truth * (1 - 2 * mip_gap) <= sol.wlr_total <= truth * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("support", ["topk", "all"])
@@ -94,7 +103,10 @@ def test_brute_force_refuses_big_instances():
 
 @pytest.mark.parametrize("seed", [0, 5])
 def test_all_support_optimum_is_degenerate(seed):
-    """SPEC §2: the literal P2 keeps one token on all devices but one, which takes the rest."""
+    """SPEC §2: the literal P2 keeps one token on all devices but one, which takes the rest.
+
+    The gating statistics are given explicitly, not the preset's (re-tuned to Table II
+    whenever the calibration is redone), so the retained-weight bound keeps its meaning."""
     inst = generate("wdmoe-sim", seed=seed, layers=2, tokens=4, experts=4, devices=4,
                     layer_correlation=0.5, sharpness=1.5)
     lit = solve(SelectionProblem(inst, support="all"), "brute-force")

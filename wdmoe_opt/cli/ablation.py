@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ..generate import PRESETS
-from ..harness.ablation import PAPER_ARC_C, ablation_rows, summarize, table_cells, to_markdown
+from ..harness.ablation import (
+    PAPER_ARC_C,
+    PAPER_RANGES,
+    ablation_rows,
+    summarize,
+    table_cells,
+    to_markdown,
+)
 from ..io.atomic import atomic_write_text
 from ._params import parse_assignments
 
@@ -41,7 +48,7 @@ def command(preset, seeds, tokens, selection, bandwidth, sets, output):
         overrides["tokens"] = tokens
     rows = ablation_rows(preset, range(seeds), selection=selection, bandwidth=bandwidth,
                          **overrides)
-    summary = summarize(rows)
+    summary = summarize(rows, ranges=PAPER_RANGES)
     table = Table(title=f"Table II ablation ({preset}, {seeds} seeds)")
     header, cells = table_cells(summary, PAPER_ARC_C)
     for n, col in enumerate(header):

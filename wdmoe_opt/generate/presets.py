@@ -122,9 +122,10 @@ _POSITIVE_FLOATS = ("precision_bits", "total_bandwidth_hz", "carrier_ghz", "bs_p
 
 PRESETS: dict[str, Scenario] = {
     # The paper's simulation (§V-A): 8 devices, Mixtral 8x7B, 100 MHz at 3.5 GHz.
-    # Gating statistics calibrated so the Table II ablation ratios land in the
-    # paper's ranges (docs/defaults.md, "Calibration of wdmoe-sim").
-    "wdmoe-sim": Scenario(layer_correlation=0.97, sharpness=1.0),
+    # Gating statistics tuned to the paper's Table II mean reductions on seeds
+    # 100-115, disjoint from the reported seeds 0-7 (benchmarks/calibrate_wdmoe_sim.py;
+    # docs/defaults.md, "Calibration of wdmoe-sim").
+    "wdmoe-sim": Scenario(layer_correlation=0.98, sharpness=0.75),
     # The hardware testbed (§VI): four devices (2x Jetson AGX Orin, Xavier NX,
     # RTX 4070 Ti) hold experts 0-3 of every layer, the A40 server (a fifth
     # "device" next to the router) the other four; 802.11ax at 5 GHz, 160 MHz, indoors.
