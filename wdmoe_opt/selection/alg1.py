@@ -44,13 +44,9 @@ class Alg1Options(Options):
                             "drop when S < theta (paper) or S > 1 - theta (mirror)")
 
 
-def cosine_similarity(weights: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """Eq. (18): ``cos(w[i, j, :], tau[i, :])``, ``[I, J]`` (0 for an all-zero row)."""
-    return _cosine(np.einsum("ije,ie->ij", weights, tau),
-                   np.einsum("ije,ije->ij", weights, weights), tau)
-
-
 def _cosine(dot: np.ndarray, sq_norm: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Eq. (18), ``cos(w[i, j, :], tau[i, :])`` ``[I, J]``, from the dot products and the
+    squared norms of the weight rows (0 for an all-zero row)."""
     norm = np.sqrt(sq_norm) * np.linalg.norm(tau, axis=1)[:, None]
     return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0)
 
