@@ -23,10 +23,12 @@ from .problems import Problem
 from .solution import Solution, Status
 
 PROBLEMS = {"p1": "joint bilevel (eqs. 13-15)", "p2": "expert selection (eqs. 15-17)",
-            "p3": "bandwidth allocation (eqs. 19-21)"}
+            "p3": "bandwidth allocation (eqs. 19-21)",
+            "p5": "expert placement (SPEC §7)"}
 
 #: Packages whose import registers the built-in methods.
-_BUILTIN_PACKAGES = ("wdmoe_opt.bandwidth", "wdmoe_opt.selection", "wdmoe_opt.joint")
+_BUILTIN_PACKAGES = ("wdmoe_opt.bandwidth", "wdmoe_opt.selection", "wdmoe_opt.joint",
+                     "wdmoe_opt.placement")
 
 #: Python distribution names of the backends, for version records and install hints.
 _BACKEND_DISTRIBUTIONS = {"cvxpy": "cvxpy", "clarabel": "clarabel", "pyomo": "pyomo",

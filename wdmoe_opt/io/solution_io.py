@@ -25,7 +25,8 @@ def _num(x):
 
 def solution_to_dict(solution: Solution) -> dict:
     """The schema document of ``solution`` (SPEC §5), plus ``gap``, ``wlr_upper_bound``,
-    ``expert_invocations``, ``support`` and method-specific ``extra``."""
+    ``expert_invocations``, ``support``, method-specific ``extra`` and, for a P5
+    solution, ``placement`` ([I][E] device ids)."""
     extra = dict(solution.extra)
     return {
         "schema": SCHEMA,
@@ -47,6 +48,7 @@ def solution_to_dict(solution: Solution) -> dict:
         "solve_time_s": solution.solve_time_s,
         "solver": _jsonable(dict(solution.solver)),
         "extra": _jsonable(extra),
+        **({} if solution.placement is None else {"placement": solution.placement.tolist()}),
     }
 
 

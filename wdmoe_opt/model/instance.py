@@ -119,6 +119,8 @@ class System:
     Device arrays are indexed by device ``k``. Gains are ``[U]`` (slow fading) or
     ``[I, U]`` (fast fading: one gain per layer). ``compute_j_per_flop`` is the
     optional device compute energy (SiftMoE-style objectives); zero if absent.
+    ``capacity_experts`` (optional, ``[U]`` or ``[I, U]`` non-negative integers) is the
+    most experts of one layer a device may host (problem P5, SPEC §7); absent = no limit.
     """
 
     total_bandwidth_hz: float
@@ -130,6 +132,7 @@ class System:
     gain_up: np.ndarray
     distance_m: np.ndarray | None = None
     compute_j_per_flop: np.ndarray | None = None
+    capacity_experts: np.ndarray | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -159,6 +162,8 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        if self.capacity_experts is not None:
+            set_("capacity_experts", _readonly(capacity_array(self.capacity_experts, n)))
 
     @property
     def n_devices(self) -> int:
@@ -177,6 +182,29 @@ def _device_array(value, name: str) -> np.ndarray:
     if arr.ndim not in (1, 2):
         raise InputError(f"system.devices[*].{name}", "must be [U] or [I][U]", arr.shape)
     return arr
+
+
+def capacity_array(value, n: int) -> np.ndarray:
+    """``capacity_experts`` as int64 ``[U]`` or ``[I, U]``: non-negative integers."""
+    path = "system.devices[*].capacity_experts"
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError(path, "must be integers", value) from None
+    if raw.ndim not in (1, 2) or raw.shape[-1] != n:
+        raise InputError(path, f"must be [U] or [I][U] with one value per device ({n} devices)",
+                         raw.shape)
+    if raw.dtype.kind not in "iuf":
+        raise InputError(path, "must be integers", raw.dtype.name)
+    bad = raw < 0
+    if raw.dtype.kind == "f":
+        bad |= ~np.isfinite(raw) | (np.mod(raw, 1) != 0)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        where = f"system.devices[{int(idx[-1])}].capacity_experts" + (
+            f"[{int(idx[0])}]" if raw.ndim == 2 else "")
+        raise InputError(where, "must be a non-negative integer", raw[tuple(idx)].item())
+    return raw.astype(np.int64)
 
 
 def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
@@ -230,8 +258,10 @@ class Instance:
                 raise InputError("placement", f"is required when experts ({E}) != devices ({U})")
             pl = np.tile(np.arange(U, dtype=np.int64), (I, 1))
         else:
-            pl = _placement_array(self.placement, I, E, U)
+            pl = placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
+        if self.system.capacity_experts is not None:
+            _check_capacity(pl, self.system.capacity_experts, U)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
     # -- sizes -------------------------------------------------------------------------
@@ -301,6 +331,10 @@ class Instance:
             h.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
         for opt in (self.system.distance_m, self.system.compute_j_per_flop):
             h.update(b"-" if opt is None else np.ascontiguousarray(opt, "<f8").tobytes())
+        cap = self.system.capacity_experts
+        if cap is not None:   # hashed only when present: older hashes stay valid
+            h.update(b"capacity_experts" + str(cap.shape).encode()
+                     + np.ascontiguousarray(cap, "<i8").tobytes())
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:
@@ -350,7 +384,7 @@ def _gating_array(value, I: int, E: int) -> np.ndarray:
     return w
 
 
-def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
+def placement_array(value, I: int, E: int, U: int) -> np.ndarray:
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError):
@@ -367,6 +401,32 @@ def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
         raise InputError(f"placement[{i}][{e}]",
                          f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
     return pl
+
+
+def capacity_per_layer(capacity: np.ndarray, layers: int) -> np.ndarray:
+    """``capacity_experts`` (``[U]`` or ``[I, U]``) as ``[I, U]`` (a broadcast view)."""
+    return capacity if capacity.ndim == 2 else np.broadcast_to(capacity,
+                                                               (layers, capacity.shape[0]))
+
+
+def experts_per_device(placement: np.ndarray, devices: int) -> np.ndarray:
+    """``[I, U]``: how many experts of each layer each device hosts under ``placement``."""
+    I = placement.shape[0]
+    rows = np.repeat(np.arange(I) * devices, placement.shape[1]) + placement.ravel()
+    return np.bincount(rows, minlength=I * devices).reshape(I, devices)
+
+
+def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int) -> None:
+    I = placement.shape[0]
+    if capacity.ndim == 2 and capacity.shape[0] != I:
+        raise InputError("system.devices[*].capacity_experts",
+                         f"per-layer capacities need one row per layer ({I})", capacity.shape)
+    over = experts_per_device(placement, U) > capacity_per_layer(capacity, I)
+    if over.any():
+        i, k = (int(x) for x in np.argwhere(over)[0])
+        raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
+                         f"capacity_experts ({int(capacity_per_layer(capacity, I)[i, k])})",
+                         int(experts_per_device(placement, U)[i, k]))
 
 
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""Scoring placements: loads per batch, exact P3 per batch, incremental moves.
+
+A placement ``pi`` changes only the loads (eq. 9, generalized): ``p[n, i, k]``, the
+selected pairs of batch ``n`` whose expert sits on device ``k`` in layer ``i``, and
+``u[n, i, k]``, the distinct tokens sent there. The score of ``pi`` is the mean
+over batches of the certified P3 optimum (eqs. 19-21) of those loads, solved by
+the compiled interior point of ``p3/exact`` (:func:`~wdmoe_opt.bandwidth.exact.
+interior_point`) on data built straight from the loads (no instance is rebuilt).
+A move or swap of experts within layer ``i`` changes the loads of two devices of
+that layer only; :class:`PlacementState` updates just those before re-solving P3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..bandwidth.exact import interior_point
+from ..bandwidth.structure import P3Data
+from ..model.instance import experts_per_device
+from .problem import PlacementProblem
+
+#: Relative duality gap of the P3 solves inside the search (the final solution is
+#: re-solved by ``p3/exact`` at its own default tolerance).
+SEARCH_TOL = 1e-7
+
+
+class PlacementEvaluator:
+    """Loads and exact P3 latency of placements on a problem's training batches."""
+
+    def __init__(self, problem: PlacementProblem, tol: float = SEARCH_TOL):
+        self.problem = problem
+        self.instance = problem.instance
+        self.tol = tol
+        self.q = np.ascontiguousarray(problem.batch_masks())      # [N, I, Jb, E] bool
+        self.pairs = self.q.sum(axis=2)                            # [N, I, E] int
+        self.U = self.instance.n_devices
+        self.n_solves = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(N, I, Jb, E)``: batches, layers, tokens per batch, experts."""
+        return self.q.shape  # type: ignore[return-value]
+
+    def loads(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, p)``, each ``[N, I, U]`` int64, of every batch under ``placement``."""
+        N, I, Jb, E = self.shape
+        U = self.U
+        n, i, j, e = np.nonzero(self.q)
+        k = placement[i, e]
+        flat_p = (n * I + i) * U + k
+        p = np.bincount(flat_p, minlength=N * I * U).reshape(N, I, U)
+        sent = np.unique(flat_p * Jb + j)                          # distinct (n, i, k, j)
+        u = np.bincount(sent // Jb, minlength=N * I * U).reshape(N, I, U)
+        return u, p
+
+    def device_loads(self, placement_row: np.ndarray, layer: int,
+                     devices) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, p)``, each ``[N, len(devices)]``: loads of some devices in one layer."""
+        q = self.q[:, layer]                                        # [N, Jb, E]
+        u = np.empty((q.shape[0], len(devices)), dtype=np.int64)
+        p = np.empty_like(u)
+        for col, k in enumerate(devices):
+            on = placement_row == k
+            p[:, col] = self.pairs[:, layer, on].sum(axis=-1)
+            u[:, col] = q[:, :, on].any(axis=-1).sum(axis=-1)
+        return u, p
+
+    def batch_latency(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """``[N]``: the optimal P3 latency (s) of each batch's loads."""
+        return np.array([self.p3_latency(u[n], p[n])[0] for n in range(u.shape[0])])
+
+    def batch_times(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """``[N, I, U]``: device times (s, eq. 10) at each batch's optimal bandwidth."""
+        out = np.zeros(u.shape)
+        for n in range(u.shape[0]):
+            _, data, b = self.p3_latency(u[n], p[n])
+            if data.n_loaded:
+                out[n][:, data.loaded] = data.times(b) * data.time_scale_s
+        return out
+
+    def p3_latency(self, u: np.ndarray, p: np.ndarray) -> tuple[float, P3Data, np.ndarray]:
+        """``(latency s, data, b)``: the P3 optimum of one batch's loads ``[I, U]``."""
+        self.n_solves += 1
+        data = P3Data.from_loads(self.instance, u, p)
+        if data.n_loaded == 0:
+            return 0.0, data, np.zeros(0)
+        b = np.ones(1)
+        if data.n_loaded > 1:
+            try:
+                b = interior_point(data, self.tol).b
+            except FloatingPointError:        # never seen; the uniform split is feasible
+                b = data.uniform_point()
+        b = b / b.sum()
+        return float(data.objective(b)) * data.time_scale_s, data, b
+
+    def score(self, placement: np.ndarray) -> float:
+        """The P5 objective: the mean over batches of the optimal batch latency (s)."""
+        return float(self.batch_latency(*self.loads(placement)).mean())
+
+
+class PlacementState:
+    """A placement with its loads and batch latencies, changed by moves and swaps."""
+
+    def __init__(self, evaluator: PlacementEvaluator, placement: np.ndarray):
+        self.ev = evaluator
+        self.placement = np.array(placement, dtype=np.int64)
+        self.u, self.p = evaluator.loads(self.placement)
+        self.latency = evaluator.batch_latency(self.u, self.p)
+        self.counts = experts_per_device(self.placement, evaluator.U)
+        self._times: np.ndarray | None = None
+
+    @property
+    def objective(self) -> float:
+        return float(self.latency.mean())
+
+    def try_change(self, layer: int, row: np.ndarray) -> tuple[float, tuple]:
+        """Score layer ``layer`` re-placed as ``row`` (differing in two devices at most):
+        ``(new objective, undo/commit token)``; the state is left unchanged."""
+        old = self.placement[layer]
+        devices = np.unique(np.r_[old[row != old], row[row != old]])
+        du, dp = self.ev.device_loads(row, layer, devices)
+        u = self.u.copy()
+        p = self.p.copy()
+        u[:, layer, devices] = du
+        p[:, layer, devices] = dp
+        lat = self.ev.batch_latency(u, p)
+        return float(lat.mean()), (layer, row, u, p, lat)
+
+    def commit(self, token: tuple) -> None:
+        """Apply a change scored by :meth:`try_change`."""
+        layer, row, self.u, self.p, self.latency = token
+        np.subtract.at(self.counts[layer], self.placement[layer], 1)
+        np.add.at(self.counts[layer], row, 1)
+        self.placement[layer] = row
+        self._times = None
+
+    def bottlenecks(self, layer: int) -> np.ndarray:
+        """Devices that are the slowest of ``layer`` in some batch (eq. 11's argmax) at
+        each batch's optimal bandwidth."""
+        if self._times is None:
+            self._times = self.ev.batch_times(self.u, self.p)
+        return np.unique(self._times[:, layer].argmax(axis=-1))
