@@ -24,8 +24,10 @@ import pytest
 from tests.conftest import small_instance
 from wdmoe_opt import BandwidthProblem, JointProblem, Selection, SelectionProblem
 from wdmoe_opt.check import check_solution
+from wdmoe_opt.check_placement import check_p5
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.model import latency as lat
+from wdmoe_opt.placement import PlacementProblem
 from wdmoe_opt.registry import get_method, methods
 
 CASES = {
@@ -109,6 +111,8 @@ ALL = [m for m in methods()]
 
 
 def _run(method, instance, support="topk"):
+    if method.problem == "p5":
+        return method(PlacementProblem(instance))
     if method.problem == "p3":
         return method(BandwidthProblem(instance, Selection.topk(instance)))
     if method.problem == "p2":
@@ -116,8 +120,13 @@ def _run(method, instance, support="topk"):
     return method(JointProblem(instance, support=support, lower_level="uniform"))
 
 
+#: P5's exact MILP takes seconds per case (tests/placement holds its brute-force check).
+_SLOW = {"p5/milp"}
+
+
 @pytest.mark.parametrize("case", sorted(INSTANCES))
-@pytest.mark.parametrize("method", ALL, ids=[m.key for m in ALL])
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m.key in _SLOW
+                                    else m for m in ALL], ids=[m.key for m in ALL])
 def test_every_method_meets_the_known_optimum_rules(method, case):
     instance = INSTANCES[case]
     ok, why = method.available()
@@ -125,6 +134,10 @@ def test_every_method_meets_the_known_optimum_rules(method, case):
         pytest.skip(why)
     sol = _run(method, instance)
     assert str(sol.status) != "error", sol.extra
+    if method.problem == "p5":   # placement: its own check; bounds in tests/placement
+        assert check_p5(instance, solution_to_dict(sol)) == []
+        assert sol.lower_bound_s is None or sol.lower_bound_s <= sol.objective_s * (1 + 1e-9)
+        return
     assert check_solution(instance, solution_to_dict(sol)) == []
     if sol.lower_bound_s is not None:
         assert sol.lower_bound_s <= sol.objective_s * (1 + 1e-9)
@@ -166,6 +179,6 @@ def test_exact_p2_methods_on_the_literal_support(method):
 def test_no_registered_method_escapes_the_suite():
     """Meta-test: the suite covers the registry as it is at collection time."""
     assert {m.key for m in methods()} == {m.key for m in ALL}
-    assert all(m.problem in ("p1", "p2", "p3") for m in ALL)
+    assert all(m.problem in ("p1", "p2", "p3", "p5") for m in ALL)
     assert all(m.summary for m in ALL), "every method needs a one-line docstring summary"
     assert {"p3/uniform", "p2/topk", "p1/sequential"} <= {m.key for m in ALL}
