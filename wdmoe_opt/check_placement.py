@@ -4,7 +4,8 @@ Like :mod:`wdmoe_opt.check`, it re-derives the latency of eqs. (2)-(11) from the
 raw instance arrays and shares no code with the evaluator or the solvers: it
 reads the placement, the capacities, the batches and each batch's bandwidth from
 the document, and recomputes every batch's latency, the objective (their mean)
-and the mean layer latencies.
+and the mean layer latencies. Only the comparison of reported and recomputed
+numbers (``check._compare``) and the tolerance are shared with the P1-P3 checker.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import math
 
 import numpy as np
 
+from .check import RTOL, STATUSES
+from .check import _compare as _close
 from .model import Instance
-
-#: Relative tolerance for recomputed numbers and for ``sum B_k = B``.
-RTOL = 1e-6
-STATUSES = ("optimal", "feasible", "time_limit", "infeasible", "error")
 
 
 def check_p5(instance: Instance, doc: dict) -> list[str]:
@@ -164,16 +163,3 @@ def _batch_layers(instance: Instance, pl: np.ndarray, q: np.ndarray,
                 + pairs * m.token_flops / s.compute_flops[k]
         out = np.maximum(out, t)
     return out
-
-
-def _close(out: list[str], name: str, reported, expected) -> None:
-    exp = np.asarray(expected, dtype=np.float64)
-    try:
-        rep = np.asarray(reported, dtype=np.float64)
-    except (TypeError, ValueError):
-        out.append(f"{name}: must be numbers")
-        return
-    if rep.shape != exp.shape:
-        out.append(f"{name}: shape {rep.shape}, expected {exp.shape}")
-    elif not np.allclose(rep, exp, rtol=RTOL, atol=0.0):
-        out.append(f"{name}: reported {reported!r}, recomputed {expected!r}")
