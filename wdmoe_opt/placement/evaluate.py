@@ -126,12 +126,39 @@ class PlacementState:
         lat = self.ev.batch_latency(u, p)
         return float(lat.mean()), (layer, row, u, p, lat)
 
+    def try_relabel(self, a: int, b: int) -> tuple[float, tuple]:
+        """Score exchanging devices ``a`` and ``b`` in every layer (what ``a`` hosts goes
+        to ``b`` and back): the loads just swap columns. ``(new objective, token)``."""
+        cols = np.array([b, a])
+        u, p = self.u.copy(), self.p.copy()
+        u[:, :, [a, b]] = self.u[:, :, cols]
+        p[:, :, [a, b]] = self.p[:, :, cols]
+        lat = self.ev.batch_latency(u, p)
+        pl = self.placement.copy()
+        pl[self.placement == a], pl[self.placement == b] = b, a
+        return float(lat.mean()), (None, pl, u, p, lat)
+
+    def try_placement(self, placement: np.ndarray) -> tuple[float, tuple]:
+        """Score any placement (loads recomputed in full). ``(new objective, token)``."""
+        u, p = self.ev.loads(placement)
+        lat = self.ev.batch_latency(u, p)
+        return float(lat.mean()), (None, placement, u, p, lat)
+
+    def relabel_fits(self, a: int, b: int, capacity: np.ndarray) -> bool:
+        """Whether exchanging devices ``a`` and ``b`` respects the capacities."""
+        return bool((self.counts[:, a] <= capacity[:, b]).all()
+                    and (self.counts[:, b] <= capacity[:, a]).all())
+
     def commit(self, token: tuple) -> None:
-        """Apply a change scored by :meth:`try_change`."""
+        """Apply a change scored by :meth:`try_change` or :meth:`try_relabel`."""
         layer, row, self.u, self.p, self.latency = token
-        np.subtract.at(self.counts[layer], self.placement[layer], 1)
-        np.add.at(self.counts[layer], row, 1)
-        self.placement[layer] = row
+        if layer is None:
+            self.placement = row
+            self.counts = experts_per_device(row, self.ev.U)
+        else:
+            np.subtract.at(self.counts[layer], self.placement[layer], 1)
+            np.add.at(self.counts[layer], row, 1)
+            self.placement[layer] = row
         self._times = None
 
     def bottlenecks(self, layer: int) -> np.ndarray:

@@ -8,7 +8,16 @@ device of eq. 11's maximum in some batch, at that batch's optimal bandwidth):
   already used by some layer, or one of the ``targets`` fastest unused devices by
   ``c_k(B / D) + a_k``, ``D`` the devices in use);
 * *swap*: an expert of a bottleneck device with an expert of another device of the
-  layer (capacities unchanged).
+  layer (capacities unchanged);
+* when no such change improves and the layer is small (``full_neighbourhood``),
+  the same moves and swaps for every expert of the layer;
+* after each pass, changes of *every layer at once*: two devices trade everything
+  they host (the loads swap columns); one layer's row copied to every layer; and,
+  on small instances
+  (``full_neighbourhood``), an expert moved to a target device or two experts
+  swapped in every layer. The bandwidth is shared by all layers, so a device worth
+  using is worth using everywhere: single-layer moves cannot make that jump one
+  layer at a time.
 
 Every candidate is scored by the exact P5 objective: the loads change for two
 devices of one layer only (updated incrementally), then P3 is solved exactly for
@@ -24,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.instance import experts_per_device
 from ..options import Options, option
 from ..registry import register
 from ..rng import check_random_state
@@ -50,16 +60,20 @@ class LocalSearchOptions(Options):
     max_passes: int = option(50, "positive_int", "passes over the layers")
     targets: int | None = option(None, "optional_positive_int",
                                  "unused devices tried as move targets (None: E)")
+    full_neighbourhood: int = option(
+        64, "nonnegative_int", "a layer whose (hosts x (hosts + targets)) is at most this "
+        "also tries every expert, not only its bottlenecks")
     time_limit: float = option(60.0, "positive", "wall-clock limit in seconds")
     seed: int = option(0, "nonnegative_int", "seed of the layer order")
 
 
 def candidate_rows(state: PlacementState, layer: int, targets: np.ndarray,
-                   capacity: np.ndarray) -> list[np.ndarray]:
-    """The rows (layer ``layer`` re-placed) of every move and swap around its bottlenecks."""
+                   capacity: np.ndarray, sources: np.ndarray) -> list[np.ndarray]:
+    """The rows (layer ``layer`` re-placed) of every move and swap of an expert hosted
+    by one of the ``sources`` devices."""
     row = state.placement[layer]
     rows = []
-    for k in state.bottlenecks(layer):
+    for k in sources:
         for e in np.flatnonzero(row == k):
             for t in targets:
                 if t != k and state.counts[layer, t] < capacity[layer, t]:
@@ -71,6 +85,39 @@ def candidate_rows(state: PlacementState, layer: int, targets: np.ndarray,
                 new[e], new[f] = row[f], row[e]
                 rows.append(new)
     return rows
+
+
+def all_layer_changes(state: PlacementState, used: np.ndarray, targets: np.ndarray,
+                      capacity: np.ndarray, limit: int):
+    """Scored changes of every layer at once: two devices exchanging all they host;
+    one layer's row copied to every layer; and, when ``E (E + targets)`` is at most
+    ``limit``, an expert moved to a target or two experts swapped in every layer.
+    Yields ``(objective, token)``."""
+    for a in used:
+        for b in targets[targets != a]:
+            if state.relabel_fits(a, b, capacity):
+                yield state.try_relabel(int(a), int(b))
+    pl = state.placement
+    for row in np.unique(pl, axis=0):         # one layer's row copied to every layer
+        new = np.tile(row, (pl.shape[0], 1))
+        if (experts_per_device(new, capacity.shape[1]) <= capacity).all() \
+                and (new != pl).any():
+            yield state.try_placement(new)
+    E = pl.shape[1]
+    if E * (E + targets.size) > limit:
+        return
+    for e in range(E):
+        for t in targets:
+            new = pl.copy()
+            new[:, e] = t
+            if (experts_per_device(new, capacity.shape[1]) <= capacity).all() \
+                    and (new != pl).any():
+                yield state.try_placement(new)
+        for f in range(e + 1, E):
+            new = pl.copy()
+            new[:, [e, f]] = pl[:, [f, e]]
+            if (new != pl).any():
+                yield state.try_placement(new)
 
 
 def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSearchOptions,
@@ -93,9 +140,30 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
         order = np.argsort(tau, kind="stable")
         targets = np.r_[used, order[~np.isin(order, used)][:n_targets]].astype(np.int64)
         for layer in rng.permutation(inst.n_layers):
+            layer = int(layer)
+            hosts = np.unique(state.placement[layer])
+            neighbourhoods = [state.bottlenecks(layer)]
+            if hosts.size * (hosts.size + targets.size) <= options.full_neighbourhood:
+                neighbourhoods.append(hosts)     # small enough: every expert of the layer
+            for sources in neighbourhoods:
+                best, best_token = state.objective * (1 - MIN_IMPROVEMENT), None
+                for row in candidate_rows(state, layer, targets, problem.capacity, sources):
+                    score, token = state.try_change(layer, row)
+                    scored += 1
+                    if score < best:
+                        best, best_token = score, token
+                if best_token is not None:
+                    state.commit(best_token)
+                    accepted += 1
+                    improved = True
+                    break
+            if time.perf_counter() - clock > options.time_limit:
+                stop = "time limit"
+                break
+        if stop != "time limit":              # changes of every layer at once
             best, best_token = state.objective * (1 - MIN_IMPROVEMENT), None
-            for row in candidate_rows(state, int(layer), targets, problem.capacity):
-                score, token = state.try_change(int(layer), row)
+            for score, token in all_layer_changes(state, used, targets, problem.capacity,
+                                                  options.full_neighbourhood):
                 scored += 1
                 if score < best:
                     best, best_token = score, token
@@ -103,9 +171,6 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
                 state.commit(best_token)
                 accepted += 1
                 improved = True
-            if time.perf_counter() - clock > options.time_limit:
-                stop = "time limit"
-                break
         if stop == "time limit" or not improved:
             break
     else:
@@ -120,7 +185,7 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
 
 @register("p5", "local-search", options=LocalSearchOptions)
 def solve_local_search(problem: PlacementProblem, options: LocalSearchOptions) -> Solution:
-    """Moves and swaps around each layer's bottleneck, each scored by exact P3 per batch."""
+    """Moves, swaps and device exchanges, each scored by exact P3 on every batch."""
     ev = PlacementEvaluator(problem)
     start = STARTS[options.start](problem, ev)
     pl, trace = local_search(problem, start, options, ev)
