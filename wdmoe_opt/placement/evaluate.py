@@ -84,13 +84,14 @@ class PlacementEvaluator:
         data = P3Data.from_loads(self.instance, u, p)
         if data.n_loaded == 0:
             return 0.0, data, np.zeros(0)
-        b = np.ones(1)
         if data.n_loaded > 1:
             try:
-                b = interior_point(data, self.tol).b
+                res = interior_point(data, self.tol)
+                return res.objective * data.time_scale_s, data, res.b / res.b.sum()
             except FloatingPointError:        # never seen; the uniform split is feasible
                 b = data.uniform_point()
-        b = b / b.sum()
+        else:
+            b = np.ones(1)
         return float(data.objective(b)) * data.time_scale_s, data, b
 
     def score(self, placement: np.ndarray) -> float:
