@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wdmoe_opt.joint.ablation import ablation_rows, summarize
+from wdmoe_opt.harness.ablation import ablation_rows, summarize
 
 BANDWIDTHS_MHZ = (20, 40, 60, 80, 100, 120)
 LABELS = {"mixtral": "Mixtral-based (Top-2, uniform split)", "wdmoe": "WDMoE (Alg. 1 + P3)"}

@@ -3,7 +3,7 @@
     python benchmarks/tradeoff_curve.py                 # 3 seeds, 256 tokens
     python benchmarks/tradeoff_curve.py --seeds 1 --tokens 1024
 
-On the calibrated ``wdmoe-sim`` preset: ``p1/weight-floor`` for each floor, with the
+On the calibrated ``wdmoe-sim`` preset: ``p1-floor/greedy`` for each floor, with the
 paper's points (Mixtral-based, WDMoE = Alg. 1 + P3, Top-K + P3) for reference.
 Writes ``docs/figures/p1_tradeoff.png`` and ``docs/results/p1_tradeoff.csv``.
 """
@@ -18,7 +18,8 @@ import pandas as pd
 
 from wdmoe_opt import JointProblem, solve
 from wdmoe_opt.generate import generate
-from wdmoe_opt.joint.ablation import run_ablation
+from wdmoe_opt.harness.ablation import run_ablation
+from wdmoe_opt.problems import WeightFloorProblem
 
 FLOORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
 
@@ -30,7 +31,7 @@ def rows_for(seed: int, tokens: int) -> list[dict]:
     out = [{"seed": seed, "method": v, "floor": np.nan, "ratio": s.objective_s / ref,
             "retained_weight": s.retained_weight} for v, s in base.items()]
     for rho in FLOORS:
-        s = solve(problem, "weight-floor", min_retained_weight=rho)
+        s = solve(WeightFloorProblem(problem.instance, rho), "greedy")
         out.append({"seed": seed, "method": "weight-floor", "floor": rho,
                     "ratio": s.objective_s / ref, "retained_weight": s.retained_weight})
     return out

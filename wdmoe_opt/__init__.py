@@ -5,13 +5,12 @@ the method registry (:mod:`wdmoe_opt.registry`) and the one result type
 (:mod:`wdmoe_opt.solution`). Heavy backends load only when a method needs them.
 """
 
-__version__ = "0.1.0"
-
-from .errors import BackendUnavailable, InputError  # noqa: E402
-from .model import Instance, ModelSizes, Selection, System  # noqa: E402
-from .problems import BandwidthProblem, JointProblem, SelectionProblem  # noqa: E402
-from .registry import get_method, methods, register, solve  # noqa: E402
-from .solution import Solution, Status  # noqa: E402
+from ._version import __version__
+from .errors import BackendUnavailable, InputError
+from .model import Instance, ModelSizes, Selection, System
+from .problems import BandwidthProblem, JointProblem, SelectionProblem
+from .registry import get_method, methods, register, solve
+from .solution import Solution, Status
 
 __all__ = [
     "__version__", "InputError", "BackendUnavailable", "Instance", "ModelSizes", "Selection",

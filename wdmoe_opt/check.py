@@ -18,25 +18,50 @@ RTOL = 1e-6
 STATUSES = ("optimal", "feasible", "time_limit", "infeasible", "error")
 
 
-def check_solution(instance: Instance, doc: dict) -> list[str]:
+SUPPORTS = ("topk", "all")
+
+#: Problem key -> its own checks ``fn(instance, doc, q, b, out)``, run after the common
+#: ones (``q`` the selection mask, ``b`` the bandwidth); a new problem adds its entry.
+PROBLEM_CHECKS: dict = {}
+
+#: Per-layer enumeration limit of the follower check (constraint 15 of P1).
+FOLLOWER_LIMIT = 20_000
+
+
+def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None) -> list[str]:
     """Return the violations of solution document ``doc`` on ``instance`` (empty = valid).
 
     Checks the instance hash, eqs. (20)-(21) on the bandwidth, eq. (16) (every
-    token keeps >= 1 expert) and the stated support, then recomputes the layer
-    latencies (eq. 11), the objective (eq. 13), the total WLR (eq. 12) and the
-    retained weight, and that a lower bound does not exceed the objective.
+    token keeps >= 1 expert) and the support of the problem (Top-K unless the
+    document says ``"all"``; P3 takes its selection as given), then recomputes the
+    layer latencies (eq. 11), the objective (eq. 13), the total WLR (eq. 12), the
+    retained weight, the expert invocations and the gap, and holds every claim to
+    it: a lower bound (P1, P3) at most the objective, a WLR upper bound (P2) at least
+    the WLR, an ``optimal`` status only with a bound within the stated tolerance, a
+    P1 point said bilevel-feasible (or optimal) only if its selection is optimal for
+    P2 at the follower's bandwidth (verified by enumeration where tractable; else a
+    line in ``notes``), a floor point only at or above its floor.
     """
+    notes = [] if notes is None else notes
     I, J, E = instance.gating_weights.shape
     U = instance.n_devices
     out: list[str] = []
     if doc.get("schema") != "wdmoe-solution/1":
         return [f"schema: expected 'wdmoe-solution/1', got {doc.get('schema')!r}"]
-    inst_ref = doc.get("instance") or {}
-    if inst_ref.get("hash") != instance.content_hash:
-        out.append(f"instance.hash: {inst_ref.get('hash')!r} does not match the instance "
+    inst_ref = doc.get("instance")
+    found = inst_ref.get("hash") if isinstance(inst_ref, dict) else None
+    if found != instance.content_hash:
+        out.append(f"instance.hash: {found!r} does not match the instance "
                    f"({instance.content_hash})")
+    problem = doc.get("problem")
+    known = ("p1", "p2", "p3", "p1-floor", *PROBLEM_CHECKS)
+    if problem not in known:
+        return out + [f"problem: {problem!r} is not one of {', '.join(known)}"]
     if doc.get("status") not in STATUSES:
         out.append(f"status: {doc.get('status')!r} is not one of {', '.join(STATUSES)}")
+    support = doc.get("support") or "topk"
+    if support not in SUPPORTS:
+        out.append(f"support: {support!r} is not one of {', '.join(SUPPORTS)}")
     b = _bandwidth(doc.get("bandwidth_hz"), U, instance.system.total_bandwidth_hz, out)
     q = _selection(doc.get("selection"), (I, J, E), out)
     if b is None or q is None:
@@ -45,7 +70,7 @@ def check_solution(instance: Instance, doc: dict) -> list[str]:
     if empty.any():
         i, j = np.argwhere(empty)[0]
         out.append(f"selection[{i}][{j}]: token keeps no expert (eq. 16)")
-    if doc.get("support") == "topk":
+    if problem != "p3" and support == "topk":
         outside = q & ~_topk_allowed(instance.gating_weights, instance.model.top_k)
         if outside.any():
             i, j, e = np.argwhere(outside)[0]
@@ -57,12 +82,136 @@ def check_solution(instance: Instance, doc: dict) -> list[str]:
     _compare(out, "objective_s", doc.get("objective_s"), objective)
     _compare(out, "wlr_total", doc.get("wlr_total"), wlr_total)
     topk_total = np.sort(instance.gating_weights, axis=2)[:, :, -instance.model.top_k:].sum()
-    _compare(out, "retained_weight", doc.get("retained_weight"),
-             float((q * instance.gating_weights).sum() / topk_total))
-    lb = doc.get("lower_bound_s")
-    if lb is not None and math.isfinite(objective) and lb > objective * (1 + RTOL):
-        out.append(f"lower_bound_s: {lb!r} exceeds the recomputed objective {objective!r}")
+    retained = float((q * instance.gating_weights).sum() / topk_total)
+    _compare(out, "retained_weight", doc.get("retained_weight"), retained)
+    if doc.get("expert_invocations") != int(q.sum()):
+        out.append(f"expert_invocations: reported {doc.get('expert_invocations')!r}, "
+                   f"counted {int(q.sum())}")
+    _claims(out, doc, problem, objective, wlr_total)
+    if problem == "p1-floor":
+        floor = (doc.get("extra") or {}).get("min_retained_weight")
+        if not _is_number(floor):
+            out.append("extra.min_retained_weight: a p1-floor solution must state its floor")
+        elif retained < floor * (1 - RTOL):
+            out.append(f"retained_weight: {retained!r} is below the floor {floor!r}")
+    if problem == "p1":
+        _follower(out, notes, instance, doc, q, b, support)
+    if problem in PROBLEM_CHECKS:
+        PROBLEM_CHECKS[problem](instance, doc, q, b, out)
     return out
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _claims(out: list[str], doc: dict, problem: str, objective: float, wlr_total: float):
+    """The bound of the problem, the gap computed from it, and an ``optimal`` status
+    within the stated tolerance."""
+    maximize = problem == "p2"
+    name = "wlr_upper_bound" if maximize else "lower_bound_s"
+    bound, value = doc.get(name), (wlr_total if maximize else objective)
+    if bound is not None and not _is_number(bound):
+        out.append(f"{name}: {bound!r} is not a finite number")
+        bound = None
+    if bound is not None:
+        if maximize and bound < value * (1 - RTOL):
+            out.append(f"{name}: {bound!r} is below the recomputed WLR {value!r}")
+        if not maximize and math.isfinite(value) and bound > value * (1 + RTOL):
+            out.append(f"{name}: {bound!r} exceeds the recomputed objective {value!r}")
+    gap = None
+    if bound is not None and math.isfinite(value) and value != 0:
+        gap = max((bound - value) if maximize else (value - bound), 0.0) / abs(
+            bound if maximize else value)
+        reported = doc.get("gap")
+        if not _is_number(reported) or abs(reported - gap) > RTOL + RTOL * abs(gap):
+            out.append(f"gap: reported {reported!r}, recomputed {gap!r}")
+    if doc.get("status") == "optimal":
+        tol = doc.get("tolerance")
+        if bound is None:
+            out.append(f"status: 'optimal' without a {name}")
+        elif not _is_number(tol) or tol < 0:
+            out.append(f"status: 'optimal' without a stated tolerance (tolerance: {tol!r})")
+        elif gap is not None and gap > tol + RTOL:
+            out.append(f"status: 'optimal' with a gap of {gap:.3g}, above the stated "
+                       f"tolerance {tol!r}")
+
+
+def _follower(out, notes, instance: Instance, doc: dict, q: np.ndarray, b: np.ndarray,
+              support: str) -> None:
+    """Constraint 15 of P1: a point said bilevel-feasible (or optimal) has a selection
+    that is optimal for P2 at the follower's bandwidth (SPEC §2's reading)."""
+    extra = doc.get("extra") or {}
+    if not (extra.get("bilevel_feasible") is True or doc.get("status") == "optimal"):
+        return
+    reading = extra.get("lower_level", "uniform")
+    if reading not in ("uniform", "coupled"):
+        out.append(f"extra.lower_level: {reading!r} is not 'uniform' or 'coupled'")
+        return
+    U = instance.n_devices
+    fb = (np.full(U, instance.system.total_bandwidth_hz / U) if reading == "uniform" else b)
+    tie = float(extra.get("tie_tol", 1e-9)) if _is_number(extra.get("tie_tol")) else 1e-9
+    allowed = (_topk_allowed(instance.gating_weights, instance.model.top_k)
+               if support == "topk" else np.ones(q.shape, dtype=bool))
+    for i in range(instance.n_layers):
+        best = _best_layer_wlr(instance, i, allowed[i], fb)
+        if best is None:
+            notes.append("bilevel feasibility not verified: the follower's problem is too "
+                         "large to enumerate")
+            return
+        own = _layer_wlr(instance, i, q[i][None], fb)[0]
+        if own < best * (1 - tie) * (1 - RTOL):
+            out.append(f"selection[{i}]: not optimal for P2 at the follower's bandwidth "
+                       f"({reading} reading): WLR {own!r} < {best!r} (constraint 15)")
+            return
+
+
+def _best_layer_wlr(instance: Instance, i: int, allowed: np.ndarray, b: np.ndarray):
+    """The largest WLR of layer ``i`` over every selection under ``allowed`` (``None``
+    when there are more than :data:`FOLLOWER_LIMIT`)."""
+    per_token = []
+    for row in allowed:
+        ids = np.flatnonzero(row)
+        subsets = [m for m in range(1, 2 ** len(ids))]
+        masks = np.zeros((len(subsets), row.size), dtype=bool)
+        for n, m in enumerate(subsets):
+            masks[n, ids[[bit for bit in range(len(ids)) if m >> bit & 1]]] = True
+        per_token.append(masks)
+    if math.prod(len(m) for m in per_token) > FOLLOWER_LIMIT:
+        return None
+    grids = np.meshgrid(*[np.arange(len(m)) for m in per_token], indexing="ij")
+    cands = np.stack([per_token[j][g.ravel()] for j, g in enumerate(grids)], axis=1)
+    return float(_layer_wlr(instance, i, cands, b).max())
+
+
+def _layer_wlr(instance: Instance, i: int, masks: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Eq. (12) summed over devices for candidate masks ``[n, J, E]`` of layer ``i``."""
+    s, m = instance.system, instance.model
+    total = np.zeros(masks.shape[0])
+    for k in range(instance.n_devices):
+        on_k = instance.placement[i] == k
+        sent = masks[:, :, on_k]
+        pairs = sent.sum(axis=(1, 2))
+        tokens = sent.any(axis=2).sum(axis=1)
+        weight = (sent * instance.gating_weights[i][:, on_k]).sum(axis=(1, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (tokens * _comm_per_token(instance, b, i, k)
+                 + pairs * m.token_flops / s.compute_flops[k])
+            total += np.where(pairs > 0, weight / t, 0.0)
+    return total
+
+
+def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
+    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0)."""
+    s = instance.system
+    if b[k] <= 0:
+        return math.inf
+    g_down = s.gain_down[i] if s.gain_down.ndim == 2 else s.gain_down
+    g_up = s.gain_up[i] if s.gain_up.ndim == 2 else s.gain_up
+    snr_down = s.bs_power_w * g_down[k] / (s.noise_psd_w_per_hz * b[k])
+    snr_up = s.tx_power_w[k] * g_up[k] / (s.noise_psd_w_per_hz * b[k])
+    bits = instance.model.token_bits
+    return bits / (b[k] * math.log2(1 + snr_down)) + bits / (b[k] * math.log2(1 + snr_up))
 
 
 def _bandwidth(raw, U: int, total: float, out: list[str]) -> np.ndarray | None:
@@ -114,8 +263,6 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
     layer = np.zeros(I)
     wlr_total = 0.0
     for i in range(I):
-        g_down = s.gain_down[i] if s.gain_down.ndim == 2 else s.gain_down
-        g_up = s.gain_up[i] if s.gain_up.ndim == 2 else s.gain_up
         for k in range(U):
             experts_on_k = instance.placement[i] == k
             sent = q[i][:, experts_on_k]                  # [J, experts on k]
@@ -123,14 +270,9 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
             if pairs == 0:
                 continue
             tokens = int(sent.any(axis=1).sum())
-            if b[k] <= 0:
-                t = math.inf
-            else:
-                snr_down = s.bs_power_w * g_down[k] / (s.noise_psd_w_per_hz * b[k])
-                snr_up = s.tx_power_w[k] * g_up[k] / (s.noise_psd_w_per_hz * b[k])
-                comm = m.token_bits / (b[k] * math.log2(1 + snr_down)) \
-                    + m.token_bits / (b[k] * math.log2(1 + snr_up))
-                t = tokens * comm + pairs * m.token_flops / s.compute_flops[k]
+            comm = _comm_per_token(instance, b, i, k)
+            t = math.inf if math.isinf(comm) else (
+                tokens * comm + pairs * m.token_flops / s.compute_flops[k])
             layer[i] = max(layer[i], t)
             weight = float((instance.gating_weights[i][:, experts_on_k] * sent).sum())
             wlr_total += weight / t

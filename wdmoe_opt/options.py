@@ -4,6 +4,10 @@ Each method declares a frozen dataclass deriving from :class:`Options`; a
 field's ``metadata={"check": ...}`` names its rule. Validation happens once,
 when the registry hands the options to the method, and raises one message
 shape: ``the 'time_limit' option of p2/milp must be a positive number; got -1``.
+
+A composed method (P1 = a P2 step then a P3 step) declares its sub-steps with
+:func:`step_option`: validation turns the field's method name, ``{"method",
+"options"}`` mapping or step into a validated :class:`~wdmoe_opt.registry.Step`.
 """
 
 from __future__ import annotations
@@ -43,15 +47,30 @@ def option(default, check: str | tuple, doc: str = ""):
     return field(default=default, metadata={"check": check, "doc": doc})
 
 
+def step_option(problem: str, default: str, doc: str = "", *, exact: bool = False):
+    """Declare a sub-step: a method of ``problem`` with its options (a
+    :class:`~wdmoe_opt.registry.Step`); ``exact`` requires an exact method."""
+    return field(default=default, metadata={"step": problem, "exact": exact, "doc": doc})
+
+
 @dataclass(frozen=True)
 class Options:
-    """Base of every method's options. Subclasses add :func:`option` fields."""
+    """Base of every method's options. Subclasses add :func:`option` and
+    :func:`step_option` fields."""
 
     def validate(self, owner: str) -> None:
-        """Raise :class:`InputError` for the first option that breaks its rule."""
+        """Raise :class:`InputError` for the first option that breaks its rule; build
+        each sub-step (a name or mapping becomes a validated step)."""
+        from .registry import make_step
         for f in fields(self):
             check = f.metadata.get("check")
             value = getattr(self, f.name)
+            if "step" in f.metadata:
+                field_name = f"the '{f.name}' option of {owner}"
+                step = make_step(f.metadata["step"], value, field=field_name)
+                if f.metadata["exact"] and not step.method.exact:
+                    raise InputError(field_name, "must name an exact method", step.key)
+                object.__setattr__(self, f.name, step)
             if check is None:
                 continue
             if isinstance(check, tuple):
@@ -63,12 +82,23 @@ class Options:
                 raise InputError(f"the '{f.name}' option of {owner}", message, value)
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain values (a sub-step as ``{"method": key, "options": {...}}``)."""
+        return {f.name: (getattr(self, f.name).as_dict() if "step" in f.metadata
+                         else getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def describe(cls) -> list[tuple[str, object, str]]:
         """``(name, default, doc)`` of every option, for help texts."""
         return [(f.name, f.default, f.metadata.get("doc", "")) for f in fields(cls)]
+
+    @classmethod
+    def step_fields(cls) -> dict[str, str]:
+        """``{field name: problem}`` of the sub-steps this method composes."""
+        return {f.name: f.metadata["step"] for f in fields(cls) if "step" in f.metadata}
+
+    @classmethod
+    def takes(cls, name: str) -> bool:
+        return any(f.name == name for f in fields(cls))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The three formulations as problem objects (SPEC §2).
+"""The formulations as problem objects (SPEC §2).
 
 A method of problem ``pX`` is called as ``solve(problem, options) -> Solution``;
 the problem object carries the data, the options carry the method's knobs.
@@ -55,6 +55,11 @@ class BandwidthProblem:
         if self.selection.shape != (I, J, E):
             raise InputError("selection", f"must have shape [{I}][{J}][{E}]",
                              self.selection.shape)
+        empty = ~self.selection.mask.any(axis=2)
+        if empty.any():
+            i, j = np.argwhere(empty)[0]
+            raise InputError(f"selection[{i}][{j}]", "keeps no expert (eq. 16: every token "
+                             "keeps at least one)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,4 +109,25 @@ class JointProblem:
         _check_choice(self.lower_level, LOWER_LEVELS, "lower_level")
 
 
-Problem = BandwidthProblem | SelectionProblem | JointProblem
+@dataclass(frozen=True, eq=False)
+class WeightFloorProblem:
+    """Minimum latency under a retained-weight floor (a single-level alternative to P1):
+
+    ``min_{q, B} T(q, B)`` (eqs. 10-13) s.t. ``retained_weight(q) >= min_retained_weight``
+    (SPEC §1's accuracy proxy), eqs. 16-17 and 20-21. Sweeping the floor traces the
+    latency-accuracy trade-off.
+    """
+
+    instance: Instance
+    min_retained_weight: float = 0.9
+    support: Support = "topk"
+    key = "p1-floor"
+
+    def __post_init__(self):
+        _check_choice(self.support, SUPPORTS, "support")
+        rho = self.min_retained_weight
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
+            raise InputError("min_retained_weight", "must be a number in [0, 1]", rho)
+
+
+Problem = BandwidthProblem | SelectionProblem | JointProblem | WeightFloorProblem

@@ -30,7 +30,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, eq=False)
 class Solution:
-    """A solved point of P1, P2 or P3 (schema ``wdmoe-solution/1``).
+    """A solved point of any problem (schema ``wdmoe-solution/1``).
 
     ``objective_s`` is always the batch latency ``T = sum_i t^i`` (eq. 13) of
     ``(bandwidth_hz, selection)``. ``lower_bound_s`` bounds the latency problem
@@ -51,6 +51,7 @@ class Solution:
     expert_invocations: int
     lower_bound_s: float | None = None
     wlr_upper_bound: float | None = None
+    tolerance: float | None = None
     solve_time_s: float = 0.0
     solver: Mapping = field(default_factory=dict)
     extra: Mapping = field(default_factory=dict)
@@ -60,8 +61,12 @@ class Solution:
     def evaluate(cls, instance: Instance, selection: Selection, bandwidth_hz, *,
                  problem: str, method: str, status: Status | str = Status.FEASIBLE,
                  lower_bound_s: float | None = None, wlr_upper_bound: float | None = None,
-                 extra: Mapping | None = None) -> Solution:
-        """Build a solution, recomputing every number from ``(selection, bandwidth_hz)``."""
+                 tolerance: float | None = None, extra: Mapping | None = None) -> Solution:
+        """Build a solution, recomputing every number from ``(selection, bandwidth_hz)``.
+
+        ``tolerance`` is the relative gap under which the method calls a point
+        ``optimal`` (P3's ``tol``, a MIP gap); ``check`` holds an ``optimal`` status to it.
+        """
         b = np.array(bandwidth_hz, dtype=np.float64, copy=True)
         b.setflags(write=False)
         t = lat.device_time_s(instance, selection, b)
@@ -77,6 +82,7 @@ class Solution:
             expert_invocations=lat.expert_invocations(selection),
             lower_bound_s=None if lower_bound_s is None else float(lower_bound_s),
             wlr_upper_bound=None if wlr_upper_bound is None else float(wlr_upper_bound),
+            tolerance=None if tolerance is None else float(tolerance),
             extra=MappingProxyType(dict(extra or {})),
         )
 
@@ -94,6 +100,20 @@ class Solution:
         if self.lower_bound_s is None:
             return None
         return relative_gap(self.objective_s, self.lower_bound_s)
+
+    def restate(self, *, problem: str, method: str, status: Status | str,
+                lower_bound_s: float | None = None, wlr_upper_bound: float | None = None,
+                tolerance: float | None = None, extra: Mapping | None = None) -> Solution:
+        """The same evaluated point as a solution of another problem (P3's point as
+        P1's): the numbers are kept, not recomputed; the bounds, status and run
+        information are the new problem's."""
+        return replace(self, problem=problem, method=method, status=Status(status),
+                       lower_bound_s=None if lower_bound_s is None else float(lower_bound_s),
+                       wlr_upper_bound=(None if wlr_upper_bound is None
+                                        else float(wlr_upper_bound)),
+                       tolerance=None if tolerance is None else float(tolerance),
+                       solve_time_s=0.0, solver=MappingProxyType({}),
+                       extra=MappingProxyType(dict(extra or {})))
 
     def with_run_info(self, **changes) -> Solution:
         """A copy with run metadata (``solve_time_s``, ``solver``, ``method``...) set."""

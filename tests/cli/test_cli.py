@@ -70,8 +70,8 @@ def test_generate_from_recorded_gating_and_channels(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["solve", "missing.json"], "does not exist"),
-    (["solve", "{sim}", "--selection", "magic"], "p2 method is unknown; known: "),
-    (["solve", "{sim}", "--joint", "nope"], "p1 method is unknown"),
+    (["solve", "{sim}", "--selection", "magic"], "--selection is not a p2 method; known: "),
+    (["solve", "{sim}", "--joint", "nope"], "--joint is not a p1 method"),
     (["solve", "{sim}", "--bandwidth-option", "x"], "NAME=VALUE"),
     (["generate", "wdmoe-sim", "--tokens", "0", "-o", "{tmp}/x.json"], "tokens"),
     (["generate", "wdmoe-sim", "--set", "colour=3", "-o", "{tmp}/x.json"],

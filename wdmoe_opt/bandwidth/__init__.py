@@ -1,3 +1,1 @@
-"""P3 bandwidth allocation methods (eqs. 19-21). Importing registers them."""
-
-from . import conic, exact, slsqp, uniform  # noqa: F401
+"""P3 bandwidth allocation methods (eqs. 19-21); :mod:`wdmoe_opt.builtin` registers them."""

@@ -42,7 +42,7 @@ def finish(problem: BandwidthProblem, data: P3Data, b: np.ndarray, *, method: st
         status = Status.TIME_LIMIT if status is Status.TIME_LIMIT else Status.ERROR
     lb = None if bound is None or not np.isfinite(bound) else bound * data.time_scale_s
     sol = Solution.evaluate(problem.instance, problem.selection, data.bandwidth_hz(b),
-                            problem="p3", method=method, extra=extra)
+                            problem="p3", method=method, tolerance=tol, extra=extra)
     if lb is not None and lb > sol.objective_s:
         if lb > sol.objective_s * (1 + _BOUND_ROUNDOFF):
             return sol.with_run_info(status=Status.ERROR, extra={

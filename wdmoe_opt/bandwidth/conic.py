@@ -104,7 +104,7 @@ def _curves(data: P3Data, rows, cols):
     return rows, cols, np.arange(rows.size)
 
 
-@register("p3", "cvxpy", options=CvxpyOptions, backends=("cvxpy",))
+@register("p3", "cvxpy", options=CvxpyOptions, backends=("cvxpy", "p3kernel"))
 def solve_cvxpy(problem: BandwidthProblem, options: CvxpyOptions) -> Solution:
     """DCP model (exponential cones via ``rel_entr``), Clarabel by default, DPP re-solves."""
     import cvxpy as cp

@@ -100,7 +100,7 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     return IPMResult(b, lam, nu, bound, objective, iterations, _STATUS[code])
 
 
-@register("p3", "exact", options=ExactOptions, exact=True)
+@register("p3", "exact", options=ExactOptions, backends=("p3kernel",), exact=True)
 def solve_exact(problem: BandwidthProblem, options: ExactOptions) -> Solution:
     """Certified optimum: structured interior point plus a Lagrangian-dual lower bound."""
     data, done = prepare(problem, "p3/exact")

@@ -41,7 +41,7 @@ class _TimeUp(Exception):
     pass
 
 
-@register("p3", "slsqp", options=SlsqpOptions, backends=("scipy",))
+@register("p3", "slsqp", options=SlsqpOptions, backends=("scipy", "p3kernel"))
 def solve_slsqp(problem: BandwidthProblem, options: SlsqpOptions) -> Solution:
     """SciPy SLSQP on the epigraph form (the paper's solver), feasible start."""
     from scipy.optimize import minimize

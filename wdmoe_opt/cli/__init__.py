@@ -11,14 +11,29 @@ import sys
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import BackendUnavailable, InputError
 
-#: Modules of ``wdmoe_opt.cli`` that each define a click ``command``.
-_COMMANDS = ("generate", "info", "solve", "check", "ablation", "record", "bench", "report")
+#: Command name -> the module of ``wdmoe_opt.cli`` defining its click ``command``.
+_COMMANDS = {"generate": "generate", "info": "info", "solve": "solve", "check": "check",
+             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or help lists it), so
+    ``wdmoe-opt solve`` does not pay for the harness's pandas."""
+
+    def list_commands(self, ctx):
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in _COMMANDS:
+            return None
+        return importlib.import_module(f"{__name__}.{_COMMANDS[name]}").command
+
+
+@click.group(cls=_LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="wdmoe-opt")
 def cli():
     """Optimization toolkit for wireless distributed MoE inference (the WDMoE paper's P1-P3).
@@ -31,10 +46,6 @@ def cli():
     """
 
 
-for _name in _COMMANDS:
-    cli.add_command(importlib.import_module(f"{__name__}.{_name}").command)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     try:
@@ -43,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, BackendUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         code = 2
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:      # usage errors too: one line, not the usage
+        click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code

@@ -33,15 +33,24 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
              ("selection_method", "bandwidth_method") if k in extra]
     con.print(f"[bold]{instance.name}[/]: {I} layers x {J} tokens x {E} experts, "
               f"{instance.n_devices} devices, {instance.system.total_bandwidth_hz / 1e6:g} MHz")
-    con.print(f"method  {solution.method}" + (f" ({', '.join(parts)})" if parts else "")
+    con.print(f"problem {solution.problem}   method {solution.method}"
+              + (f" ({', '.join(parts)})" if parts else "")
               + f"   status [bold]{solution.status}[/]   solve time {solution.solve_time_s:.3f} s")
-    gap = solution.gap
-    con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
-              f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap "
-              f"{'-' if gap is None else f'{gap:.2e}'}")
-    con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
-              f"{solution.retained_weight:.1%}   expert invocations "
-              f"{solution.expert_invocations:,}")
+    gap = "-" if solution.gap is None else f"{solution.gap:.2e}"
+    tol = (f" (optimal within {solution.tolerance:.0e})" if solution.tolerance is not None
+           and solution.status == "optimal" else "")
+    if solution.problem == "p2":
+        con.print(f"[bold]WLR total {solution.wlr_total:,.2f}[/]   upper bound "
+                  f"{_maybe(solution.wlr_upper_bound, ',.2f')}   gap {gap}{tol}")
+        con.print(f"latency per batch {solution.objective_s:,.4f} s   retained weight "
+                  f"{solution.retained_weight:.1%}   expert invocations "
+                  f"{solution.expert_invocations:,}")
+    else:
+        con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
+                  f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
+        con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
+                  f"{solution.retained_weight:.1%}   expert invocations "
+                  f"{solution.expert_invocations:,}")
     counts = np.bincount(slowest, minlength=instance.n_devices)
     worst = int(counts.argmax())
     bottleneck = f"slowest device: {worst} (bottleneck in {int(counts[worst])} of {I} layers)"

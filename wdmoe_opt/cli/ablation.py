@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..generate import PRESETS
+from ..harness.ablation import PAPER_ARC_C, ablation_rows, summarize, table_cells, to_markdown
 from ..io.atomic import atomic_write_text
-from ..joint.ablation import PAPER_ARC_C, ablation_rows, summarize, to_markdown
 from ._params import parse_assignments
 
 
@@ -43,13 +43,11 @@ def command(preset, seeds, tokens, selection, bandwidth, sets, output):
                          **overrides)
     summary = summarize(rows)
     table = Table(title=f"Table II ablation ({preset}, {seeds} seeds)")
-    for col in ("variant", "latency/batch ms", "ratio", "reduction", "retained weight",
-                "paper ARC-C"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for r in summary.itertuples():
-        table.add_row(r.variant, f"{r.latency_ms_mean:,.1f} ± {r.latency_ms_std:,.1f}",
-                      f"{r.ratio_mean:.3f} ± {r.ratio_std:.3f}", f"{r.reduction_pct:.1f}%",
-                      f"{r.retained_weight_mean:.3f}", f"{PAPER_ARC_C[r.variant]:.3f}")
+    header, cells = table_cells(summary, PAPER_ARC_C)
+    for n, col in enumerate(header):
+        table.add_column(col, justify="left" if n == 0 else "right")
+    for row in cells:
+        table.add_row(*row)
     Console(soft_wrap=True).print(table)
     if output:
         import pandas as pd

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 #: -174 dBm/Hz, thermal noise at 290 K: the paper does not give N0.
-THERMAL_NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) / 1000
 
 
 def dbm_per_hz_to_w_per_hz(dbm: float) -> float:

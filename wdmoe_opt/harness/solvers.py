@@ -85,35 +85,36 @@ class _Spec:
 @dataclass(frozen=True)
 class Config(_Spec):
     """A registered method with fixed options, e.g. ``p1/sequential`` with
-    ``{"selection": "topk", "bandwidth": "exact"}``.
+    ``{"selection": "topk", "bandwidth": "exact"}``: run as one
+    :class:`~wdmoe_opt.registry.Step`, built and validated once.
 
-    If the method has a ``time_limit`` option that ``options`` leaves unset, the
-    harness passes its own ``--timeout`` (minus a margin) so the method can stop and
-    return its incumbent before it is killed.
+    Every method of the step that takes a time limit and is not given one in
+    ``options`` gets the harness's ``--timeout`` (minus a margin), so it can stop
+    and return its incumbent before it is killed.
     """
 
     method: str = ""
     options: Mapping = field(default_factory=dict)
 
+    def step(self):
+        """The validated step (raises :class:`InputError` on a bad method or option)."""
+        from ..registry import get_method
+        return get_method(self.method).step(dict(self.options))
+
     def available(self) -> tuple[bool, str]:
         """``(True, "")`` if the method (and its sub-methods) is registered and its
         backends import; otherwise ``(False, why)``."""
-        from ..registry import get_method
         try:
-            method = get_method(self.method)
-            method.make_options(dict(self.options))
+            step = self.step()
         except (InputError, ValueError) as exc:
             return False, f"{self.name}: {exc}"
-        return method.available()
+        return step.method.available()
 
     def solve(self, instance: Instance, time_limit: float | None = None) -> Solution:
-        from ..registry import get_method
-        method = get_method(self.method)
-        options = dict(self.options)
-        known = {name for name, _, _ in method.options_cls.describe()}
-        if time_limit is not None and "time_limit" in known and "time_limit" not in options:
-            options["time_limit"] = time_limit
-        return method(self.build_problem(instance), options)
+        step = self.step()
+        if time_limit is not None and "time_limit" not in self.options:
+            step, _ = step.with_time_limit(time_limit)
+        return step.solve(self.build_problem(instance))
 
 
 @dataclass(frozen=True)

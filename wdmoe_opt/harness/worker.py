@@ -34,7 +34,7 @@ def peak_memory_mb() -> float:
 
 def versions(backends: dict | None = None) -> dict:
     """wdmoe_opt, Python, numpy, scipy and the method's backends (benchopt's metadata)."""
-    from .. import __version__
+    from .._version import __version__
     from ..registry import backend_versions
     return {"wdmoe_opt": __version__, "python": platform.python_version(),
             **backend_versions(), **dict(backends or {})}

@@ -92,9 +92,20 @@ def read_instance(path: str | os.PathLike) -> Instance:
     return instance_from_dict(doc, weights)
 
 
+#: The largest file read (bytes); larger ones are refused before reading
+#: (``WDMOE_OPT_MAX_FILE_BYTES`` overrides it).
+MAX_FILE_BYTES = int(os.environ.get("WDMOE_OPT_MAX_FILE_BYTES", 4 << 30))
+
 def read_bytes(path: Path, what: str) -> bytes:
-    """The file's bytes, or an :class:`InputError` naming ``what`` is wrong with it."""
+    """The file's bytes, or an :class:`InputError` naming ``what`` is wrong with it: it is
+    missing, not a regular file (``/dev/zero``, a folder) or over :data:`MAX_FILE_BYTES`."""
     try:
+        info = path.stat()
+        if not path.is_file():
+            raise InputError(what, "is not a regular file", str(path))
+        if info.st_size > MAX_FILE_BYTES:
+            raise InputError(what, f"is larger than the limit of {MAX_FILE_BYTES:,} bytes "
+                             f"({info.st_size:,}; set WDMOE_OPT_MAX_FILE_BYTES)", str(path))
         return path.read_bytes()
     except FileNotFoundError:
         raise InputError(what, "does not exist", str(path)) from None
@@ -102,14 +113,34 @@ def read_bytes(path: Path, what: str) -> bytes:
         raise InputError(what, f"cannot be read ({exc.strerror})", str(path)) from None
 
 
+def _no_duplicate_keys(pairs: list) -> dict:
+    doc = {}
+    for key, value in pairs:
+        if key in doc:
+            raise InputError(f"key {key!r}", "appears twice in one JSON object")
+        doc[key] = value
+    return doc
+
+
 def parse_json(raw: bytes, path: Path) -> dict:
+    """A JSON object from ``raw``; one :class:`InputError` for anything else (bad
+    UTF-8, bad JSON, a repeated key, nesting deeper than the parser's recursion
+    limit, an integer too long to read)."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(str(path), "is neither JSON nor a .npz file") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise InputError(str(path), f"is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
+    except InputError as exc:
+        raise InputError(str(path), f"is not valid here: {exc}") from None
+    except RecursionError:
+        raise InputError(str(path), "nests JSON too deeply to read") from None
+    except ValueError as exc:               # e.g. an integer over Python's digit limit
+        raise InputError(str(path), f"holds a value that cannot be read ({exc})") from None
     if not isinstance(doc, dict):
         raise InputError(str(path), "must hold a JSON object")
     return doc

@@ -1,3 +1,2 @@
-"""P1 joint (bilevel) methods (eqs. 13-15). Importing registers them."""
-
-from . import alternating, exact, sequential, weight_floor  # noqa: F401
+"""P1 joint (bilevel) methods (eqs. 13-15) and the retained-weight-floor problem;
+:mod:`wdmoe_opt.builtin` registers them."""

@@ -58,9 +58,9 @@ def layer_candidates(instance: Instance, support: str, layer: int,
     grid = np.array(list(itertools.product(*[range(len(o)) for o in options])))
     masks = np.stack([options[j][grid[:, j]] for j in range(len(options))], axis=1)
     onehot = (instance.placement[layer][:, None] == np.arange(instance.n_devices))
-    pairs = np.einsum("nje,ek->njk", masks.astype(np.int64), onehot.astype(np.int64))
+    u, p = lat.mask_loads(masks, onehot)
     num = np.einsum("nje,je,ek->nk", masks, instance.gating_weights[layer], onehot)
-    return LayerCandidates(layer, masks, (pairs > 0).sum(axis=1), pairs.sum(axis=1), num)
+    return LayerCandidates(layer, masks, u, p, num)
 
 
 def all_candidates(instance: Instance, support: str,
@@ -73,16 +73,12 @@ def device_times(instance: Instance, cands: LayerCandidates, bandwidth_hz) -> np
     """Eq. (10) for every candidate: ``[..., n, U]`` for bandwidth ``[..., U]``
     (any non-negative vector: the bilevel search evaluates box corners too)."""
     c = lat.comm_time_per_token_s(instance, bandwidth_hz)[..., cands.layer, None, :]
-    a = lat.compute_time_per_token_s(instance)
-    with np.errstate(invalid="ignore"):
-        return np.where(cands.u > 0, cands.u * c, 0.0) + cands.p * a
+    return lat.device_time_from_loads(cands.u, cands.p, c, lat.compute_time_per_token_s(instance))
 
 
 def layer_wlr(cands: LayerCandidates, times: np.ndarray) -> np.ndarray:
     """Eq. (12) summed over devices, ``[..., n]``, from :func:`device_times`."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(times > 0, cands.num / np.where(times > 0, times, 1.0), 0.0)
-    return np.where(np.isfinite(times), ratio, 0.0).sum(axis=-1)
+    return lat.wlr_from_times(cands.num, times).sum(axis=-1)
 
 
 def follower_optimal(wlr_values: np.ndarray, tie_tol: float = TIE_TOL) -> np.ndarray:

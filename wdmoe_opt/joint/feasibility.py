@@ -14,7 +14,7 @@ import numpy as np
 from ..model import Selection, uniform_bandwidth_hz
 from ..model import latency as lat
 from ..problems import JointProblem, SelectionProblem
-from ..registry import get_method
+from ..registry import Step, get_method
 from ..solution import Solution, Status
 from .enumerate import TIE_TOL
 
@@ -29,19 +29,23 @@ def follower_bandwidth(problem: JointProblem, bandwidth_hz) -> np.ndarray:
 def judge(problem: JointProblem, selection: Selection, reply: Solution,
           tie_tol: float = TIE_TOL) -> bool | None:
     """The verdict on ``selection`` given ``reply``, a P2 solution at the follower's
-    bandwidth (``reply.bandwidth_hz``)."""
+    bandwidth (``reply.bandwidth_hz``).
+
+    When ``selection`` is the reply's own, its status decides (an exact method's
+    ``optimal`` proves it); otherwise the two WLR values are compared.
+    """
+    proven = get_method(reply.method).exact and reply.status == Status.OPTIMAL
+    if selection is reply.selection:
+        return True if proven else None
     own = float(lat.wlr(problem.instance, selection, reply.bandwidth_hz).sum())
     if reply.wlr_total > own * (1.0 + tie_tol):
         return False
-    if get_method(reply.method).exact and reply.status == Status.OPTIMAL:
-        return True
-    return None
+    return True if proven else None
 
 
 def bilevel_feasible(problem: JointProblem, selection: Selection, bandwidth_hz,
-                     p2_method: str, p2_options: dict | None = None,
-                     tie_tol: float = TIE_TOL) -> bool | None:
-    """Solve P2 at the follower's bandwidth with ``p2_method`` and :func:`judge`."""
+                     p2_step: Step, tie_tol: float = TIE_TOL) -> bool | None:
+    """Solve P2 at the follower's bandwidth with ``p2_step`` and :func:`judge`."""
     p2 = SelectionProblem(problem.instance, follower_bandwidth(problem, bandwidth_hz),
                           support=problem.support)
-    return judge(problem, selection, get_method(p2_method, "p2")(p2, p2_options), tie_tol)
+    return judge(problem, selection, p2_step.solve(p2), tie_tol)

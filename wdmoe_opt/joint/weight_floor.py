@@ -5,12 +5,12 @@
 
 Sweeping ``rho`` traces the latency-accuracy trade-off curve.
 
-* ``p1/weight-floor-exact`` (tiny instances): per layer, the enumerated selections
+* ``p1-floor/exact`` (tiny instances): per layer, the enumerated selections
   (:mod:`.enumerate`) reduced to the non-dominated ones (fewer tokens and pairs on
   every device, more weight); every profile meeting the floor is scored by the exact
   P3 method in order of a valid lower bound (each device given the whole band), and
   the search stops once that bound reaches the incumbent.
-* ``p1/weight-floor`` (any size): greedy at a fixed bandwidth (uniform, then the last
+* ``p1-floor/greedy`` (any size): greedy at a fixed bandwidth (uniform, then the last
   P3 allocation): repeatedly drop, in each layer, the lowest-weight droppable expert
   on the slowest device while the floor allows, layers with the best latency saved per
   weight first; then P3. Keeps the best of ``rounds`` rounds. Drops only (a subset of
@@ -26,39 +26,36 @@ import numpy as np
 
 from ..model import Selection
 from ..model import latency as lat
-from ..options import Options, option
-from ..problems import BandwidthProblem, JointProblem, SelectionProblem
-from ..registry import get_method, register
+from ..options import Options, option, step_option
+from ..problems import SelectionProblem, WeightFloorProblem
+from ..registry import Step, register
 from ..selection.common import LayerTimes, RankedSelection, refuse_large
 from ..solution import Solution, Status
 from .enumerate import all_candidates, device_times
+from .sequential import allocate
 
 
 @dataclass(frozen=True)
 class WeightFloorOptions(Options):
-    """The floor, the P3 method, and the heuristic's rounds."""
+    """The P3 step scoring each selection."""
 
-    min_retained_weight: float = option(0.9, "unit", "floor on the retained weight (0..1)")
-    bandwidth: str = option("exact", None, "P3 method")
-    bandwidth_options: dict | None = option(None, None, "options of the P3 method")
-    rounds: int = option(3, "positive_int", "heuristic: (drop, P3) rounds")
-
-    def validate(self, owner: str) -> None:
-        super().validate(owner)
-        get_method(self.bandwidth, "p3").make_options(self.bandwidth_options)
+    bandwidth: Step = step_option("p3", "exact", "P3 step")
 
 
-def _p3(problem: JointProblem, mask: np.ndarray, options: WeightFloorOptions) -> Solution:
-    return get_method(options.bandwidth, "p3")(
-        BandwidthProblem(problem.instance, Selection(mask)), options.bandwidth_options)
+@dataclass(frozen=True)
+class GreedyFloorOptions(WeightFloorOptions):
+    """The P3 step, and the heuristic's rounds."""
+
+    rounds: int = option(3, "positive_int", "(drop, P3) rounds")
 
 
-def _finish(problem, sol: Solution, method: str, options, status, **extra) -> Solution:
-    return Solution.evaluate(
-        problem.instance, sol.selection, sol.bandwidth_hz, problem="p1", method=method,
-        status=status, lower_bound_s=extra.pop("lower_bound_s", None),
-        extra={"min_retained_weight": options.min_retained_weight, "support": problem.support,
-               "bandwidth_method": sol.method, **extra})
+def _finish(problem: WeightFloorProblem, sol: Solution, method: str, status,
+            lower_bound_s=None, tolerance=None, **extra) -> Solution:
+    return sol.restate(problem="p1-floor", method=method, status=status,
+                       lower_bound_s=lower_bound_s, tolerance=tolerance,
+                       extra={"min_retained_weight": problem.min_retained_weight,
+                              "support": problem.support, "bandwidth_method": sol.method,
+                              **extra})
 
 
 def _undominated(u, p, w) -> np.ndarray:
@@ -72,12 +69,12 @@ def _undominated(u, p, w) -> np.ndarray:
     return np.intersect1d(np.flatnonzero(~dominated), first)
 
 
-@register("p1", "weight-floor-exact", options=WeightFloorOptions, exact=True)
-def solve_weight_floor_exact(problem: JointProblem, options: WeightFloorOptions) -> Solution:
+@register("p1-floor", "exact", options=WeightFloorOptions, exact=True)
+def solve_weight_floor_exact(problem: WeightFloorProblem, options: WeightFloorOptions) -> Solution:
     """Min latency with retained weight >= a floor, exactly, by enumeration + exact P3 (tiny)."""
     inst = problem.instance
     cands = all_candidates(inst, problem.support)
-    need = options.min_retained_weight * lat.topk_weight(inst) * (1 - 1e-12)
+    need = problem.min_retained_weight * inst.topk_weight_total * (1 - 1e-12)
     full = np.full(inst.n_devices, inst.system.total_bandwidth_hz)
     layers = []
     for c in cands:
@@ -85,25 +82,28 @@ def solve_weight_floor_exact(problem: JointProblem, options: WeightFloorOptions)
         layers.append((keep, c.num.sum(axis=1)[keep],
                        device_times(inst, c, full)[keep].max(axis=1)))
     refuse_large("instance", [len(k) for k, _, _ in layers], 2e5,
-                 "the selection profiles of p1/weight-floor-exact")
+                 "the selection profiles of p1-floor/exact")
     profiles = np.array(list(itertools.product(*[range(len(k)) for k, _, _ in layers])))
     weight = sum(w[profiles[:, i]] for i, (_, w, _) in enumerate(layers))
     bound = sum(b[profiles[:, i]] for i, (_, _, b) in enumerate(layers))
     ok = np.flatnonzero(weight >= need)
     order = ok[np.argsort(bound[ok], kind="stable")]
-    best, solved, exact_all = None, 0, True
+    best, solved, exact_all, lower = None, 0, True, np.inf
     for n in order:
         if best is not None and bound[n] >= best.objective_s:
+            lower = min(lower, bound[n])       # every profile left is bounded by this
             break
         mask = np.stack([c.masks[layers[i][0][profiles[n, i]]] for i, c in enumerate(cands)])
-        sol = _p3(problem, mask, options)
+        sol = allocate(options.bandwidth, inst, Selection(mask))
         solved += 1
-        exact_all &= sol.status == Status.OPTIMAL
+        exact_all &= sol.status == Status.OPTIMAL and sol.lower_bound_s is not None
+        lower = min(lower, sol.lower_bound_s if sol.lower_bound_s is not None else -np.inf)
         if best is None or sol.objective_s < best.objective_s:
             best = sol
     status = Status.OPTIMAL if exact_all else Status.FEASIBLE
-    return _finish(problem, best, "p1/weight-floor-exact", options, status,
-                   profiles_scored=solved)
+    return _finish(problem, best, "p1-floor/exact", status,
+                   lower_bound_s=lower if np.isfinite(lower) else None,
+                   tolerance=best.tolerance, profiles_scored=solved)
 
 
 def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
@@ -111,12 +111,11 @@ def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
     inst = problem.instance
     times = LayerTimes(problem)
     sel = RankedSelection(times, inst.model.top_k)
-    budget = sel.num.sum() - floor * lat.topk_weight(inst)
+    budget = sel.num.sum() - floor * inst.topk_weight_total
     comm = np.broadcast_to(times.comm, sel.u.shape)
     layers = np.arange(inst.n_layers)
     while True:
-        with np.errstate(invalid="ignore"):
-            t = np.where(sel.u > 0, sel.u * comm, 0.0) + sel.p * times.comp
+        t = lat.device_time_from_loads(sel.u, sel.p, comm, times.comp)
         slow = t.argmax(axis=1)                                           # [I]
         ii, jj = np.nonzero(sel.droppable())
         _, w, dev = sel.lowest(ii, jj)
@@ -143,14 +142,15 @@ def greedy_drops(problem: SelectionProblem, floor: float) -> np.ndarray:
     return sel.mask()
 
 
-@register("p1", "weight-floor", options=WeightFloorOptions)
-def solve_weight_floor(problem: JointProblem, options: WeightFloorOptions) -> Solution:
+@register("p1-floor", "greedy", options=GreedyFloorOptions)
+def solve_weight_floor(problem: WeightFloorProblem, options: GreedyFloorOptions) -> Solution:
     """Min latency with retained weight >= a floor: greedy drops + P3, for any size."""
     best, bandwidth = None, None
     for _ in range(options.rounds):
         p2 = SelectionProblem(problem.instance, bandwidth, support=problem.support)
-        sol = _p3(problem, greedy_drops(p2, options.min_retained_weight), options)
+        sol = allocate(options.bandwidth, problem.instance,
+                       Selection(greedy_drops(p2, problem.min_retained_weight)))
         if best is not None and sol.objective_s >= best.objective_s * (1 - 1e-12):
             break
         best, bandwidth = sol, sol.bandwidth_hz
-    return _finish(problem, best, "p1/weight-floor", options, Status.FEASIBLE)
+    return _finish(problem, best, "p1-floor/greedy", Status.FEASIBLE)

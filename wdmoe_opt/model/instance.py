@@ -315,9 +315,7 @@ class Instance:
     @cached_property
     def topk_weight_total(self) -> float:
         """``sum`` of every token's router Top-K weights (the retained-weight denominator)."""
-        k = self.model.top_k
-        w = self.gating_weights
-        return float(np.partition(w, w.shape[-1] - k, axis=-1)[..., -k:].sum())
+        return float(np.einsum("ije,ije->", self.gating_weights, self.router_topk_mask))
 
     @cached_property
     def content_hash(self) -> str:
@@ -443,3 +441,14 @@ def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
     need = k - np.count_nonzero(mask, axis=-1)[..., None]
     mask |= tied & (np.cumsum(tied, axis=-1) <= need)
     return mask
+
+
+def topk_order(weights: np.ndarray, k: int) -> np.ndarray:
+    """``[..., k]``: each token's ``k`` highest-weight experts, best first (ties go to
+    the lower expert id, as :func:`topk_mask`)."""
+    x = np.array(weights, dtype=np.float64, copy=True)
+    out = np.empty(x.shape[:-1] + (k,), dtype=np.int64)
+    for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
+        out[..., r] = np.argmax(x, axis=-1)
+        np.put_along_axis(x, out[..., r, None], -np.inf, axis=-1)
+    return out

@@ -89,21 +89,28 @@ def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.nda
     return u, p
 
 
+def mask_loads(masks: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Loads ``(u, p)`` (eq. 9) of candidate masks ``[..., J, E]``, batched: ``onehot``
+    ``[..., E, U]`` says which device hosts each expert (broadcast against the masks'
+    leading axes); ``u`` distinct tokens and ``p`` pairs per device, ``[..., U]``."""
+    pairs = np.einsum("...je,...ek->...jk", masks.astype(np.int64), onehot.astype(np.int64))
+    return np.count_nonzero(pairs, axis=-2), pairs.sum(axis=-2)
+
+
+def device_time_from_loads(u, p, comm_s, comp_s) -> np.ndarray:
+    """Eq. (10), the one kernel every evaluation uses: ``t = u c + p a`` from loads
+    ``u, p``, per-token times ``c`` (eq. 6, ``inf`` without bandwidth) and ``a`` (eq. 7),
+    0 where nothing is sent; all arguments broadcast."""
+    with np.errstate(invalid="ignore"):
+        return np.where(u > 0, u * comm_s, 0.0) + p * comp_s
+
+
 def device_time_s(instance: Instance, selection: Selection, bandwidth_hz,
                   loads: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Eqs. (8)-(10): ``t[i, k] = u c_k(B_k) + p a_k`` (0 with no load), ``[..., I, U]``."""
     u, p = device_loads(instance, selection) if loads is None else loads
-    return device_time_from_loads(instance, u, p, bandwidth_hz)
-
-
-def device_time_from_loads(instance: Instance, u: np.ndarray, p: np.ndarray,
-                           bandwidth_hz) -> np.ndarray:
-    """``t[i, k]`` from loads ``u, p`` (``[I, U]``); broadcasting as the module says."""
-    c = comm_time_per_token_s(instance, bandwidth_hz)
-    a = compute_time_per_token_s(instance)
-    with np.errstate(invalid="ignore"):
-        t = np.where(u > 0, u * c, 0.0) + p * a
-    return t
+    return device_time_from_loads(u, p, comm_time_per_token_s(instance, bandwidth_hz),
+                                  compute_time_per_token_s(instance))
 
 
 def layer_latency_s(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
@@ -144,14 +151,9 @@ def wlr_from_times(weight: np.ndarray, t: np.ndarray) -> np.ndarray:
                      where=t > 0)
 
 
-def topk_weight(instance: Instance) -> float:
-    """``sum`` of the router's Top-K weights over the batch (retained-weight denominator)."""
-    return instance.topk_weight_total
-
-
 def retained_weight(instance: Instance, selection: Selection) -> float:
     """Accuracy proxy: ``sum q w / sum_{Top-K} w`` over the batch (1.0 for Top-K)."""
-    return float(selected_weight(instance, selection).sum()) / topk_weight(instance)
+    return float(selected_weight(instance, selection).sum()) / instance.topk_weight_total
 
 
 def expert_invocations(selection: Selection) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +39,6 @@ class Selection:
     def shape(self) -> tuple[int, int, int]:
         return self.mask.shape  # type: ignore[return-value]
 
-    def experts_per_token(self) -> np.ndarray:
-        """``[I, J]`` number of kept experts of each token."""
-        return self.mask.sum(axis=2)
-
     def kept_lists(self) -> list[list[list[int]]]:
         """Schema form: ``[I][J]`` lists of kept expert ids, ascending."""
         I, J, E = self.shape
@@ -54,32 +49,6 @@ class Selection:
         return [lists[i * J:(i + 1) * J] for i in range(I)]
 
     @classmethod
-    def from_lists(cls, lists: Sequence, shape: tuple[int, int, int],
-                   field: str = "selection") -> Selection:
-        """Inverse of :meth:`kept_lists`, validated against ``shape = (I, J, E)``."""
-        I, J, E = shape
-        if not isinstance(lists, Sequence) or len(lists) != I:
-            raise InputError(field, f"must have one entry per layer ({I})",
-                             len(lists) if isinstance(lists, Sequence) else lists)
-        rows, cols = [], []
-        for i, layer in enumerate(lists):
-            if not isinstance(layer, Sequence) or len(layer) != J:
-                raise InputError(f"{field}[{i}]", f"must have one entry per token ({J})",
-                                 len(layer) if isinstance(layer, Sequence) else layer)
-            for j, kept in enumerate(layer):
-                if not isinstance(kept, Sequence) or isinstance(kept, str):
-                    raise InputError(f"{field}[{i}][{j}]", "must be a list of expert ids", kept)
-                for e in kept:
-                    if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e < E:
-                        raise InputError(f"{field}[{i}][{j}]",
-                                         f"holds an expert id outside 0..{E - 1}", e)
-                    rows.append(i * J + j)
-                    cols.append(e)
-        mask = np.zeros((I * J, E), dtype=bool)
-        mask[rows, cols] = True
-        return cls(mask.reshape(I, J, E))
-
-    @classmethod
     def topk(cls, instance: Instance, k: int | None = None) -> Selection:
         """The router's choice: each token keeps its ``k`` highest-weight experts
         (``k`` = the instance's top_k by default; ties go to the lower expert id)."""
@@ -88,4 +57,4 @@ class Selection:
         return cls(topk_mask(instance.gating_weights, k))
 
 
-__all__ = ["Selection", "topk_mask"]
+__all__ = ["Selection"]

@@ -207,7 +207,7 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
     status = {"optimal": Status.OPTIMAL, "exhausted": Status.OPTIMAL,
               "time limit": Status.TIME_LIMIT}.get(stop, Status.FEASIBLE)
     return placement_solution(problem, best, method="p5/milp", status=status,
-                              lower_bound_s=lower,
+                              lower_bound_s=lower, tolerance=options.tol,
                               extra={"rounds": rounds, "stopped": stop,
                                      "relaxation_bound_s": bound, "search_objective_s":
                                      best_score, "levels": options.levels})

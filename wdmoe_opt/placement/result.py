@@ -28,7 +28,7 @@ from .problem import PlacementProblem
 
 def placement_solution(problem: PlacementProblem, placement: np.ndarray, *, method: str,
                        status: Status = Status.FEASIBLE, lower_bound_s: float | None = None,
-                       extra: dict | None = None) -> Solution:
+                       tolerance: float | None = None, extra: dict | None = None) -> Solution:
     """The P5 :class:`Solution` of ``placement`` (checked against the capacities)."""
     pl = problem.check_placement(placement)
     p3 = get_method("p3/exact")
@@ -58,7 +58,7 @@ def placement_solution(problem: PlacementProblem, placement: np.ndarray, *, meth
         wlr_total=float(np.mean([s.wlr_total for s in batches])),
         retained_weight=lat.retained_weight(inst, selection),
         expert_invocations=lat.expert_invocations(selection),
-        lower_bound_s=lower_bound_s,
+        lower_bound_s=lower_bound_s, tolerance=tolerance,
         extra={"batch_tokens": jb, "batch_latency_s": [s.objective_s for s in batches],
                "batch_bandwidth_hz": [s.bandwidth_hz.tolist() for s in batches],
                "capacity_experts": problem.capacity.tolist(), "p3_status": p3_statuses,

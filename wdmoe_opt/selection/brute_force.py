@@ -67,5 +67,5 @@ def solve_brute_force(problem: SelectionProblem, options: BruteForceOptions) -> 
     mask = np.stack([m for m, _ in results])
     return Solution.evaluate(problem.instance, check_selection(problem, mask),
                              problem.bandwidth_hz, problem="p2", method="p2/brute-force",
-                             status=Status.OPTIMAL,
+                             status=Status.OPTIMAL, tolerance=0.0,
                              wlr_upper_bound=sum(v for _, v in results))

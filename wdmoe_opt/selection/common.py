@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import InputError
-from ..model import Selection
+from ..model import Selection, topk_order
 from ..model import latency as lat
 from ..problems import SelectionProblem
 
@@ -59,19 +59,15 @@ class LayerTimes:
         ``u`` counts distinct tokens per device, ``p`` pairs, as :func:`device_loads`.
         """
         onehot = self.onehot[layers]
-        w = self.instance.gating_weights[layers]
-        q = mask.astype(np.float64)
-        pairs = np.einsum("...ije,iek->...ijk", q, onehot)
-        p = pairs.sum(axis=-2)
-        u = (pairs > 0).sum(axis=-2)
-        num = np.einsum("...ije,iek->...ik", q * w, onehot)
+        u, p = lat.mask_loads(mask, onehot)
+        num = np.einsum("...ije,ije,iek->...ik", mask, self.instance.gating_weights[layers],
+                        onehot)
         return self.wlr_from_loads(u, p, num, layers)
 
     def wlr_from_loads(self, u, p, num, layers: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Eq. (12) from loads ``u, p`` and numerators ``num`` (``[..., I', U]``)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(u > 0, u * self.comm[layers], 0.0) + p * self.comp
-            return np.where(t > 0, num / np.where(t > 0, t, 1.0), 0.0)
+        return lat.wlr_from_times(num, lat.device_time_from_loads(u, p, self.comm[layers],
+                                                                  self.comp))
 
 
 def check_selection(problem: SelectionProblem, mask: np.ndarray) -> Selection:
@@ -81,17 +77,6 @@ def check_selection(problem: SelectionProblem, mask: np.ndarray) -> Selection:
     if (mask & ~problem.allowed_mask()).any():
         raise AssertionError("a P2 method kept an expert outside the support")
     return Selection(mask)
-
-
-def topk_order(weights: np.ndarray, k: int) -> np.ndarray:
-    """``[..., k]``: each token's ``k`` highest-weight experts, best first (ties go to
-    the lower expert id, as :func:`~wdmoe_opt.model.topk_mask`)."""
-    x = np.array(weights, dtype=np.float64, copy=True)
-    out = np.empty(x.shape[:-1] + (k,), dtype=np.int64)
-    for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
-        out[..., r] = np.argmax(x, axis=-1)
-        np.put_along_axis(x, out[..., r, None], -np.inf, axis=-1)
-    return out
 
 
 class RankedSelection:

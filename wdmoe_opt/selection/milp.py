@@ -121,7 +121,7 @@ def solve_by_layer(problem: SelectionProblem, options: MilpBaseOptions, route: R
               else Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else Status.FEASIBLE)
     return Solution.evaluate(
         inst, check_selection(problem, mask), problem.bandwidth_hz, problem="p2",
-        method=method, status=status, wlr_upper_bound=bound,
+        method=method, status=status, wlr_upper_bound=bound, tolerance=options.mip_gap,
         extra={"support": problem.support, "layers_optimal": statuses.count(Status.OPTIMAL),
                "max_layer_gap": float(max(layer_gaps))})
 
@@ -208,13 +208,8 @@ def highspy_layer(lm: LayerMilp, start: dict | None, time_limit: float,
                        float(info.mip_dual_bound), status)
 
 
-@register("p2", "milp-highspy", options=MilpOptions, backends=("highspy",), exact=True)
+@register("p2", "milp-highspy", options=MilpOptions, backends=("highspy",), exact=True,
+          aliases=("milp",))
 def solve_milp_highspy(problem: SelectionProblem, options: MilpOptions) -> Solution:
     """Exact P2: per-layer MILP with the sum of ratios linearized exactly, built in highspy."""
     return solve_by_layer(problem, options, highspy_layer, "p2/milp-highspy")
-
-
-@register("p2", "milp", options=MilpOptions, backends=("highspy",), exact=True)
-def solve_milp(problem: SelectionProblem, options: MilpOptions) -> Solution:
-    """Exact P2 (the CLI's ``--selection milp``): the highspy route, p2/milp-highspy."""
-    return solve_by_layer(problem, options, highspy_layer, "p2/milp")

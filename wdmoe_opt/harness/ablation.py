@@ -1,6 +1,7 @@
-"""The paper's ablations (Table II) and bandwidth sweep (Fig. 5), as library calls.
+"""The paper's ablations (Table II) and bandwidth sweep (Fig. 5): experiments over
+the solvers, used by ``wdmoe-opt ablation`` and ``benchmarks/``.
 
-Each variant is a :mod:`sequential <.sequential>` composition of a P2 and a P3
+Each variant is a ``p1/sequential`` composition of a P2 and a P3
 method, the paper's scheme with one part switched off:
 
 * ``mixtral``: router Top-K, uniform split (the Mixtral-based baseline);
@@ -77,19 +78,25 @@ def summarize(rows: list[dict], by: Sequence[str] = ("variant",)):
     return out.reset_index()
 
 
+def table_cells(summary, paper: dict[str, float] | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+    """The Table II-style table as strings, ``(header, rows)``: the one renderer that
+    the markdown file and the terminal table both print."""
+    header = ["variant", "latency/batch (ms), mean ± std", "ratio to mixtral, mean ± std "
+              "[min, max]", "reduction", "retained weight"] + (["paper ARC-C ratio"] if paper
+                                                               else [])
+    rows = [[r.variant, f"{r.latency_ms_mean:,.1f} ± {r.latency_ms_std:,.1f}",
+             f"{r.ratio_mean:.3f} ± {r.ratio_std:.3f} [{r.ratio_min:.3f}, {r.ratio_max:.3f}]",
+             f"{r.reduction_pct:.1f}%", f"{r.retained_weight_mean:.3f}"]
+            + ([f"{paper[r.variant]:.3f}"] if paper else []) for r in summary.itertuples()]
+    return header, rows
+
+
 def to_markdown(summary, command: str, paper: dict[str, float] | None = None) -> str:
-    """A Table II-style markdown table with the command that produced it."""
-    head = ("| variant | latency/batch (ms), mean ± std | ratio to mixtral, mean ± std "
-            "[min, max] | reduction | retained weight |" + (" paper ARC-C ratio |" if paper
-                                                            else ""))
-    lines = [f"Produced by `{command}`.", "", head,
-             "|" + "---|" * (5 + bool(paper))]
-    for r in summary.itertuples():
-        cell = f" {paper[r.variant]:.3f} |" if paper else ""
-        lines.append(f"| {r.variant} | {r.latency_ms_mean:,.1f} ± {r.latency_ms_std:,.1f} | "
-                     f"{r.ratio_mean:.3f} ± {r.ratio_std:.3f} [{r.ratio_min:.3f}, "
-                     f"{r.ratio_max:.3f}] | {r.reduction_pct:.1f}% | "
-                     f"{r.retained_weight_mean:.3f} |{cell}")
+    """:func:`table_cells` as a markdown table, with the command that produced it."""
+    header, rows = table_cells(summary, paper)
+    lines = [f"Produced by `{command}`.", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
