@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .errors import InputError
 from .model import Instance
 
 #: Relative tolerance for recomputed numbers and for ``sum B_k = B``.
@@ -42,6 +43,14 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     P2 at the follower's bandwidth (verified by enumeration where tractable; else a
     line in ``notes``), a floor point only at or above its floor.
     """
+    if isinstance(doc, dict) and doc.get("problem") == "p5":
+        from .check_placement import check_p5  # a trace of batches: checked batch by batch
+        return check_p5(instance, doc)
+    if isinstance(doc, dict) and doc.get("placement") is not None:
+        try:   # solved under a P5 placement (solve --placement-from): check it there
+            instance = instance.replace(placement=doc["placement"])
+        except InputError as exc:
+            return [str(exc)]
     notes = [] if notes is None else notes
     I, J, E = instance.gating_weights.shape
     U = instance.n_devices
