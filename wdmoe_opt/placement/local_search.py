@@ -120,6 +120,17 @@ def all_layer_changes(state: PlacementState, used: np.ndarray, targets: np.ndarr
                 yield state.try_placement(new)
 
 
+def best_improving(state: PlacementState, scored) -> tuple[int, tuple | None]:
+    """``(candidates scored, token of the best one improving by MIN_IMPROVEMENT or None)``
+    over an iterable of ``(objective, token)``."""
+    best, best_token, n = state.objective * (1 - MIN_IMPROVEMENT), None, 0
+    for score, token in scored:
+        n += 1
+        if score < best:
+            best, best_token = score, token
+    return n, best_token
+
+
 def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSearchOptions,
                  evaluator: PlacementEvaluator | None = None) -> tuple[np.ndarray, dict]:
     """Improve ``start``; ``(placement, trace)`` with the scores and the throughput."""
@@ -146,14 +157,12 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
             if hosts.size * (hosts.size + targets.size) <= options.full_neighbourhood:
                 neighbourhoods.append(hosts)     # small enough: every expert of the layer
             for sources in neighbourhoods:
-                best, best_token = state.objective * (1 - MIN_IMPROVEMENT), None
-                for row in candidate_rows(state, layer, targets, problem.capacity, sources):
-                    score, token = state.try_change(layer, row)
-                    scored += 1
-                    if score < best:
-                        best, best_token = score, token
-                if best_token is not None:
-                    state.commit(best_token)
+                n, token = best_improving(state, (
+                    state.try_change(layer, row)
+                    for row in candidate_rows(state, layer, targets, problem.capacity, sources)))
+                scored += n
+                if token is not None:
+                    state.commit(token)
                     accepted += 1
                     improved = True
                     break
@@ -161,14 +170,11 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
                 stop = "time limit"
                 break
         if stop != "time limit":              # changes of every layer at once
-            best, best_token = state.objective * (1 - MIN_IMPROVEMENT), None
-            for score, token in all_layer_changes(state, used, targets, problem.capacity,
-                                                  options.full_neighbourhood):
-                scored += 1
-                if score < best:
-                    best, best_token = score, token
-            if best_token is not None:
-                state.commit(best_token)
+            n, token = best_improving(state, all_layer_changes(
+                state, used, targets, problem.capacity, options.full_neighbourhood))
+            scored += n
+            if token is not None:
+                state.commit(token)
                 accepted += 1
                 improved = True
         if stop == "time limit" or not improved:
