@@ -9,7 +9,9 @@ batches of ``--batch-tokens`` tokens; placements decided on the training batches
 and scored on the held-out ones (Top-K, exact P3 per batch). Ratios are taken
 within one run.
 
-    python benchmarks/p5_placement.py --out docs/figures
+    PYTHONPATH=. python benchmarks/p5_placement.py --out docs/figures --parts heldout,throughput
+    PYTHONPATH=. python benchmarks/p5_placement.py --out docs/figures --parts milp,joint \
+        --search-time 10
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from rich.progress import track
 
 from wdmoe_opt.generate import generate
 from wdmoe_opt.placement import PlacementProblem
@@ -46,7 +48,7 @@ def trace(devices: int, experts: int, seed: int, layers: int, tokens: int):
 def heldout_rows(args) -> list[dict]:
     rows = []
     jobs = [(u, e, s) for u, e in GRID for s in range(args.seeds)]
-    for devices, experts, seed in tqdm(jobs, desc="held-out"):
+    for devices, experts, seed in track(jobs, description="held-out"):
         inst = trace(devices, experts, seed, args.layers,
                      args.batch_tokens * (args.train + args.test))
         cap = max(args.capacity, -(-experts // devices))
