@@ -15,5 +15,13 @@ from .solution import Solution, Status
 __all__ = [
     "__version__", "InputError", "BackendUnavailable", "Instance", "ModelSizes", "Selection",
     "System", "BandwidthProblem", "SelectionProblem", "JointProblem", "Solution", "Status",
-    "get_method", "methods", "register", "solve",
+    "get_method", "methods", "register", "solve", "batch",
 ]
+
+
+def __getattr__(name: str):
+    """``wdmoe_opt.batch`` (the simulator's entry point) is imported on first use."""
+    if name == "batch":
+        import importlib
+        return importlib.import_module(".batch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ The registry imports it on the first lookup, so ``import wdmoe_opt`` stays fast;
 a heavy backend (cvxpy, pyomo, highspy) loads only when its method runs.
 """
 
-from .bandwidth import conic, exact, slsqp, uniform  # noqa: F401
+from .bandwidth import conic, exact, robust, slsqp, uniform  # noqa: F401
 from .joint import alternating, sequential, weight_floor  # noqa: F401
 from .joint import exact as joint_exact  # noqa: F401
 from .placement import heuristics, local_search  # noqa: F401

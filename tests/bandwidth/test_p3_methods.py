@@ -55,17 +55,21 @@ def test_idle_devices_get_no_bandwidth():
         assert (sol.bandwidth_hz[~idle] > 0).all()
 
 
-def test_one_loaded_device_takes_everything_and_no_load_costs_nothing():
+def test_one_loaded_device_takes_everything():
     inst = small_instance(1)
     mask = np.zeros(inst.gating_weights.shape, dtype=bool)
-    empty = BandwidthProblem(inst, Selection(mask))
     mask[:, :, 2] = True
     one = BandwidthProblem(inst, Selection(mask))
     for name in ("slsqp", "cvxpy", "exact"):
         sol = solve(one, name)
         assert sol.status is Status.OPTIMAL and sol.lower_bound_s == sol.objective_s
         assert sol.bandwidth_hz[2] == inst.system.total_bandwidth_hz
-        assert solve(empty, name).objective_s == 0.0
+
+
+def test_a_selection_with_a_token_keeping_nothing_is_not_a_p3_input():
+    inst = small_instance(1)
+    with pytest.raises(InputError, match="keeps no expert"):
+        BandwidthProblem(inst, Selection(np.zeros(inst.gating_weights.shape, dtype=bool)))
 
 
 @pytest.mark.parametrize("name, options, field", [
@@ -82,7 +86,7 @@ def test_bad_options_get_one_clear_error(name, options, field):
 
 
 def test_unknown_method_lists_the_known_ones():
-    with pytest.raises(InputError, match="cvxpy, exact, slsqp, uniform"):
+    with pytest.raises(InputError, match="cvxpy, exact, robust, slsqp, uniform"):
         get_method("simplex", "p3")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from wdmoe_opt.harness.bench import run_bench
+from wdmoe_opt.harness.bench import read_meta, run_bench
 from wdmoe_opt.harness.runner import gap_to_best
 from wdmoe_opt.harness.table import RESULTS_FILE, ResultsTable
 
@@ -25,6 +25,7 @@ def test_rows_carry_objective_time_memory_and_versions(swept):
     assert row["sense"] == "min" and row["problem"] == "p3"
     assert row["solve_time_s"] > 0 and row["peak_mem_mb"] > 0
     assert '"wdmoe_opt"' in row["versions"] and row["feasible"]
+    assert row["exact"] is False  # p3/uniform is a heuristic in the registry
     p2 = next(r for r in table.rows.values() if r["solver"] == "fix-p2-topk")
     assert p2["sense"] == "max" and p2["objective"] == p2["wlr_total"]
 
@@ -38,6 +39,13 @@ def test_failures_are_recorded_with_their_reason(swept):
     assert "p2/not-registered" in rows["fix-missing"]["error"]
     assert "objective_s" in rows["fix-wrong"]["violations"]
     assert not rows["fix-wrong"]["feasible"]
+
+
+def test_settings_and_machine_are_recorded(swept):
+    out, _ = swept
+    meta = read_meta(out)
+    assert meta["timeout"] == 1.0 and meta["repeat"] == 1
+    assert meta["machine"]["cores"] >= 1 and meta["machine"]["cpu"]
 
 
 def test_table_on_disk_matches_and_solutions_are_written(swept):

@@ -16,8 +16,8 @@ def test_bench_then_report(library_root, tmp_path, capsys):
     assert "1 feasible" in capsys.readouterr().out
     assert len(pd.read_parquet(tmp_path / "runs" / "results.parquet")) == 1
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"),
-                 "--no-update-index"]) == 0
-    assert (tmp_path / "rep" / "index.html").exists()
+                 "--no-update-index", "--target", "1%"]) == 0
+    assert "within 1 % of the reference" in (tmp_path / "rep" / "index.html").read_text()
 
 
 def test_bad_input_exits_2(library_root, tmp_path, capsys):
@@ -26,3 +26,6 @@ def test_bad_input_exits_2(library_root, tmp_path, capsys):
     assert main(args) == 2
     assert "unknown solver" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r"),
+                 "--target", "close"]) == 2
+    assert "--target must be a relative gap" in capsys.readouterr().err

@@ -782,6 +782,69 @@ static int interior_point(const P3 *p, double tol, int max_iter,
     return status == ST_FEASIBLE && met ? ST_OPTIMAL : status;
 }
 
+/* ------------------------------------------------------------------- batches */
+
+/* One instance of a batch whose arrays keep every device (idle ones: kappa = 0 in
+ * every layer). The loaded devices are packed into `work` (kappa, pi [I, n'], gains
+ * [R, n'], then b [n'] and lam [I, n']) and solved as above; the point goes back to
+ * b_out [n] with 0 for idle devices. With one loaded device it takes the whole
+ * budget (its times decrease) and its objective is its own bound; with none the
+ * split is uniform and every layer takes 0. info: code, nu, bound, objective,
+ * iterations. */
+static void solve_packed(const P3 *full, double tol, int max_iter, double time_limit,
+                         double *work, int *cols, double *b_out, double *info)
+{
+    int I = full->I, n = full->n, R = full->R, used = 0;
+    for (int k = 0; k < n; k++) {
+        int loaded = 0;
+        for (int i = 0; i < I && !loaded; i++)
+            loaded = full->kappa[(size_t)i * n + k] > 0.0;
+        if (loaded)
+            cols[used++] = k;
+    }
+    Best best = {0};
+    int code = ST_OPTIMAL, iterations = 0;
+    for (int k = 0; k < n; k++)
+        b_out[k] = used ? 0.0 : 1.0 / n;
+    if (used == 1) {
+        double f, mf1, f2, total = 0.0;
+        for (int i = 0; i < I; i++) {
+            size_t idx = (size_t)i * n + cols[0];
+            curve(full, R > 1 ? i : 0, cols[0], 1.0, &f, &mf1, &f2);
+            total += full->kappa[idx] * f + full->pi[idx];
+        }
+        b_out[cols[0]] = 1.0;
+        best.bound = best.objective = total;
+        best.have = 1;
+    } else if (used > 1) {
+        size_t m = (size_t)I * used, rm = (size_t)R * used;
+        double *kappa = work, *pi = kappa + m, *gd = pi + m, *gu = gd + rm;
+        double *b = gu + rm, *lam = b + used;
+        for (int i = 0; i < I; i++)
+            for (int j = 0; j < used; j++) {
+                kappa[(size_t)i * used + j] = full->kappa[(size_t)i * n + cols[j]];
+                pi[(size_t)i * used + j] = full->pi[(size_t)i * n + cols[j]];
+            }
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < used; j++) {
+                gd[(size_t)r * used + j] = full->gd[(size_t)r * n + cols[j]];
+                gu[(size_t)r * used + j] = full->gu[(size_t)r * n + cols[j]];
+            }
+        P3 packed = {I, used, R, kappa, pi, gd, gu};
+        code = interior_point(&packed, tol, max_iter, time_limit, b, lam, &best, &iterations);
+        if (best.have)
+            for (int j = 0; j < used; j++)
+                b_out[cols[j]] = b[j];
+    }
+    if (!best.have)
+        best.bound = best.objective = best.nu = NAN;
+    info[0] = code;
+    info[1] = best.nu;
+    info[2] = best.bound;
+    info[3] = best.objective;
+    info[4] = iterations;
+}
+
 /* ------------------------------------------------------------ Python bindings */
 
 /* A C-contiguous float64 buffer of exactly `len` items (writable if asked). */
@@ -978,9 +1041,89 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(bound);
 }
 
+
+PyDoc_STRVAR(interior_point_batch_doc,
+"interior_point_batch(kappa, pi, g_down, g_up, b_out, info_out, tol, max_iter,\n"
+"                     time_limit, start, stop) -> None\n\n"
+"Solve instances start..stop-1 of a batch of normalized P3 problems sharing a shape:\n"
+"kappa, pi [N, I, n] (idle devices: kappa = 0 in every layer), gains [N, I, n] or\n"
+"[N, 1, n]. Writes each point into b_out [N, n] (0 for idle devices; uniform when no\n"
+"device is loaded) and (code, nu, bound, objective, iterations) into info_out [N, 5];\n"
+"codes as interior_point (bound and objective NaN without a certified point). The GIL\n"
+"is released for the whole range, so threads can solve disjoint ranges at once.");
+
+static PyObject *py_interior_point_batch(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[6];
+    double tol, time_limit;
+    int max_iter;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "OOOOOOdidnn", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &tol, &max_iter, &time_limit, &start, &stop))
+        return NULL;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(objs[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return NULL;
+    int ok = probe.ndim == 3 && probe.itemsize == 8 && probe.format
+             && strcmp(probe.format, "d") == 0;
+    Py_ssize_t N = ok ? probe.shape[0] : 0, I = ok ? probe.shape[1] : 0,
+               n = ok ? probe.shape[2] : 0;
+    PyBuffer_Release(&probe);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError,
+                        "kappa: expected a 3-D [batch, layers, devices] contiguous float64 array");
+        return NULL;
+    }
+    if (n < 1 || I < 1 || max_iter < 1 || start < 0 || stop > N || start > stop) {
+        PyErr_SetString(PyExc_ValueError,
+                        "need 1 device, 1 layer, max_iter >= 1 and 0 <= start <= stop <= N");
+        return NULL;
+    }
+    Py_ssize_t m = I * n;
+    if (PyObject_GetBuffer(objs[2], &probe, PyBUF_SIMPLE) != 0)
+        return NULL;
+    Py_ssize_t R = N && probe.len / 8 == N * m ? I : 1;
+    PyBuffer_Release(&probe);
+    static const char *names[6] = {"kappa", "pi", "g_down", "g_up", "b_out", "info_out"};
+    Py_ssize_t lens[6] = {N * m, N * m, N * R * n, N * R * n, N * n, N * 5};
+    Py_buffer views[6];
+    for (int j = 0; j < 6; j++)
+        if (get_array(objs[j], lens[j], j >= 4, names[j], &views[j]) != 0) {
+            release(views, j);
+            return NULL;
+        }
+    size_t work_len = 4 * (size_t)m + 2 * (size_t)R * n + n;
+    double *work = malloc(sizeof(double) * work_len);
+    int *cols = malloc(sizeof(int) * n);
+    if (!work || !cols) {
+        free(work);
+        free(cols);
+        release(views, 6);
+        return PyErr_NoMemory();
+    }
+    const double *kappa = views[0].buf, *pi = views[1].buf, *gd = views[2].buf,
+                 *gu = views[3].buf;
+    double *b_out = views[4].buf, *info = views[5].buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = start; j < stop; j++) {
+        P3 full = {(int)I, (int)n, (int)R, kappa + j * m, pi + j * m, gd + j * R * n,
+                   gu + j * R * n};
+        solve_packed(&full, tol, max_iter, time_limit, work, cols, b_out + j * n,
+                     info + 5 * j);
+    }
+    Py_END_ALLOW_THREADS
+    free(work);
+    free(cols);
+    release(views, 6);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"interior_point", py_interior_point, METH_VARARGS, interior_point_doc},
     {"dual_bound", py_dual_bound, METH_VARARGS, dual_bound_doc},
+    {"interior_point_batch", py_interior_point_batch, METH_VARARGS,
+     interior_point_batch_doc},
     {NULL, NULL, 0, NULL},
 };
 

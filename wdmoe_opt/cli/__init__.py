@@ -16,7 +16,8 @@ from ..errors import BackendUnavailable, InputError
 
 #: Command name -> the module of ``wdmoe_opt.cli`` defining its click ``command``.
 _COMMANDS = {"generate": "generate", "info": "info", "solve": "solve", "check": "check",
-             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report"}
+             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report",
+             "simulate": "simulate"}
 
 
 class _LazyGroup(click.Group):

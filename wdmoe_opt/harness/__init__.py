@@ -5,7 +5,9 @@
 * :mod:`.bench` — the sweep (local process pool or dask.distributed);
 * :mod:`.runner` / :mod:`.worker` — one run in a child process with time and memory limits;
 * :mod:`.table` — the Parquet results table (atomic, resumable);
-* :mod:`.report` — performance profiles, shifted geometric means, gap tables, HTML.
+* :mod:`.analysis` — references, targets, time and quality profiles, summaries;
+* :mod:`.figures` / :mod:`.report` — the PNG figures, CSV tables and HTML page;
+* :mod:`.screenshot` — the page in headless Chromium (``make report-check``).
 
 See ``docs/harness.md``.
 """

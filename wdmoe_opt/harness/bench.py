@@ -10,6 +10,8 @@ once. See ``docs/harness.md``.
 from __future__ import annotations
 
 import json
+import os
+import platform
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -147,19 +149,48 @@ def _results(sweep: Sweep, tasks: list[dict]) -> Iterator[dict]:
         return
     with ThreadPoolExecutor(max_workers=sweep.jobs) as pool:
         futures = [pool.submit(execute, t) for t in tasks]
+        pending = set(futures)
         try:
             for fut in as_completed(futures):
+                pending.discard(fut)
                 yield fut.result()
+        except KeyboardInterrupt:            # stop the runs in flight now, record them
+            for fut in futures:
+                fut.cancel()
+            kill_all()
+            for fut in pending:
+                if not fut.cancelled():
+                    yield fut.result()
+            raise
         finally:
             for fut in futures:
                 fut.cancel()
 
 
+def machine() -> dict:
+    """The machine a local sweep runs on (benchopt's metadata): CPU, cores, memory, OS."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory_gib = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib,
+            "os": platform.platform(), "python": platform.python_version()}
+
+
 def _write_meta(sweep: Sweep) -> None:
-    """Record where the instances came from, so ``report`` can update their index."""
+    """Record where the instances came from (so ``report`` can update their index), the
+    settings and the machine (the scheduler's workers may differ from it)."""
     meta = {"index": str(sweep.library.path) if sweep.library.path else None,
             "solvers": [s.name for s in sweep.solvers], "repeat": sweep.repeat,
-            "timeout": sweep.timeout, "memory_mb": sweep.memory_mb}
+            "timeout": sweep.timeout, "memory_mb": sweep.memory_mb,
+            "scheduler": sweep.scheduler, "jobs": sweep.jobs, "machine": machine()}
     atomic_write_text(sweep.out / META_FILE, json.dumps(meta, indent=1))
 
 

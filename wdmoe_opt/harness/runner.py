@@ -8,6 +8,7 @@ a process that dies without a result as ``crash`` and returns one results-table 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
+#: Set by :func:`kill_all` (Ctrl-C): the runs it stops are recorded as ``interrupted``.
+_INTERRUPTED = threading.Event()
 
 
 def task_key(task: dict) -> tuple[str, str, int]:
@@ -40,7 +43,8 @@ def task_key(task: dict) -> tuple[str, str, int]:
 def _run_child(task: dict, workdir: Path) -> tuple[dict | None, float, str]:
     """Run the worker; return (its result or None, wall seconds, harness status or '')."""
     task_path, result_path = workdir / "task.json", workdir / "result.json"
-    atomic_write_text(task_path, json.dumps({**task, "result_path": str(result_path)}))
+    atomic_write_text(task_path, json.dumps({**task, "result_path": str(result_path),
+                                             "parent_pid": os.getpid()}))
     env = {**os.environ, **{v: "1" for v in _THREAD_VARS}}
     start = time.perf_counter()
     with open(workdir / "stderr.txt", "wb") as err:
@@ -56,6 +60,8 @@ def _run_child(task: dict, workdir: Path) -> tuple[dict | None, float, str]:
             kill(proc)
             outcome = "timeout"
         finally:
+            if _INTERRUPTED.is_set():
+                outcome = "interrupted"
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
     wall = time.perf_counter() - start
@@ -66,17 +72,33 @@ def _run_child(task: dict, workdir: Path) -> tuple[dict | None, float, str]:
     return json.loads(result_path.read_text(encoding="utf-8")), wall, ""
 
 
-def kill(proc: subprocess.Popen) -> None:
-    """Kill ``proc`` and everything it started (its own process group), then reap it."""
+def kill_tree(pid: int) -> None:
+    """Kill process ``pid``, its process group and every descendant (one that left the
+    group with its own session too), as far as they can be found."""
+    import psutil
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+        family = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and everything it started, then reap it."""
+    kill_tree(proc.pid)
     proc.wait()
 
 
 def kill_all() -> None:
-    """Kill every run still in flight (on Ctrl-C: the rows already written are kept)."""
+    """Stop every run in flight now (Ctrl-C): they end as ``interrupted``; the rows
+    already written are kept."""
+    _INTERRUPTED.set()
     with _LIVE_LOCK:
         live = list(_LIVE)
     for proc in live:
@@ -95,8 +117,9 @@ def execute(task: dict) -> dict:
     if result is None:
         grace = task.get("grace_s", STARTUP_GRACE_S)
         status, _, code = outcome.partition(" ")
-        why = (f"killed after {task['timeout']:g} s (+{grace:g} s grace)"
-               if status == "timeout" else f"process died {code}: {_tail(stderr)}")
+        why = {"timeout": f"killed after {task['timeout']:g} s (+{grace:g} s grace)",
+               "interrupted": "stopped by the user (Ctrl-C); runs again next time"}.get(
+                   status, f"process died {code}: {_tail(stderr)}")
         row.update(status=status, error=why)
         return _finish(row, task)
     row.update({k: v for k, v in result.items() if k not in ("traceback", "versions")})

@@ -3,11 +3,17 @@
 Every finished run is written at once (temporary file + rename), so an interrupted
 sweep loses nothing and a re-run skips the rows already there. Rows whose status is in
 :data:`RETRY_STATUSES` (a method not registered yet, a solver file that does not
-import) do not count as finished: a later sweep runs them again.
+import, a run stopped by Ctrl-C) do not count as finished: a later sweep runs them again.
+
+Several processes may write one table (two ``bench`` runs on one ``--out``): each write
+takes an exclusive lock (``results.parquet.lock``), re-reads the table and adds its row
+to what is there, so no process loses another's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 from pathlib import Path
 
@@ -17,33 +23,57 @@ from ..io import atomic_write_bytes
 
 RESULTS_FILE = "results.parquet"
 KEY = ("instance", "solver", "repeat")
-RETRY_STATUSES = frozenset({"unavailable"})
+RETRY_STATUSES = frozenset({"unavailable", "interrupted"})
 #: Column order of the table (columns beyond these are kept after them).
 COLUMNS = ("instance", "tier", "solver", "repeat", "problem", "status", "solver_status",
-           "feasible", "objective", "sense", "bound", "gap", "best_known", "gap_to_best",
+           "feasible", "exact", "objective", "sense", "bound", "gap", "best_known", "gap_to_best",
            "objective_s", "lower_bound_s", "wlr_total", "wlr_upper_bound", "retained_weight",
            "solve_time_s", "wall_s", "timeout", "peak_mem_mb", "violations", "error",
            "instance_hash", "solution_path", "versions", "finished_at")
 
 
 class ResultsTable:
-    """The rows of ``DIR/results.parquet``, kept in memory and rewritten on each add."""
+    """The rows of ``DIR/results.parquet``; each add re-reads and rewrites it under a lock."""
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / RESULTS_FILE
         self.rows: dict[tuple, dict] = {}
-        if self.path.exists():
-            for row in pd.read_parquet(self.path).to_dict("records"):
-                self.rows[_key(row)] = {k: _none_if_nan(v) for k, v in row.items()}
+        with self._locked():
+            self._load()
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(RESULTS_FILE + ".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            frame = pd.read_parquet(self.path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            from ..errors import InputError
+            raise InputError(str(self.path), f"is not a readable results table ({exc}); "
+                             "move it away to start a new one") from None
+        for row in frame.to_dict("records"):
+            self.rows[_key(row)] = {k: _none_if_nan(v) for k, v in row.items()}
 
     def finished(self) -> set[tuple]:
         """Keys of the runs that need not run again."""
         return {k for k, r in self.rows.items() if r.get("status") not in RETRY_STATUSES}
 
     def add(self, row: dict) -> None:
-        """Add (or replace) one row and write the whole table atomically."""
-        self.rows[_key(row)] = row
-        atomic_write_bytes(self.path, to_parquet_bytes(self.frame()))
+        """Add (or replace) one row: under the lock, merge the table as it is on disk
+        (rows other processes wrote), then write it atomically."""
+        with self._locked():
+            self._load()
+            self.rows[_key(row)] = row
+            atomic_write_bytes(self.path, to_parquet_bytes(self.frame()))
 
     def frame(self) -> pd.DataFrame:
         return as_frame(list(self.rows.values()))

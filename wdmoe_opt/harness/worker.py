@@ -12,9 +12,11 @@ dies or overruns is recorded by the parent (:mod:`wdmoe_opt.harness.runner`).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -38,6 +40,14 @@ def versions(backends: dict | None = None) -> dict:
     from ..registry import backend_versions
     return {"wdmoe_opt": __version__, "python": platform.python_version(),
             **backend_versions(), **dict(backends or {})}
+
+
+def is_exact(solver) -> bool:
+    """Whether the solver's method proves optimality (the registry's ``exact`` flag);
+    a :class:`~wdmoe_opt.harness.solvers.Custom` function counts as a heuristic."""
+    from ..registry import get_method
+    method = getattr(solver, "method", "")
+    return bool(method) and get_method(method).exact
 
 
 def bilevel_feasible(problem: str, doc: dict) -> bool:
@@ -109,13 +119,36 @@ def run_task(task: dict) -> dict:
         "retained_weight": doc["retained_weight"], "gap": doc["gap"],
         "solve_time_s": doc["solve_time_s"] or elapsed, "peak_mem_mb": peak,
         "feasible": not violations and bilevel_feasible(solver.problem, doc),
+        "exact": is_exact(solver),
         "versions": versions((doc.get("solver") or {}).get("backends")),
     }
+
+
+def watch_parent(parent_pid: int, workdir: Path, period_s: float = 0.5) -> None:
+    """A daemon thread: when the harness that started this worker dies (``kill -9``),
+    kill what this worker started, remove its work folder and exit."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        import shutil
+
+        import psutil
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
 def main(argv: list[str]) -> int:
     from ..io import atomic_write_text
     task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    if task.get("parent_pid"):
+        watch_parent(int(task["parent_pid"]), Path(argv[0]).parent)
     limit_memory(task.get("memory_mb"))
     result = run_task(task)
     atomic_write_text(task["result_path"], json.dumps(result))

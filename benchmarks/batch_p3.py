@@ -1,0 +1,125 @@
+"""The batch API against per-call solves, in one run: P3 solves per second per core.
+
+On the paper-scale instance (``wdmoe-sim``: 32 layers x 8 devices, 512 tokens, Top-K
+selection) it draws ``N`` Rayleigh channel realizations and solves P3 on each
+(a) per call, ``wdmoe_opt.solve(BandwidthProblem(...), "exact")`` on a new instance
+(and again with the instances built outside the timer),
+(b) with ``batch.solve_p3`` on one thread and (c) on ``--workers`` threads; then the
+same for Top-K and Algorithm 1 selection over ``N`` gating batches. It reports solves
+per second, per core (the batch's CPU time, so threads count once per core), the
+ratios in this run, and checks that the per-call and batch results agree (objective,
+bound, status) on every realization.
+
+    .venv/bin/python benchmarks/batch_p3.py --n 2000 --workers 2 --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wdmoe_opt import BandwidthProblem, Selection, SelectionProblem, batch, solve
+from wdmoe_opt.generate import generate
+
+
+def timed(fn):
+    """``(result, wall seconds, CPU seconds of this process)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def p3_rows(n: int, workers: int, fast_fading: bool, seed: int) -> list[dict]:
+    inst = generate("wdmoe-sim", seed=seed, tokens=512, fast_fading=fast_fading)
+    sel = Selection.topk(inst)
+    rng = np.random.default_rng(seed)
+    shape = (n,) + inst.system.gain_down.shape
+    gd = inst.system.gain_down * rng.exponential(size=shape)
+    gu = inst.system.gain_up * rng.exponential(size=shape)
+    n_call = max(n // 10, 20)
+    per_call, wall_c, cpu_c = timed(lambda: [
+        solve(BandwidthProblem(inst.with_system(gain_down=gd[j], gain_up=gu[j]), sel), "exact")
+        for j in range(n_call)])
+    problems = [BandwidthProblem(inst.with_system(gain_down=gd[j], gain_up=gu[j]), sel)
+                for j in range(n_call)]
+    _, wall_p, cpu_p = timed(lambda: [solve(pb, "exact") for pb in problems])
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    one, wall_1, cpu_1 = timed(lambda: batch.solve_p3(p3, workers=1))
+    many, wall_w, cpu_w = timed(lambda: batch.solve_p3(p3, workers=workers))
+    agree = all(
+        one.status[j] == s.status.value and many.status[j] == s.status.value
+        and abs(one.objective_s[j] - s.objective_s) <= 1e-12 * s.objective_s
+        and abs(one.lower_bound_s[j] - s.lower_bound_s) <= 1e-12 * s.objective_s
+        for j, s in enumerate(per_call))
+    fading = "fast" if fast_fading else "slow"
+    rows = []
+    for label, count, wall, cpu in (("per-call", n_call, wall_c, cpu_c),
+                                    ("per-call, instances built before", n_call, wall_p, cpu_p),
+                                    ("batch, 1 thread", n, wall_1, cpu_1),
+                                    (f"batch, {workers} threads", n, wall_w, cpu_w)):
+        rows.append({"task": f"P3 exact, {fading} fading", "api": label, "n": count,
+                     "per_s": count / wall, "per_s_per_core": count / cpu,
+                     "optimal": int((many.status == "optimal").sum()), "agree": agree})
+    return rows
+
+
+def selection_rows(n: int, seed: int) -> list[dict]:
+    insts = [generate("wdmoe-sim", seed=seed + j, tokens=512) for j in range(min(n, 64))]
+    insts = [insts[j % len(insts)] for j in range(n)]
+    weights = np.stack([i.gating_weights for i in insts])
+    k = insts[0].model.top_k
+    n_call = min(n, 16)
+    rows = []
+    for task, per_call, batched in (
+            ("P2 Top-K + loads",
+             lambda: [solve(SelectionProblem(i), "topk") for i in insts[:n_call]],
+             lambda: batch.loads(insts[0], batch.topk_masks(weights, k))),
+            ("P2 Algorithm 1",
+             lambda: [solve(SelectionProblem(i), "alg1") for i in insts[:n_call]],
+             lambda: batch.alg1_masks(insts))):
+        _, wall_c, cpu_c = timed(per_call)
+        _, wall_b, cpu_b = timed(batched)
+        rows += [{"task": task, "api": "per-call", "n": n_call, "per_s": n_call / wall_c,
+                  "per_s_per_core": n_call / cpu_c},
+                 {"task": task, "api": "batch", "n": n, "per_s": n / wall_b,
+                  "per_s_per_core": n / cpu_b}]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="instances per batch")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write batch_p3.{md,json} here")
+    args = parser.parse_args()
+    rows = p3_rows(args.n, args.workers, False, args.seed)
+    rows += p3_rows(args.n, args.workers, True, args.seed)
+    rows += selection_rows(min(args.n, 128), args.seed)
+    lines = ["| task | API | N | per second | per second per core | vs per-call |",
+             "|---|---|---|---|---|---|"]
+    base = {}
+    for r in rows:
+        base.setdefault(r["task"], r["per_s_per_core"])
+        lines.append(f"| {r['task']} | {r['api']} | {r['n']} | {r['per_s']:,.0f} | "
+                     f"{r['per_s_per_core']:,.0f} | "
+                     f"{r['per_s_per_core'] / base[r['task']]:.1f}x |")
+    table = "\n".join(lines)
+    print(table)
+    for r in rows:
+        if r.get("api") == "per-call" and "agree" in r:
+            print(f"{r['task']}: {r['optimal']} of {args.n} optimal; batch == per-call "
+                  f"(objective, bound, status): {r['agree']}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "batch_p3.md").write_text(table + "\n")
+        (args.out / "batch_p3.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

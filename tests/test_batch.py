@@ -1,0 +1,154 @@
+"""The batch API equals N per-call solves (P3 and the P2 selections)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import small_instance
+from wdmoe_opt import BandwidthProblem, InputError, Selection, SelectionProblem, batch, solve
+from wdmoe_opt.model import latency as lat
+
+TOL = 1e-9
+
+
+def _selections(inst):
+    """Top-K, one with an idle device (expert 3 never chosen), one with a single device."""
+    w = np.array(inst.gating_weights)
+    w[..., 3] = -1.0
+    one = np.zeros(w.shape, dtype=bool)
+    one[..., 0] = True
+    return [Selection.topk(inst), Selection(batch.topk_masks(w, 1)), Selection(one)]
+
+
+def _channels(inst, n, rng):
+    shape = (n,) + inst.system.gain_down.shape
+    return (inst.system.gain_down * rng.exponential(size=shape),
+            inst.system.gain_up * rng.exponential(size=shape))
+
+
+def _assert_same(res, n, sol):
+    """Same objective, bound and status as the per-call ``p3/exact`` solve."""
+    assert res.status[n] == sol.status.value
+    np.testing.assert_allclose(res.bandwidth_hz[n], sol.bandwidth_hz, rtol=1e-12,
+                               atol=1e-12 * sol.bandwidth_hz.sum())
+    # the same kernel on the same normalized data: equal to the last few ulps of the sums
+    np.testing.assert_allclose(res.objective_s[n], sol.objective_s, rtol=1e-13)
+    np.testing.assert_allclose(res.lower_bound_s[n], sol.lower_bound_s, rtol=1e-13)
+
+
+@pytest.mark.parametrize("fast_fading", [False, True])
+def test_batch_equals_per_call_solves_over_channels(fast_fading, rng):
+    inst = small_instance(fast_fading=fast_fading)
+    for sel in _selections(inst):
+        gd, gu = _channels(inst, 6, rng)
+        res = batch.solve_p3(batch.P3Batch.from_channels(inst, sel, gd, gu), tol=TOL)
+        assert res.bandwidth_hz.shape == (6, inst.n_devices)
+        for n in range(6):
+            one = inst.with_system(gain_down=gd[n], gain_up=gu[n])
+            _assert_same(res, n, solve(BandwidthProblem(one, sel), "exact", tol=TOL))
+
+
+def test_batch_of_instances_mixes_idle_devices_and_threads():
+    insts = [small_instance(seed=s) for s in range(4)]
+    sels = [_selections(i)[s % 3] for s, i in enumerate(insts)]
+    p3 = batch.P3Batch.from_instances(insts, sels)
+    for workers in (1, 3):
+        res = batch.solve_p3(p3, workers=workers)
+        for n, (inst, sel) in enumerate(zip(insts, sels, strict=True)):
+            _assert_same(res, n, solve(BandwidthProblem(inst, sel), "exact"))
+    # idle devices get nothing; the single-device case takes everything, its own bound
+    assert res.bandwidth_hz[1, 3] == 0.0
+    assert res.bandwidth_hz[2, 0] == pytest.approx(insts[2].system.total_bandwidth_hz)
+    assert res.gap[2] == 0.0 and (res.gap <= TOL).all()
+
+
+def test_batch_objective_is_the_model_latency(rng):
+    inst = small_instance(fast_fading=True)
+    sel = Selection.topk(inst)
+    gd, gu = _channels(inst, 3, rng)
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    bw = rng.dirichlet(np.ones(inst.n_devices), size=3) * inst.system.total_bandwidth_hz
+    for n in range(3):
+        one = inst.with_system(gain_down=gd[n], gain_up=gu[n])
+        np.testing.assert_allclose(p3.objective_s(bw)[n], lat.total_latency_s(one, sel, bw[n]),
+                                   rtol=1e-14)
+
+
+def test_batch_rejects_mismatched_shapes(instance):
+    sel = Selection.topk(instance)
+    with pytest.raises(InputError, match="gain_down"):
+        batch.P3Batch.from_channels(instance, sel, np.ones((2, 3)), np.ones((2, 3)))
+    other = small_instance(devices=5, experts=5)
+    with pytest.raises(InputError, match=r"instances\[1\]"):
+        batch.P3Batch.from_instances([instance, other], [sel, Selection.topk(other)])
+    one = batch.P3Batch.from_instances([instance], [sel])
+    with pytest.raises(InputError, match="compute_s"):
+        batch.P3Batch(one.tokens, one.pairs, one.signal_w, 0 * one.compute_s, one.token_bits,
+                      one.total_bandwidth_hz, one.noise_psd_w_per_hz)
+    with pytest.raises(InputError, match="workers"):
+        batch.solve_p3(one, workers=0)
+    with pytest.raises(InputError, match="tol"):
+        batch.solve_p3(one, tol=-1.0)
+
+
+def test_batch_selections_equal_per_call_methods():
+    insts = [small_instance(seed=s, top_k=2) for s in range(3)]
+    masks = batch.topk_masks(np.stack([i.gating_weights for i in insts]), 2)
+    alg1 = batch.alg1_masks(insts)
+    u, p = batch.loads(insts[0], alg1)
+    for n, inst in enumerate(insts):
+        np.testing.assert_array_equal(masks[n], Selection.topk(inst).mask)
+        ref = solve(SelectionProblem(inst), "alg1")
+        np.testing.assert_array_equal(alg1[n], ref.selection.mask)
+        ru, rp = lat.device_loads(inst, ref.selection)
+        np.testing.assert_array_equal(u[n], ru)
+        np.testing.assert_array_equal(p[n], rp)
+
+
+def test_batch_loads_under_shared_placement():
+    inst = small_instance(experts=6, devices=3, placement="round-robin")
+    masks = batch.topk_masks(inst.gating_weights[None], 2)
+    u, p = batch.loads(inst, masks)
+    ru, rp = lat.device_loads(inst, Selection(masks[0]))
+    np.testing.assert_array_equal(u[0], ru)
+    np.testing.assert_array_equal(p[0], rp)
+
+
+@pytest.mark.parametrize("fast_fading", [False, True])
+def test_batch_robust_equals_p3_robust(fast_fading, rng):
+    inst = small_instance(fast_fading=fast_fading)
+    sel = _selections(inst)[1]                                   # with an idle device
+    gd, gu = _channels(inst, 3, rng)
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    res = batch.solve_p3_robust(p3, sigma_db=3.0, scenarios=5, seed=7)
+    one = inst.with_system(gain_down=gd[0], gain_up=gu[0])
+    ref = solve(BandwidthProblem(one, sel), "robust", sigma_db=3.0, scenarios=5, seed=7)
+    assert (res.status == "optimal").all()
+    # both certified: within p3/robust's tol (1e-7) + the batch's 1e-9 of the SAA optimum
+    np.testing.assert_allclose(res.objective_s[0], ref.extra["robust_objective_s"],
+                               rtol=1.1e-7)
+    assert res.lower_bound_s[0] <= ref.extra["robust_objective_s"] * (1 + 1e-12)
+    assert ref.extra["robust_lower_bound_s"] <= res.objective_s[0] * (1 + 1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), devices=st.integers(2, 6), layers=st.integers(1, 5),
+       fast=st.booleans(), idle=st.integers(0, 2), n=st.integers(1, 4))
+def test_batch_equals_per_call_on_random_shapes(seed, devices, layers, fast, idle, n):
+    """Random shapes, channels spread over 6 orders of magnitude, up to two idle devices."""
+    inst = small_instance(seed=seed, devices=devices, experts=devices, layers=layers,
+                          top_k=1, fast_fading=fast)
+    w = np.array(inst.gating_weights)
+    w[..., devices - min(idle, devices - 1):] = -1.0            # never chosen: idle
+    sel = Selection(batch.topk_masks(w, 1))
+    rng = np.random.default_rng(seed)
+    shape = (n,) + inst.system.gain_down.shape
+    gd = inst.system.gain_down * 10 ** rng.uniform(-3, 3, shape)
+    gu = inst.system.gain_up * 10 ** rng.uniform(-3, 3, shape)
+    res = batch.solve_p3(batch.P3Batch.from_channels(inst, sel, gd, gu))
+    for j in range(n):
+        one = inst.with_system(gain_down=gd[j], gain_up=gu[j])
+        _assert_same(res, j, solve(BandwidthProblem(one, sel), "exact"))
