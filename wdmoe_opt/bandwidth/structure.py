@@ -104,14 +104,9 @@ class P3Data:
     @classmethod
     def from_problem(cls, problem: BandwidthProblem) -> P3Data:
         """Loads from :func:`~wdmoe_opt.model.latency.device_loads`, gains per layer."""
-        return cls.from_loads(problem.instance,
-                              *lat.device_loads(problem.instance, problem.selection))
-
-    @classmethod
-    def from_loads(cls, inst, u: np.ndarray, p: np.ndarray) -> P3Data:
-        """From loads ``u`` (distinct tokens) and ``p`` (pairs), each ``[I, U]``
-        (``p > 0`` exactly where ``u > 0``); the placement search scores loads this way."""
+        inst = problem.instance
         s = inst.system
+        u, p = lat.device_loads(inst, problem.selection)   # p > 0 exactly where u > 0
         loaded = np.flatnonzero(u.any(axis=0))
         total = s.total_bandwidth_hz
         # [2, R, U']: S / (N0 B_total), downlink then uplink

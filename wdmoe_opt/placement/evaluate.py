@@ -3,9 +3,10 @@
 A placement ``pi`` changes only the loads (eq. 9, generalized): ``p[n, i, k]``, the
 selected pairs of batch ``n`` whose expert sits on device ``k`` in layer ``i``, and
 ``u[n, i, k]``, the distinct tokens sent there. The score of ``pi`` is the mean
-over batches of the certified P3 optimum (eqs. 19-21) of those loads, solved by
-the compiled interior point of ``p3/exact`` (:func:`~wdmoe_opt.bandwidth.exact.
-interior_point`) on data built straight from the loads (no instance is rebuilt).
+over batches of the certified P3 optimum (eqs. 19-21) of those loads, all batches
+in one call of :func:`wdmoe_opt.batch.solve_p3` (the compiled kernel and the
+certificate of ``p3/exact``) on data built straight from the loads (no instance
+is rebuilt).
 A move or swap of experts within layer ``i`` changes the loads of two devices of
 that layer only; :class:`PlacementState` updates just those before re-solving P3.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bandwidth.exact import interior_point
-from ..bandwidth.structure import P3Data
+from ..batch import P3Batch, solve_p3
+from ..model import latency as lat
 from ..model.instance import experts_per_device
 from .problem import PlacementProblem
 
@@ -34,6 +35,7 @@ class PlacementEvaluator:
         self.q = np.ascontiguousarray(problem.batch_masks())      # [N, I, Jb, E] bool
         self.pairs = self.q.sum(axis=2)                            # [N, I, E] int
         self.U = self.instance.n_devices
+        self.compute_s = lat.compute_time_per_token_s(self.instance)
         self.n_solves = 0
 
     @property
@@ -65,34 +67,38 @@ class PlacementEvaluator:
             u[:, col] = q[:, :, on].any(axis=-1).sum(axis=-1)
         return u, p
 
+    def _p3_batch(self, u: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, P3Batch | None]:
+        """The batches' P3 instances on the devices loaded in some batch (the others get
+        no bandwidth): ``(those devices, the batch or None when nothing is loaded)``."""
+        loaded = np.flatnonzero(u.any(axis=(0, 1)))
+        if not loaded.size:
+            return loaded, None
+        n, inst = u.shape[0], self.instance
+        signal = inst.received_power_w[:, :, loaded]
+        s = inst.system
+        return loaded, P3Batch(
+            tokens=u[:, :, loaded], pairs=p[:, :, loaded],
+            signal_w=np.broadcast_to(signal, (n,) + signal.shape),
+            compute_s=np.broadcast_to(self.compute_s[loaded], (n, loaded.size)),
+            token_bits=inst.model.token_bits, total_bandwidth_hz=s.total_bandwidth_hz,
+            noise_psd_w_per_hz=s.noise_psd_w_per_hz)
+
     def batch_latency(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``[N]``: the optimal P3 latency (s) of each batch's loads."""
-        return np.array([self.p3_latency(u[n], p[n])[0] for n in range(u.shape[0])])
+        self.n_solves += u.shape[0]
+        _, batch = self._p3_batch(u, p)
+        if batch is None:
+            return np.zeros(u.shape[0])
+        return solve_p3(batch, self.tol, workers=1).objective_s
 
     def batch_times(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``[N, I, U]``: device times (s, eq. 10) at each batch's optimal bandwidth."""
         out = np.zeros(u.shape)
-        for n in range(u.shape[0]):
-            _, data, b = self.p3_latency(u[n], p[n])
-            if data.n_loaded:
-                out[n][:, data.loaded] = data.times(b) * data.time_scale_s
+        loaded, batch = self._p3_batch(u, p)
+        if batch is not None:
+            out[:, :, loaded] = batch.device_time_s(solve_p3(batch, self.tol,
+                                                             workers=1).bandwidth_hz)
         return out
-
-    def p3_latency(self, u: np.ndarray, p: np.ndarray) -> tuple[float, P3Data, np.ndarray]:
-        """``(latency s, data, b)``: the P3 optimum of one batch's loads ``[I, U]``."""
-        self.n_solves += 1
-        data = P3Data.from_loads(self.instance, u, p)
-        if data.n_loaded == 0:
-            return 0.0, data, np.zeros(0)
-        if data.n_loaded > 1:
-            try:
-                res = interior_point(data, self.tol)
-                return res.objective * data.time_scale_s, data, res.b / res.b.sum()
-            except FloatingPointError:        # never seen; the uniform split is feasible
-                b = data.uniform_point()
-        else:
-            b = np.ones(1)
-        return float(data.objective(b)) * data.time_scale_s, data, b
 
     def score(self, placement: np.ndarray) -> float:
         """The P5 objective: the mean over batches of the optimal batch latency (s)."""
