@@ -37,6 +37,17 @@ def tiny(name, seed, **params):
     return spec(name, "tiny", seed, True, layers=2, **params)
 
 
+HELDOUT = "wdmoe_opt/torch/checkpoints/wdmoe-tiny-moe/heldout.txt"
+
+
+def recorded(name, tokens, seed, decode=False):
+    """The first ``tokens`` bytes of the held-out text in sequences of 128, recorded from
+    wdmoe-tiny-moe (``decode``: the last token of each sequence), channels from ``seed``."""
+    return {"name": name, "tier": "recorded", "recording": {
+        "model_spec": "wdmoe-tiny-moe", "tokens": tokens, "text": HELDOUT, "context": 128,
+        "decode": decode, "seed": seed}}
+
+
 LIBRARY = [
     # tiny: brute-forceable (2 layers, 4-6 tokens, 3-4 experts)
     tiny("tiny-j4-e3-s0", 0, tokens=4, experts=3),
@@ -65,6 +76,13 @@ LIBRARY = [
     # fast fading: the channel changes between layers
     spec("ff-small-l4-j32-s0", "fast-fading", 0, True, layers=4, tokens=32, fast_fading=True),
     spec("ff-paper-sim-s0", "fast-fading", 0, False, fast_fading=True),
+    # recorded: router weights of the trained wdmoe-tiny-moe on its held-out text (4 layers
+    # x 8 experts, Top-2), the wdmoe-sim system priced at Mixtral 8x7B sizes
+    recorded("rec-tiny-moe-prefill-j256-s0", 256, seed=0),
+    recorded("rec-tiny-moe-prefill-j1024-s0", 1024, seed=0),
+    recorded("rec-tiny-moe-prefill-j1024-s1", 1024, seed=1),
+    recorded("rec-tiny-moe-decode-j8-s0", 1024, seed=0, decode=True),
+    recorded("rec-tiny-moe-decode-j1-s0", 128, seed=0, decode=True),
 ]
 
 

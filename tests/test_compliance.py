@@ -108,7 +108,7 @@ def p1_uniform_reference(instance, support) -> float:
 
 
 # -- the suite ------------------------------------------------------------------------
-ALL = [m for m in methods()]
+ALL = [m for m in methods() if m.problem != "p4"]   # P4: tests/energy/test_p4_methods.py
 
 
 def _run(method, instance, support="topk"):
@@ -181,7 +181,7 @@ def test_exact_p2_methods_on_the_literal_support(method):
 
 def test_no_registered_method_escapes_the_suite():
     """Meta-test: the suite covers the registry as it is at collection time."""
-    assert {m.key for m in methods()} == {m.key for m in ALL}
+    assert {m.key for m in methods() if m.problem != "p4"} == {m.key for m in ALL}
     assert all(m.problem in ("p1", "p2", "p3", "p1-floor", "p5") for m in ALL)
     assert all(m.summary for m in ALL), "every method needs a one-line docstring summary"
     assert {"p3/uniform", "p2/topk", "p1/sequential"} <= {m.key for m in ALL}

@@ -40,7 +40,11 @@ def test_the_wheel_installs_and_runs_without_the_source_tree(tmp_path):
     _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT, cwd=tmp_path)
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
-    assert "_p3kernel" in _run(sys.executable, "-m", "zipfile", "-l", wheels[0], cwd=tmp_path)
+    listing = _run(sys.executable, "-m", "zipfile", "-l", wheels[0], cwd=tmp_path)
+    assert "_p3kernel" in listing
+    # the shipped trained model (docs/model-zoo.md) travels with the package
+    for name in ("model.safetensors", "config.json", "training.json", "heldout.txt"):
+        assert f"wdmoe_opt/torch/checkpoints/wdmoe-tiny-moe/{name}" in listing
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     deps = sysconfig.get_paths()["purelib"]        # the dependencies, not the editable source

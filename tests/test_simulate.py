@@ -120,3 +120,12 @@ def test_cli_json_summary_per_policy(capsys, tmp_path):
         assert {"latency_p50_s", "latency_p95_s", "latency_p99_s", "energy_j"} <= set(p)
     assert (tmp_path / "simulation.png").exists() and (tmp_path / "simulation.csv").exists()
     assert main(["simulate", "--option", "bogus=1"]) == 2
+
+
+def test_the_siftmoe_policy_serves_every_request_on_less_energy():
+    from wdmoe_opt.simulate import SimConfig, simulate
+
+    config = SimConfig(duration_s=20.0, rate_per_s=0.5, layers=4, sigma_db=0.0, seed=3)
+    runs = {r.policy: r.summary() for r in simulate(config, ("topk-uniform", "siftmoe"))}
+    assert runs["siftmoe"]["finished"] == runs["siftmoe"]["arrived"] > 0
+    assert runs["siftmoe"]["energy_j"] < runs["topk-uniform"]["energy_j"]

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .errors import InputError
+from .io import selection_mask
 from .model import Instance
 
 #: Relative tolerance for recomputed numbers and for ``sum B_k = B``.
@@ -29,7 +30,8 @@ PROBLEM_CHECKS: dict = {}
 FOLLOWER_LIMIT = 20_000
 
 
-def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None) -> list[str]:
+def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None, *,
+                   problem: str | None = None, support: str | None = None) -> list[str]:
     """Return the violations of solution document ``doc`` on ``instance`` (empty = valid).
 
     Checks the instance hash, eqs. (20)-(21) on the bandwidth, eq. (16) (every
@@ -42,8 +44,12 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     P1 point said bilevel-feasible (or optimal) only if its selection is optimal for
     P2 at the follower's bandwidth (verified by enumeration where tractable; else a
     line in ``notes``), a floor point only at or above its floor.
+
+    ``problem`` and ``support``, when given (the benchmark's), override what the
+    document says of itself: a document of another problem is a violation, and the
+    support checked is the given one.
     """
-    if isinstance(doc, dict) and doc.get("problem") == "p5":
+    if isinstance(doc, dict) and doc.get("problem") == "p5" and problem in (None, "p5"):
         from .check_placement import check_p5  # a trace of batches: checked batch by batch
         return check_p5(instance, doc)
     if isinstance(doc, dict) and doc.get("placement") is not None:
@@ -57,18 +63,24 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     out: list[str] = []
     if doc.get("schema") != "wdmoe-solution/1":
         return [f"schema: expected 'wdmoe-solution/1', got {doc.get('schema')!r}"]
+    if doc.get("problem") == "p4":         # its own checker: a token may invoke no expert
+        from .check_energy import check_p4
+        return check_p4(instance, doc)
     inst_ref = doc.get("instance")
     found = inst_ref.get("hash") if isinstance(inst_ref, dict) else None
     if found != instance.content_hash:
         out.append(f"instance.hash: {found!r} does not match the instance "
                    f"({instance.content_hash})")
+    if problem is not None and doc.get("problem") != problem:
+        out.append(f"problem: the document says {doc.get('problem')!r}, the benchmark is "
+                   f"{problem!r}")
     problem = doc.get("problem")
-    known = ("p1", "p2", "p3", "p1-floor", *PROBLEM_CHECKS)
+    known = ("p1", "p2", "p3", "p1-floor", "p4", *PROBLEM_CHECKS)
     if problem not in known:
         return out + [f"problem: {problem!r} is not one of {', '.join(known)}"]
     if doc.get("status") not in STATUSES:
         out.append(f"status: {doc.get('status')!r} is not one of {', '.join(STATUSES)}")
-    support = doc.get("support") or "topk"
+    support = support or doc.get("support") or "topk"
     if support not in SUPPORTS:
         out.append(f"support: {support!r} is not one of {', '.join(SUPPORTS)}")
     b = _bandwidth(doc.get("bandwidth_hz"), U, instance.system.total_bandwidth_hz, out)
@@ -205,14 +217,17 @@ def _layer_wlr(instance: Instance, i: int, masks: np.ndarray, b: np.ndarray) -> 
         weight = (sent * instance.gating_weights[i][:, on_k]).sum(axis=(1, 2))
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (tokens * _comm_per_token(instance, b, i, k)
-                 + pairs * m.token_flops / s.compute_flops[k])
+                 + pairs * (m.token_flops / s.compute_flops[k]))
             total += np.where(pairs > 0, weight / t, 0.0)
     return total
 
 
 def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
-    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0)."""
+    """Eq. (6) for device ``k`` in layer ``i`` at bandwidth ``b[k]`` (``inf`` at 0;
+    0 on a ``local`` device, which has no link)."""
     s = instance.system
+    if s.local is not None and s.local[k]:
+        return 0.0
     if b[k] <= 0:
         return math.inf
     g_down = s.gain_down[i] if s.gain_down.ndim == 2 else s.gain_down
@@ -220,7 +235,9 @@ def _comm_per_token(instance: Instance, b: np.ndarray, i: int, k: int) -> float:
     snr_down = s.bs_power_w * g_down[k] / (s.noise_psd_w_per_hz * b[k])
     snr_up = s.tx_power_w[k] * g_up[k] / (s.noise_psd_w_per_hz * b[k])
     bits = instance.model.token_bits
-    return bits / (b[k] * math.log2(1 + snr_down)) + bits / (b[k] * math.log2(1 + snr_up))
+    rate_down = b[k] * math.log1p(snr_down) / math.log(2)
+    rate_up = b[k] * math.log1p(snr_up) / math.log(2)
+    return bits / rate_down + bits / rate_up if rate_down > 0 and rate_up > 0 else math.inf
 
 
 def _bandwidth(raw, U: int, total: float, out: list[str]) -> np.ndarray | None:
@@ -241,22 +258,12 @@ def _bandwidth(raw, U: int, total: float, out: list[str]) -> np.ndarray | None:
 
 
 def _selection(raw, shape: tuple[int, int, int], out: list[str]) -> np.ndarray | None:
-    I, J, E = shape
-    if not isinstance(raw, list) or len(raw) != I or any(
-            not isinstance(layer, list) or len(layer) != J for layer in raw):
-        out.append(f"selection: must be [{I}][{J}] lists of expert ids")
+    """The mask of ``selection``: a boolean array (``.npz`` file) or lists (JSON)."""
+    try:
+        return selection_mask(raw, shape)
+    except InputError as exc:
+        out.append(str(exc))
         return None
-    q = np.zeros(shape, dtype=bool)
-    for i, layer in enumerate(raw):
-        for j, kept in enumerate(layer):
-            ids = np.asarray(kept)
-            if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= E):
-                out.append(f"selection[{i}][{j}]: expert ids {kept!r} outside 0..{E - 1}")
-                return None
-            if len(set(kept)) != len(kept):
-                out.append(f"selection[{i}][{j}]: repeated expert ids {kept!r}")
-            q[i, j, ids.astype(int)] = True
-    return q
 
 
 def _topk_allowed(w: np.ndarray, k: int) -> np.ndarray:
@@ -281,7 +288,7 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
             tokens = int(sent.any(axis=1).sum())
             comm = _comm_per_token(instance, b, i, k)
             t = math.inf if math.isinf(comm) else (
-                tokens * comm + pairs * m.token_flops / s.compute_flops[k])
+                tokens * comm + pairs * (m.token_flops / s.compute_flops[k]))
             layer[i] = max(layer[i], t)
             weight = float((instance.gating_weights[i][:, experts_on_k] * sent).sum())
             wlr_total += weight / t

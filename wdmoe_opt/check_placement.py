@@ -106,6 +106,15 @@ def _capacities(pl: np.ndarray, instance: Instance, stated, out: list[str]) -> N
 
 
 def _selection(raw, I: int, J: int, E: int, out: list[str]) -> np.ndarray | None:
+    if isinstance(raw, np.ndarray):           # the .npz solution form: the mask itself
+        if raw.shape != (I, J, E) or raw.dtype != np.bool_:
+            out.append(f"selection: must be an [{I}][{J}][{E}] mask")
+            return None
+        if not raw.any(axis=2).all():
+            i, j = np.argwhere(~raw.any(axis=2))[0]
+            out.append(f"selection[{i}][{j}]: token keeps no expert (eq. 16)")
+            return None
+        return raw
     if not isinstance(raw, list) or len(raw) != I or any(
             not isinstance(layer, list) or len(layer) != J for layer in raw):
         out.append(f"selection: must be [{I}][{J}] lists of expert ids")

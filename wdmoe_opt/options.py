@@ -17,10 +17,16 @@ from dataclasses import dataclass, field, fields
 
 from .errors import InputError
 
+#: Integer options stay below this (iteration counts, seeds, sizes): a larger one is a
+#: typing slip, and compiled code takes 32-bit counts.
+INT_LIMIT = 2**31 - 1
+
+
 _RULES = {
     "positive": (lambda v: _is_number(v) and v > 0, "must be a positive number"),
     "nonnegative": (lambda v: _is_number(v) and v >= 0, "must be a non-negative number"),
-    "positive_int": (lambda v: _is_int(v) and v > 0, "must be a positive integer"),
+    "positive_int": (lambda v: _is_int(v) and v > 0,
+                     f"must be a positive integer (at most {INT_LIMIT})"),
     "nonnegative_int": (lambda v: _is_int(v) and v >= 0, "must be a non-negative integer"),
     "unit": (lambda v: _is_number(v) and 0 <= v <= 1, "must be a number in [0, 1]"),
     "bool": (lambda v: isinstance(v, bool), "must be true or false"),
@@ -28,6 +34,8 @@ _RULES = {
                           "must be a positive number or omitted"),
     "optional_positive_int": (lambda v: v is None or (_is_int(v) and v > 0),
                               "must be a positive integer or omitted"),
+    "optional_unit": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1),
+                      "must be a number in [0, 1] or omitted"),
     "optional_seed": (lambda v: v is None or (_is_int(v) and v >= 0),
                       "must be a non-negative integer or omitted"),
 }
@@ -38,7 +46,7 @@ def _is_number(v) -> bool:
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) <= INT_LIMIT
 
 
 def option(default, check: str | tuple, doc: str = ""):

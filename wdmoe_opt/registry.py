@@ -29,6 +29,7 @@ from .solution import Solution, Status
 PROBLEMS = {"p1": "joint bilevel (eqs. 13-15)", "p2": "expert selection (eqs. 15-17)",
             "p3": "bandwidth allocation (eqs. 19-21)",
             "p1-floor": "minimum latency under a retained-weight floor (selection + bandwidth)",
+            "p4": "energy-minimizing similarity-aware selection (SiftMoE, SPEC §6)",
             "p5": "expert placement (SPEC §7)"}
 
 #: Backend name -> (importable module, install hint).
@@ -248,6 +249,9 @@ def get_method(key: str, problem: str | None = None, *, field: str | None = None
 def solve(problem, method: str | Step, options: Mapping | Options | None = None,
           **kwargs) -> Solution:
     """Solve ``problem`` with a method name (``"exact"`` or ``"p3/exact"``) or a step."""
+    if getattr(problem, "key", None) not in PROBLEMS:
+        raise InputError("problem", "must be a problem object (BandwidthProblem, "
+                         "SelectionProblem, JointProblem, ...)", problem)
     if isinstance(method, Step):
         if options is not None or kwargs:
             raise InputError("options", "go into the step, not beside it", method.key)

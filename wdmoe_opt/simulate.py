@@ -100,6 +100,8 @@ class SimConfig(Options):
     measure_noise: float = option(0.1, "nonnegative",
                                   "relative std. of measured latencies (Algorithm 2)")
     scenarios: int = option(16, "positive_int", "scenarios of the robust bandwidth")
+    deviation_budget: float = option(1.5, "positive", "siftmoe: the deviation budget eps "
+                                     "(SPEC §6) of its P4 selection")
     seed: int = option(0, "nonnegative_int", "seed of every random draw")
 
     def check(self) -> None:
@@ -157,7 +159,27 @@ class _Alg2:
         self.policy.observe(device_time_s, pairs)
 
 
-SELECTORS: dict[str, Callable] = {"topk": _TopK, "alg1": _Alg1, "alg2": _Alg2}
+class _SiftMoE(_Stateless):
+    """SiftMoE's selection (P4, ``p4/relax``): per forward pass, the least-energy keep /
+    replace / skip actions within the deviation budget, at the uniform split of the
+    estimated channel. The similarity tables are drawn once per run from the seed
+    (``generate.similarity``: two clusters of near-duplicate experts)."""
+
+    def __init__(self, template: Instance, config: SimConfig):
+        from .generate.similarity import synthetic_similarity
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(7)[-1])
+        self.similarity = synthetic_similarity(rng, template.n_layers, template.n_experts)
+        self.budget = config.deviation_budget
+
+    def select(self, instance: Instance) -> Selection:
+        from .energy.problem import EnergyProblem
+        from .registry import get_method
+        problem = EnergyProblem(instance.replace(similarity=self.similarity), self.budget)
+        return get_method("p4/relax")(problem).selection
+
+
+SELECTORS: dict[str, Callable] = {"topk": _TopK, "alg1": _Alg1, "alg2": _Alg2,
+                                  "siftmoe": _SiftMoE}
 
 
 def register_selector(name: str, factory: Callable) -> None:
@@ -180,6 +202,7 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("topk-uniform", "topk", "uniform"),
     Policy("wdmoe-robust", "alg1", "robust"),
     Policy("alg2-online", "alg2", "exact"),
+    Policy("siftmoe", "siftmoe", "exact"),
 )}
 
 

@@ -121,3 +121,26 @@ def test_p3_refuses_a_selection_that_leaves_a_token_without_expert(files):
     mask[1, 2] = False
     with pytest.raises(InputError, match=r"selection\[1\]\[2\] keeps no expert"):
         BandwidthProblem(inst, Selection(mask))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--distances=-1,2,3,4,5,6,7,8"], "distances_m[0] must be a positive number; got -1.0"),
+    (["--popularity-skew", "nan"], "popularity_skew must be a finite number"),
+    (["--set", "precision_bits=1e308"], "precision_bits times hidden_dim"),
+    (["--tokens", "1000000000000"], "tokens make a gating array of"),
+])
+def test_generator_errors_name_the_parameter_the_user_wrote(tmp_path, capsys, argv, message):
+    assert main(["generate", "wdmoe-sim", *argv, "-o", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_placement_out_of_range_is_shown_as_written(files, capsys, tmp_path):
+    doc = json.loads(files[0].read_text())
+    doc["placement"] = [[0, 1, 2, 1e308]] * 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["info", str(bad)]) == 2
+    assert "placement[0][3] names a missing device (devices are 0..3); got 1e+308" in (
+        capsys.readouterr().err)

@@ -87,3 +87,34 @@ def test_ctrl_c_stops_the_runs_in_flight_and_records_them(library_root, tmp_path
     assert "interrupted" in set(rows["status"])
     table = ResultsTable(tmp_path / "out")
     assert not any(k[1] == "fix-slow" for k in table.finished())   # it runs again next time
+
+
+def test_a_grandchild_that_left_the_process_group_is_killed_too(library_root, tmp_path,
+                                                                 monkeypatch):
+    from tests.harness.conftest import fixture_sweep
+    from wdmoe_opt.harness.bench import run_bench
+
+    note = tmp_path / "pid"
+    monkeypatch.setenv("WDMOE_TEST_ESCAPE_PID_FILE", str(note))
+    sweep = fixture_sweep(library_root, tmp_path / "out", ["fix-escape"], timeout=20.0,
+                          limit=1)
+    rows = run_bench(sweep).frame()
+    assert list(rows["status"]) == ["timeout"]
+    pid = int(note.read_text())
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the grandchild survived"
+        time.sleep(0.2)
+
+
+def test_a_killed_bench_resumes_where_it_stopped(library_root, tmp_path):
+    out = tmp_path / "out"
+    proc = _bench(library_root, out)
+    _workers(proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    from tests.harness.conftest import fixture_sweep
+    from wdmoe_opt.harness.bench import run_bench
+
+    rows = run_bench(fixture_sweep(library_root, out, ["fix-p3-uniform"], timeout=60.0)).frame()
+    assert set(rows.loc[rows["solver"] == "fix-p3-uniform", "status"]) == {"feasible"}

@@ -83,7 +83,7 @@ def test_repository_index_is_consistent():
     lib = read_library(REPO_INDEX)
     assert {e.tier for e in lib.entries} == set(TIERS)
     stored = [e for e in lib.entries if e.file]
-    assert stored and all(e.tier in ("tiny", "small", "fast-fading") for e in stored)
+    assert stored and all(e.tier in ("tiny", "small", "fast-fading", "recorded") for e in stored)
     for entry in stored:
         assert read_instance(lib.root / entry.file).content_hash == entry.hash
     for entry in lib.entries:

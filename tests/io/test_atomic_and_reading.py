@@ -68,3 +68,45 @@ def test_only_regular_files_under_the_limit_are_read(tmp_path, monkeypatch):
     monkeypatch.setattr("wdmoe_opt.io.instance_io.MAX_FILE_BYTES", 8)
     with pytest.raises(InputError, match="larger than the limit"):
         read_bytes(big, "instance file")
+
+
+def _npz_with(tmp_path, weights_header: bytes | None = None, weights=None) -> Path:
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from wdmoe_opt.generate import generate
+    from wdmoe_opt.io import write_instance
+
+    good = tmp_path / "good.npz"
+    write_instance(generate("wdmoe-sim", seed=0, layers=2, tokens=3, experts=3, devices=3),
+                   good)
+    members = dict(np.load(good))
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, array in members.items():
+            buf = io.BytesIO()
+            if name == "gating_weights" and weights_header is not None:
+                buf.write(weights_header)
+            else:
+                np.save(buf, array if name != "gating_weights" or weights is None else weights)
+            zf.writestr(f"{name}.npy", buf.getvalue())
+    return bad
+
+
+def test_an_npz_member_is_checked_before_it_is_read(tmp_path):
+    import io
+
+    import numpy as np
+
+    from wdmoe_opt.io import read_instance
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2, 10**11, 8)})
+    with pytest.raises(InputError, match=r"declares shape \(2, 100000000000, 8\)"):
+        read_instance(_npz_with(tmp_path, weights_header=header.getvalue()))
+    complex_weights = np.ones((2, 3, 3), dtype=complex) / 3
+    with pytest.raises(InputError, match="real numbers"):
+        read_instance(_npz_with(tmp_path, weights=complex_weights))

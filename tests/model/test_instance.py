@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from tests.conftest import small_instance
 from wdmoe_opt import InputError, Instance, ModelSizes, System
 from wdmoe_opt.model.instance import token_bits_from_dims, token_flops_from_dims
 
@@ -80,3 +83,9 @@ def test_content_hash_ignores_name_but_not_content():
     w = np.full((2, 4, 3), 1 / 3)
     w[0, 0] = [0.5, 0.25, 0.25]
     assert make(gating_weights=w).content_hash != a.content_hash
+
+
+def test_a_link_budget_that_overflows_is_refused_naming_the_power():
+    system = small_instance().system
+    with pytest.raises(InputError, match="system.bs_power_w .*overflows the link budget"):
+        replace(system, bs_power_w=1e308)

@@ -13,6 +13,11 @@ def test_record_without_torch_exits_2_with_the_install_hint(monkeypatch, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install torch==2.13.0" in err
     assert "Traceback" not in err and not (tmp_path / "x.json").exists()
+    text = tmp_path / "t.txt"
+    text.write_text("text")
+    assert main(["evaluate", "--model", "wdmoe-tiny-moe", "--text", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: evaluate needs") and "pip install torch==2.13.0" in err
 
 
 def test_the_package_and_its_cli_do_not_import_torch():

@@ -114,7 +114,9 @@ class P3Data:
         a = lat.compute_time_per_token_s(inst)[loaded]
         data = cls(
             loaded=loaded,
-            kappa=u[:, loaded] * (inst.model.token_bits * lat.LN2 / total),
+            # a local device (SPEC §6) has no link: no communication term
+            kappa=np.where(s.local_mask[loaded], 0, u[:, loaded])
+            * (inst.model.token_bits * lat.LN2 / total),
             pi=p[:, loaded] * a,
             g_down=g[0], g_up=g[1],
             time_scale_s=1.0, total_bandwidth_hz=total, n_devices=inst.n_devices)

@@ -16,8 +16,8 @@ from ..errors import BackendUnavailable, InputError
 
 #: Command name -> the module of ``wdmoe_opt.cli`` defining its click ``command``.
 _COMMANDS = {"generate": "generate", "info": "info", "solve": "solve", "check": "check",
-             "ablation": "ablation", "record": "record", "bench": "bench", "report": "report",
-             "simulate": "simulate"}
+             "ablation": "ablation", "record": "record", "evaluate": "evaluate",
+             "bench": "bench", "report": "report", "simulate": "simulate"}
 
 
 class _LazyGroup(click.Group):

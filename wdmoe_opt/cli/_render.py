@@ -15,8 +15,28 @@ def _ms(x: float) -> str:
     return "inf" if not np.isfinite(x) else f"{x * 1e3:,.3f}"
 
 
+def _print_p4(con: Console, solution: Solution, tol: str) -> None:
+    """P4's totals: energy with its bound, the tightest budget and deadline margins."""
+    x = dict(solution.extra)
+    gap = "-" if x.get("energy_gap") is None else f"{x['energy_gap']:.2e}"
+    con.print(f"[bold]energy {x['energy_j']:,.6g} J[/]   lower bound "
+              f"{_maybe(x.get('energy_lower_bound_j'), ',.6g')} J   gap {gap}{tol}")
+    dev, budget = np.asarray(x["deviation_max"]), np.asarray(x["deviation_budget"])
+    deadline = np.asarray(x["deadline_s"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        use = np.where(budget > 0, dev / budget, np.where(dev > 0, np.inf, 0.0))
+    con.print(f"deviation max {dev.max():.4g}, at most {use.max():.1%} of its layer's budget"
+              f"   latency per batch {solution.objective_s:,.4f} s, slowest layer "
+              f"{solution.layer_latency_s.max():.4g} s (deadline {deadline.min():.4g} s)   "
+              f"expert invocations {solution.expert_invocations:,}")
+    for v in x.get("violations", ()):
+        con.print(f"[red]{v}[/]")
+
+
 def _maybe(x, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
+    if x is None:
+        return "-"
+    return format(x, fmt) if abs(x) < 1e9 else f"{x:.4g}"
 
 
 def print_solution(solution: Solution, instance: Instance, console: Console | None = None,
@@ -45,9 +65,11 @@ def print_solution(solution: Solution, instance: Instance, console: Console | No
         con.print(f"latency per batch {solution.objective_s:,.4f} s   retained weight "
                   f"{solution.retained_weight:.1%}   expert invocations "
                   f"{solution.expert_invocations:,}")
+    elif solution.problem == "p4":
+        _print_p4(con, solution, tol)
     else:
-        con.print(f"[bold]latency per batch {solution.objective_s:,.4f} s[/]   lower bound "
-                  f"{_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
+        con.print(f"[bold]latency per batch {_maybe(solution.objective_s, ',.4f')} s[/]   "
+                  f"lower bound {_maybe(solution.lower_bound_s, ',.4f')} s   gap {gap}{tol}")
         con.print(f"WLR total {solution.wlr_total:,.2f}   retained weight "
                   f"{solution.retained_weight:.1%}   expert invocations "
                   f"{solution.expert_invocations:,}")
@@ -94,6 +116,16 @@ def print_instance(instance: Instance, console: Console | None = None):
         con.print("provenance: " + ", ".join(f"{k}={prov[k]}" for k in
                                               ("generator", "preset", "seed", "source")
                                               if k in prov))
+    p4 = []
+    if s.local is not None:
+        p4.append(f"local devices {np.flatnonzero(s.local).tolist()}")
+    if instance.deadlines_s is not None:
+        p4.append(f"deadline {instance.deadlines_s.min():.4g}-{instance.deadlines_s.max():.4g}"
+                  " s per layer")
+    if instance.similarity is not None:
+        p4.append(f"similarity tables ({instance.similarity.source or 'no source'})")
+    if p4:
+        con.print("P4 (docs/energy.md): " + "; ".join(p4))
     b = lat.uniform_bandwidth_hz(instance)
     topk = Selection.topk(instance)
     u, p = lat.device_loads(instance, topk)

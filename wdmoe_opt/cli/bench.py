@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..harness.bench import plan, run_bench
+from ._params import FiniteFloat
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -21,15 +22,19 @@ def _csv(value: str | None) -> list[str] | None:
               "solvers folder, e.g. topk-uniform,alg1-exact)")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="results folder (results.parquet, solutions/); re-running resumes")
-@click.option("--repeat", default=1, show_default=True, help="runs per (instance, solver)")
-@click.option("--timeout", default=60.0, show_default=True,
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
+              help="runs per (instance, solver)")
+@click.option("--timeout", default=60.0, show_default=True, type=FiniteFloat(0, low_open=True),
               help="seconds per run; the process is killed after it (plus a 5 s grace)")
 @click.option("--memory", "memory_mb", default=8192.0, show_default=True,
+              type=FiniteFloat(0, low_open=True),
               help="address-space limit per run, MiB")
-@click.option("--limit", type=int, default=None, help="run the first N instances only")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="run the first N instances only")
 @click.option("--tiers", default=None, help="comma-separated tiers (tiny,small,paper,large,"
               "fast-fading); default all")
-@click.option("--jobs", default=1, show_default=True, help="runs at a time (local pool)")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="runs at a time (local pool)")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address "
               "(e.g. tcp://10.0.0.1:8786); default: local process pool")
 @click.option("--solvers-dir", "solvers_dirs", multiple=True, type=click.Path(file_okay=False),

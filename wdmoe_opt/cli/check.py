@@ -33,8 +33,10 @@ def command(instance_file, solution_file):
         for v in violations[1:]:
             click.echo(f"  also: {v}", err=True)
         return 1
+    objective = doc.get("objective_s")
+    shown = "inf" if objective is None else f"{objective:.6g}"
     click.echo(f"OK: {solution_file} is feasible for {instance.name} ({doc['problem']}); "
-               f"objective {doc['objective_s']:.6g} s, WLR {doc['wlr_total']:.6g}, layer "
-               "latencies, bounds and status recomputed"
+               f"objective {shown} s, WLR {doc['wlr_total']:.6g}, layer latencies, bounds "
+               "and status recomputed"
                + ("; bilevel feasibility not verified" if notes else ""))
     return 0

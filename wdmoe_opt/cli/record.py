@@ -17,21 +17,28 @@ from ..io import write_instance
 INSTALL_HINT = "pip install torch==2.13.0 'transformers>=5'  (the CPU wheel; never a bare torch)"
 
 
-def require_torch() -> None:
+def require_torch(command: str = "record") -> None:
     """Raise :class:`BackendUnavailable` with the install hint if the extra is missing."""
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        raise BackendUnavailable(f"record needs {' and '.join(missing)}: {INSTALL_HINT}")
+        raise BackendUnavailable(f"{command} needs {' and '.join(missing)}: {INSTALL_HINT}")
 
 
 @click.command("record")
-@click.option("--model", "model_spec", required=True, metavar="tiny-mixtral|tiny-qwen2-moe|"
-              "tiny-olmoe|PATH",
-              help="A tiny random model by name, or a local transformers checkpoint directory.")
+@click.option("--model", "model_spec", required=True, metavar="wdmoe-tiny-moe|tiny-mixtral|"
+              "tiny-qwen2-moe|tiny-olmoe|PATH",
+              help="The shipped trained model or a tiny random model by name, or a local "
+                   "transformers checkpoint directory.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Instance file to write (.json, or .npz for the compact binary form).")
 @click.option("--tokens", default=128, show_default=True, type=int,
-              help="Tokens J recorded (one sequence).")
+              help="Tokens J recorded (a prefill batch of J / --context sequences).")
+@click.option("--context", type=int,
+              help="Tokens per sequence; must divide --tokens [default: min(--tokens, the "
+                   "model's max_position_embeddings): 128 for wdmoe-tiny-moe].")
+@click.option("--decode", is_flag=True,
+              help="A decode step: keep only the last token of each sequence (J = --tokens / "
+                   "--context tokens, each attending to its own sequence).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of the tiny model's weights, the random token ids and the channels.")
 @click.option("--text", type=click.Path(dir_okay=False),
@@ -48,35 +55,33 @@ def require_torch() -> None:
               type=click.Choice(["preset", "model"]),
               help="Token bits/FLOPs (eqs. 4-5) from the preset's model (Mixtral 8x7B) or "
                    "from the recorded model's dims.")
-def command(model_spec, output, tokens, seed, text, preset, channels_from, devices, placement,
-            sizes):
+@click.option("--similarity", is_flag=True,
+              help="Also measure SiftMoE's similarity tables (expert output distances and "
+                   "norms) and layer sensitivities on the recorded tokens (problem p4).")
+def command(model_spec, output, tokens, context, decode, seed, text, preset, channels_from,
+            devices, placement, sizes, similarity):
     """Record the router probabilities of every MoE layer of a torch model into an instance.
 
     \b
     Example:
       wdmoe-opt record --model tiny-mixtral --tokens 256 --seed 0 -o mixtral.json
+      wdmoe-opt record --model wdmoe-tiny-moe --text held.txt --tokens 1024 -o tiny-moe.json
       wdmoe-opt record --model ~/ckpt/Mixtral-8x7B-v0.1 --text prompt.txt --tokens 512 \\
           -o mixtral-real.npz
+      wdmoe-opt record --model tiny-mixtral --preset wdmoe-sift --similarity -o sift.json
     """
     require_torch()
-    from ..torch import load_model, record_gating, recorded_instance, token_ids
+    from ..torch import record_text
 
-    loaded = load_model(model_spec, seed)
-    input_ids, how = token_ids(loaded, tokens, seed, text)
-    weights = record_gating(loaded.model, input_ids)
     overrides = {k: v for k, v in dict(devices=devices, placement=placement).items()
                  if v is not None}
-    if sizes == "model":
-        overrides.update(loaded.dims())
     gains = None if channels_from is None else load_channel_csv(channels_from)
-    top_k = int(loaded.model.config.num_experts_per_tok)
-    instance = recorded_instance(
-        weights, top_k=top_k, source=f"recorded:{loaded.name}", preset=preset, seed=seed,
-        gains=gains, recording={"model": str(model_spec), "tokens": how, "text": text,
-                                "channels": channels_from, "sizes": sizes, **loaded.dims()},
-        **overrides)
+    instance = record_text(model_spec, tokens, text=text, context=context, decode=decode,
+                           seed=seed, preset=preset, gains=gains, sizes=sizes,
+                           recording={"channels": channels_from}, similarity=similarity,
+                           **overrides)
     write_instance(instance, output)
-    layers, tokens, experts = weights.shape
-    click.echo(f"wrote {output}: {instance.name} ({layers} MoE layers x {tokens} tokens x "
-               f"{experts} experts, "
-               f"Top-{top_k}, {instance.n_devices} devices, tokens: {how})")
+    how = instance.provenance["recording"]["tokens"]
+    click.echo(f"wrote {output}: {instance.name} ({instance.n_layers} MoE layers x "
+               f"{instance.n_tokens} tokens x {instance.n_experts} experts, "
+               f"Top-{instance.model.top_k}, {instance.n_devices} devices, tokens: {how})")

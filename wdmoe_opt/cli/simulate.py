@@ -11,18 +11,18 @@ import click
 
 from ..errors import InputError
 from ..simulate import POLICIES, SimConfig, plot_runs, simulate
-from ._params import parse_assignments
+from ._params import FiniteFloat, parse_assignments
 
 
 @click.command("simulate")
 @click.option("--policy", "policies", multiple=True, type=click.Choice(list(POLICIES)),
               help="Policy to run; repeatable [default: all].")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", type=FiniteFloat(0, low_open=True),
               help="Seconds during which requests arrive [default: 120].")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--rate", type=FiniteFloat(0, low_open=True),
               help="Poisson arrival rate, requests per second [default: 0.5].")
 @click.option("--max-batch", type=click.IntRange(min=1), help="Requests per batch [default: 8].")
-@click.option("--sigma-db", type=click.FloatRange(min=0),
+@click.option("--sigma-db", type=FiniteFloat(0),
               help="Channel-estimate error in dB [default: 2].")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of every draw [default: 0].")
 @click.option("--option", "opts", multiple=True, metavar="NAME=VALUE",
@@ -47,6 +47,8 @@ def command(policies, duration, rate, max_batch, sigma_db, seed, opts, out, as_j
     for name, value in (("duration_s", duration), ("rate_per_s", rate),
                         ("max_batch", max_batch), ("sigma_db", sigma_db), ("seed", seed)):
         if value is not None:
+            if name in values:
+                raise InputError("--option", f"sets {name}, which its own flag sets too", name)
             values[name] = value
     config = SimConfig(**values)
     config.check()

@@ -38,7 +38,8 @@ _FLAGS = {"joint": "--joint", "selection": "--selection", "bandwidth": "--bandwi
           "joint_opts": "--joint-option", "placement_method": "--placement-method",
           "placement_method_opts": "--placement-option",
           "capacity_experts": "--capacity-experts", "batch_tokens": "--batch-tokens",
-          "placement_from": "--placement-from"}
+          "placement_from": "--placement-from", "deviation_budget": "--deviation-budget",
+          "deadline_s": "--deadline-s"}
 
 
 class Flags:
@@ -144,6 +145,22 @@ def _p1_floor(instance: Instance, flags: Flags):
     return problem, _composed(flags, "p1-floor", "greedy")
 
 
+def _p4(instance: Instance, flags: Flags):
+    """P4 (SiftMoE): the global deviation budget (required), the deadline (else the
+    instance's), at a saved allocation (``--bandwidth-from``) or the uniform split."""
+    from ..energy import EnergyProblem
+
+    if not flags.given("deviation_budget"):
+        raise InputError("--deviation-budget", "is required by --problem p4")
+    bandwidth = None
+    if flags.given("bandwidth_from"):
+        doc = _solution_doc(instance, flags.take("bandwidth_from"), "--bandwidth-from")
+        bandwidth = bandwidth_from_document(doc, instance, "--bandwidth-from")
+    problem = EnergyProblem(instance, flags.take("deviation_budget"), bandwidth,
+                            deadlines_s=flags.take("deadline_s"))
+    return problem, _step(flags, "selection", "p4", "relax")
+
+
 def _p5(instance: Instance, flags: Flags):
     """P5 (SPEC §7): a placement for the trace in the file, cut into batches of
     ``--batch-tokens`` tokens [all: one batch], within ``--capacity-experts``."""
@@ -154,7 +171,7 @@ def _p5(instance: Instance, flags: Flags):
 
 #: ``--problem`` -> builder of (problem object, step) from the flags.
 BUILDERS: dict[str, Callable] = {"p1": _p1, "p2": _p2, "p3": _p3, "p1-floor": _p1_floor,
-                                 "p5": _p5}
+                                 "p4": _p4, "p5": _p5}
 
 
 def placed(instance: Instance, path: str) -> Instance:
@@ -182,15 +199,17 @@ def build(instance: Instance, problem_key: str, given: dict):
 
 
 @click.command("solve")
-@click.argument("instance_file", type=click.Path(dir_okay=False))
+@click.argument("instance_file", type=click.Path())
 @click.option("--problem", "problem_key", type=click.Choice(sorted(BUILDERS)), default="p1",
               show_default=True, help="p1 bilevel (eqs. 13-15), p2 selection (eqs. 15-17), "
               "p3 bandwidth (eqs. 19-21), p1-floor min latency under a retained-weight floor, "
+              "p4 energy under deviation budgets and deadlines (SiftMoE), "
               "p5 expert placement (SPEC §7).")
 @click.option("--joint", help="p1 method [sequential]: sequential (the paper), alternating, "
               "exact; p1-floor method [greedy]: greedy, exact.")
 @click.option("--selection", help="P2 method [topk]: topk, alg1, alg2, milp, ... "
-              "(`wdmoe-opt info --methods`); with p1, the P2 step of the p1 method.")
+              "(`wdmoe-opt info --methods`); with p1, the P2 step of the p1 method; with "
+              "p4, the P4 method [relax]: exact, relax, topk, wdmoe, skip-threshold, ...")
 @click.option("--bandwidth", help="P3 method [exact; p1: the method's own]: uniform, slsqp, "
               "cvxpy, exact.")
 @click.option("--support", type=click.Choice(SUPPORTS),
@@ -200,9 +219,14 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.option("--selection-from", type=click.Path(dir_okay=False),
               help="p3: allocate for the selection of this solution file.")
 @click.option("--bandwidth-from", type=click.Path(dir_okay=False),
-              help="p2: select at the bandwidth of this solution file [uniform split].")
+              help="p2, p4: select at the bandwidth of this solution file [uniform split].")
 @click.option("--min-retained-weight", type=FiniteFloat(0, 1),
               help="p1-floor: the floor on the retained weight [0.9].")
+@click.option("--deviation-budget", type=FiniteFloat(0),
+              help="p4: the global deviation budget ε (split over layers by the "
+              "sensitivities).")
+@click.option("--deadline-s", type=FiniteFloat(0, low_open=True),
+              help="p4: the deadline of every layer in s [the instance's deadlines_s].")
 @click.option("--time-limit", type=FiniteFloat(0, low_open=True),
               help="Seconds, given to every method of the solve that takes a time limit.")
 @click.option("--selection-option", "selection_opts", multiple=True, metavar="NAME=VALUE",
@@ -222,11 +246,16 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.option("--placement-from", type=click.Path(dir_okay=False),
               help="Solve under the placement of this p5 solution (another trace of the "
               "same system).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write the wdmoe-solution/1 document here.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Write the wdmoe-solution/1 document here (.npz: compact binary form); "
+              "with --batch-size, the folder for the batches' solutions.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Solve INSTANCE_FILE (a file or a folder of them) as a stream of batches "
+              "of this many tokens, writing each batch's solution to the -o folder as it "
+              "goes; rerun the same command to resume after an interruption.")
 @click.option("--json", "as_json", is_flag=True, help="Print the solution document on stdout.")
 @click.option("--brief", is_flag=True, help="Print the totals only, without the tables.")
-def command(instance_file, problem_key, output, as_json, brief, **given):
+def command(instance_file, problem_key, output, as_json, brief, batch_size, **given):
     """Solve one problem on INSTANCE_FILE and print a summary (or the solution JSON with
     --json). Defaults in [brackets] apply when a flag is not given; a flag that the
     problem or its method does not use is an error.
@@ -236,12 +265,18 @@ def command(instance_file, problem_key, output, as_json, brief, **given):
       wdmoe-opt solve sim.json --selection alg1 --bandwidth exact -o wdmoe.json
       wdmoe-opt solve sim.json --problem p3 --bandwidth slsqp --selection-from wdmoe.json
       wdmoe-opt solve sim.json --problem p2 --selection milp --bandwidth-from wdmoe.json
+      wdmoe-opt solve trace.npz --selection alg1 --batch-size 32768 -o trace-solutions/
+      wdmoe-opt solve sift.json --problem p4 --selection exact --deviation-budget 1.5
       wdmoe-opt solve train.json --problem p5 --placement-method local-search \\
           --capacity-experts 2 --batch-tokens 64 -o placed.json
       wdmoe-opt solve test.json --placement-from placed.json --selection alg1
     """
     if output and os.path.exists(output) and os.path.samefile(output, instance_file):
         raise InputError("-o", "would overwrite the instance file", output)
+    if batch_size is not None:
+        from ._stream import run
+        return run(instance_file, problem_key, output, batch_size,
+                   {**given, "as_json": as_json, "brief": brief}, build)
     instance = read_instance(instance_file)
     problem, step = build(instance, problem_key, given)
     solution = step.solve(problem)

@@ -16,8 +16,9 @@ from .._version import __version__
 from ..errors import InputError
 from ..model import Instance, ModelSizes, System
 from ..rng import SeedLike, check_random_state
-from .channels import dbm_per_hz_to_w_per_hz, rayleigh_gains
+from .channels import channel_gains, dbm_per_hz_to_w_per_hz
 from .gating import synthetic_gating_weights
+from .similarity import synthetic_similarity
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,22 @@ class Scenario:
     popularity_skew: float = 1.0
     layer_correlation: float = 0.5
     sharpness: float = 1.5
+    # channel model: path-loss exponent (2 = the paper's free-space formula) and the
+    # small-scale fading of the power gain ("rayleigh", or "gamma" of mean 1)
+    path_loss_exponent: float = 2.0
+    fading: str = "rayleigh"
+    gamma_shape: float = 2.0
+    # SiftMoE (problem P4, SPEC §6): the first `local_devices` devices sit at the hub
+    # (no link); device compute energy; per-layer deadline; similarity tables
+    local_devices: int = 0
+    compute_j_per_flop: float | None = None
+    deadline_s: float | None = None
+    similarity: bool = False
+    sim_clusters: int = 2
+    sim_within: float = 0.25
+    sim_norm: float = 4.0
+    sim_norm_spread: float = 0.3
+    sim_sensitivity: float = 1.0
 
     def __post_init__(self):
         for name in _POSITIVE_INTS:
@@ -65,13 +82,42 @@ class Scenario:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not (np.isfinite(value) and value > 0):
                 raise InputError(name, "must be a positive number", value)
+        for name, low, high in _BOUNDED_FLOATS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not (np.isfinite(value) and low <= value <= high):
+                raise InputError(name, f"must be a finite number in [{low:g}, {high:g}]", value)
+        for name in ("distances_m", "compute_flops"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            for k, v in enumerate(values):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                        not (np.isfinite(v) and v > 0):
+                    raise InputError(f"{name}[{k}]", "must be a positive number", v)
+        if self.hidden_dim * self.precision_bits > 1e300:
+            raise InputError("precision_bits", "times hidden_dim must stay below 1e300 bits",
+                             self.precision_bits)
+        size = self.layers * self.tokens * self.experts * 8
+        if size > MAX_GATING_BYTES:
+            raise InputError("tokens", f"make a gating array of {size:,} bytes (layers x tokens "
+                             f"x experts x 8), over the limit of {MAX_GATING_BYTES:,}",
+                             self.tokens)
 
+
+#: The largest gating array a generator makes (bytes); larger ones are refused up front.
+MAX_GATING_BYTES = 4 << 30
+
+#: Finite numbers with a range: (name, low, high).
+_BOUNDED_FLOATS = (("noise_psd_dbm_per_hz", -300.0, 100.0), ("activation_flops", 0.0, 1e6),
+                   ("popularity_skew", 0.0, 1e3), ("layer_correlation", 0.0, 1.0),
+                   ("sharpness", 1e-6, 1e6))
 
 _POSITIVE_INTS = ("layers", "tokens", "experts", "top_k", "hidden_dim", "ffn_hidden_dim",
                   "devices")
 _POSITIVE_FLOATS = ("precision_bits", "total_bandwidth_hz", "carrier_ghz", "bs_power_w",
                     "device_power_w", "distance_min_m", "distance_max_m", "compute_min_flops",
-                    "compute_max_flops")
+                    "compute_max_flops", "path_loss_exponent", "gamma_shape")
 
 
 PRESETS: dict[str, Scenario] = {
@@ -87,6 +133,25 @@ PRESETS: dict[str, Scenario] = {
         bs_power_w=0.1, device_power_w=0.1, distances_m=(0.6, 0.8, 0.9, 0.7, 0.3),
         compute_flops=(10.6e12, 10.6e12, 3.4e12, 40.1e12, 149.7e12), tokens=256,
         noise_psd_dbm_per_hz=-164.0),
+    # SiftMoE's Mixtral-8x7B (top-2) setting (docs/energy.md gives every value's source):
+    # a user device (device 0, local, expert 0) and 7 helpers, 2 MHz, 0.074 s per layer,
+    # helper power 38 dBm, path-loss exponent 4, Gamma(2) fading, a 150 m area.
+    "wdmoe-sift": Scenario(
+        tokens=1, total_bandwidth_hz=2e6, device_power_w=10 ** (38 / 10) / 1000,
+        bs_power_w=0.2, path_loss_exponent=4.0, fading="gamma", gamma_shape=2.0,
+        distance_min_m=10.0, distance_max_m=150.0, compute_min_flops=165e12,
+        compute_max_flops=165e12, compute_j_per_flop=450 / 165e12, local_devices=1,
+        deadline_s=0.074, similarity=True, layer_correlation=0.97, sharpness=1.0),
+    # SiftMoE's 32-expert top-4 setting (GPT-OSS-20B: 24 layers, hidden 2880, expert
+    # FFN 2880), 0.8 MHz, 0.35 s per layer; 8 devices (1 local), experts round-robin.
+    "wdmoe-sift-32": Scenario(
+        tokens=1, layers=24, experts=32, top_k=4, hidden_dim=2880, ffn_hidden_dim=2880,
+        placement="round-robin", total_bandwidth_hz=0.8e6,
+        device_power_w=10 ** (38 / 10) / 1000, bs_power_w=0.2, path_loss_exponent=4.0,
+        fading="gamma", gamma_shape=2.0, distance_min_m=10.0, distance_max_m=150.0,
+        compute_min_flops=165e12, compute_max_flops=165e12,
+        compute_j_per_flop=450 / 165e12, local_devices=1, deadline_s=0.35, similarity=True,
+        sim_clusters=8, layer_correlation=0.97, sharpness=1.0),
 }
 
 
@@ -133,8 +198,9 @@ def generate(preset: str = "wdmoe-sim", seed: SeedLike = 0, *, name: str | None 
                               np.geomspace(sc.compute_min_flops, sc.compute_max_flops, U)))
     if gains is None:
         layers = sc.layers if sc.fast_fading else None
-        gains = (rayleigh_gains(rng, distances, sc.carrier_ghz, layers),
-                 rayleigh_gains(rng, distances, sc.carrier_ghz, layers))
+        gains = tuple(channel_gains(rng, distances, sc.carrier_ghz, layers,
+                                    exponent=sc.path_loss_exponent, fading=sc.fading,
+                                    gamma_shape=sc.gamma_shape) for _ in range(2))
     if gating_weights is None:
         gating_weights = synthetic_gating_weights(
             rng, sc.layers, sc.tokens, sc.experts, popularity_skew=sc.popularity_skew,
@@ -146,12 +212,19 @@ def generate(preset: str = "wdmoe-sim", seed: SeedLike = 0, *, name: str | None 
         noise_psd_w_per_hz=dbm_per_hz_to_w_per_hz(sc.noise_psd_dbm_per_hz),
         bs_power_w=sc.bs_power_w, compute_flops=compute,
         tx_power_w=np.full(U, sc.device_power_w), gain_down=gains[0], gain_up=gains[1],
-        distance_m=distances)
+        distance_m=distances,
+        compute_j_per_flop=None if sc.compute_j_per_flop is None
+        else np.full(U, sc.compute_j_per_flop),
+        local=None if not sc.local_devices else np.arange(U) < sc.local_devices)
+    similarity = None if not sc.similarity else synthetic_similarity(
+        rng, sc.layers, sc.experts, clusters=sc.sim_clusters, within=sc.sim_within,
+        norm=sc.sim_norm, norm_spread=sc.sim_norm_spread, sensitivity=sc.sim_sensitivity)
     seed_value = seed if isinstance(seed, (int, np.integer)) else None
     return Instance(
         name=name or f"{preset}-J{sc.tokens}-U{U}-s{seed_value}",
         model=model, system=system, gating_weights=gating_weights,
         placement=make_placement(sc.placement, sc.layers, sc.experts, U),
+        similarity=similarity, deadlines_s=sc.deadline_s,
         provenance={"generator": f"wdmoe_opt {__version__}", "preset": preset,
                     "seed": seed_value, "source": source or "synthetic",
                     "scenario": _jsonable(asdict(sc))})

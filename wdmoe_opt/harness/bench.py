@@ -20,7 +20,14 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import atomic_write_text
 from .library import Library, materialize, read_library
-from .runner import METHOD_TIME_FRACTION, STARTUP_GRACE_S, execute, kill_all, task_key
+from .runner import (
+    METHOD_TIME_FRACTION,
+    STARTUP_GRACE_S,
+    begin_sweep,
+    execute,
+    kill_all,
+    task_key,
+)
 from .solvers import SolverFile, discover, select
 from .table import ResultsTable
 
@@ -105,6 +112,7 @@ def run_bench(sweep: Sweep, on_event: Callable[[str, object], None] | None = Non
     materializing, ``("total", n)`` once the tasks are known, ``("row", row)`` per run.
     """
     notify = on_event or (lambda kind, payload: None)
+    begin_sweep()
     sweep.out.mkdir(parents=True, exist_ok=True)
     _write_meta(sweep)
     table = ResultsTable(sweep.out)

@@ -22,7 +22,7 @@ from ..io.instance_io import parse_json
 from ..model import Instance
 
 SCHEMA = "wdmoe-instance-index/1"
-TIERS = ("tiny", "small", "paper", "large", "fast-fading")
+TIERS = ("tiny", "small", "paper", "large", "fast-fading", "recorded")
 CACHE_DIR = ".cache"
 INSTANCE_SUFFIXES = (".json", ".npz")
 
@@ -203,8 +203,30 @@ def with_best_known(library: Library, updates: Mapping[tuple[str, str], Mapping]
     return replace(library, entries=tuple(entries))
 
 
+def make_recorded_entry(root: Path, name: str, tier: str, recording: Mapping) -> Entry:
+    """Record an instance from a torch model and store it as ``root/<tier>/<name>.npz``.
+
+    ``recording`` holds the keyword arguments of :func:`wdmoe_opt.torch.record_text`
+    (``model_spec``, ``tokens``, ``text``, ``context``, ``decode``, ``seed``...); a
+    relative ``text`` is relative to the folder above ``root`` (the repository). The
+    entry has no generator: the stored file is the instance (needs the torch extra).
+    """
+    from ..torch import record_text
+
+    args = dict(recording)
+    if args.get("text") is not None and not Path(args["text"]).is_absolute():
+        args["text"] = root.resolve().parent / args["text"]
+    inst = replace(record_text(**args), name=name)
+    inst = replace(inst, provenance={**inst.provenance, "recording": {
+        **inst.provenance["recording"], "text": recording.get("text")}})
+    file = f"{tier}/{name}.npz"
+    write_instance(inst, root / file)
+    return Entry(name=name, tier=tier, hash=inst.content_hash, sizes=sizes_of(inst), file=file)
+
+
 def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
-    """(Re)build an index from ``specs`` (``name``, ``tier``, ``generator``, ``store``).
+    """(Re)build an index from ``specs`` (``name``, ``tier``, and ``generator`` and
+    ``store``, or ``recording`` for :func:`make_recorded_entry`).
 
     An instance already in the index is kept, with its best known values, while it is
     still what the index says: its stored file, or what its (pinned) generator
@@ -223,6 +245,9 @@ def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
         prev = old.get(spec["name"])
         if prev is not None and _still_valid(root, prev):
             entries.append(prev)
+        elif "recording" in spec:
+            entries.append(make_recorded_entry(root, spec["name"], spec["tier"],
+                                               spec["recording"]))
         else:
             entries.append(make_entry(root, spec["name"], spec["tier"], spec["generator"],
                                       spec["store"]))

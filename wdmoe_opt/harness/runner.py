@@ -53,6 +53,8 @@ def _run_child(task: dict, workdir: Path) -> tuple[dict | None, float, str]:
                                 env=env, start_new_session=True)
         with _LIVE_LOCK:
             _LIVE.add(proc)
+        if _INTERRUPTED.is_set():       # Ctrl-C came while this run was starting
+            kill(proc)
         try:
             proc.wait(timeout=task["timeout"] + task.get("grace_s", STARTUP_GRACE_S))
             outcome = ""
@@ -93,6 +95,11 @@ def kill(proc: subprocess.Popen) -> None:
     """Kill ``proc`` and everything it started, then reap it."""
     kill_tree(proc.pid)
     proc.wait()
+
+
+def begin_sweep() -> None:
+    """Forget an earlier Ctrl-C of this process before a new sweep starts."""
+    _INTERRUPTED.clear()
 
 
 def kill_all() -> None:

@@ -84,6 +84,7 @@ def run_task(task: dict) -> dict:
     """Solve one (instance, solver) pair; return the result record (never raises)."""
     from ..check import check_solution
     from ..io import atomic_write_text, read_instance, solution_to_dict
+    from ..model import Selection
     from .solvers import load_solver_file
 
     try:
@@ -108,7 +109,10 @@ def run_task(task: dict) -> dict:
                 "peak_mem_mb": peak_memory_mb(), "versions": versions()}
     peak = peak_memory_mb()
     doc = solution_to_dict(solution)
-    violations = check_solution(instance, doc)
+    violations = check_solution(instance, doc, problem=solver.problem,
+                                support=solver.support)
+    if solver.problem == "p3" and doc.get("selection") != Selection.topk(instance).kept_lists():
+        violations.append("selection: the P3 benchmark allocates for the router's Top-K")
     if task.get("solution_path"):
         atomic_write_text(task["solution_path"], json.dumps(doc))
     return {

@@ -2,16 +2,15 @@
 
 The ``.npz`` form is a zip of ``.npy`` members (readable from numpy, Julia,
 MATLAB, Rust...): ``header`` holds the JSON document (as bytes) without the gating array,
-and ``gating_weights`` holds it as float64. Floats in JSON are written with
-Python's shortest round-trip repr, so both forms are lossless.
+and ``gating_weights`` holds it as float64, stored uncompressed (see
+:func:`~wdmoe_opt.io.npz.write_npz`). Floats in JSON are written with Python's shortest round-trip
+repr, so both forms are lossless.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,12 @@ import numpy as np
 from ..errors import InputError
 from ..model import Instance, ModelSizes, System
 from ..model.instance import DEFAULT_ACTIVATION_FLOPS
-from .atomic import atomic_write, atomic_write_text
+from ..model.similarity import Similarity
+from .atomic import atomic_write_text
+from .npz import is_npz, read_npz, write_npz
 
 SCHEMA = "wdmoe-instance/1"
 _NPZ_WEIGHTS = "gating_weights"
-_NPZ_HEADER = "header"  # the JSON document (uint8 bytes)
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -45,6 +45,8 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
         if s.capacity_experts is not None:
             cap = s.capacity_experts
             d["capacity_experts"] = int(cap[k]) if cap.ndim == 1 else cap[:, k].tolist()
+        if s.local is not None:
+            d["local"] = bool(s.local[k])
         devices.append(d)
     doc = {
         "schema": SCHEMA, "name": instance.name, "model": model,
@@ -56,6 +58,14 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
         doc["placement"] = instance.placement.tolist()
     doc["gating"] = {"weights": instance.gating_weights.tolist() if include_weights
                      else f"npz:{_NPZ_WEIGHTS}"}
+    sim = instance.similarity
+    if sim is not None:
+        doc["similarity"] = {"replace": sim.replace.tolist(), "skip": sim.skip.tolist(),
+                             "source": sim.source}
+        if sim.sensitivity is not None:
+            doc["similarity"]["sensitivity"] = sim.sensitivity.tolist()
+    if instance.deadlines_s is not None:
+        doc["deadlines_s"] = instance.deadlines_s.tolist()
     doc["provenance"] = dict(instance.provenance)
     return doc
 
@@ -68,28 +78,23 @@ def write_instance(instance: Instance, path: str | os.PathLike) -> Path:
     """Write ``instance`` atomically: ``.npz`` suffix -> binary form, otherwise JSON."""
     path = Path(path)
     if path.suffix == ".npz":
-        header = json.dumps(instance_to_dict(instance, include_weights=False)).encode()
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **{_NPZ_WEIGHTS: instance.gating_weights,
-                                          _NPZ_HEADER:
-                                          np.frombuffer(header, dtype=np.uint8)})
-        return atomic_write(path, write)
+        return write_npz(path, instance_to_dict(instance, include_weights=False),
+                         {_NPZ_WEIGHTS: instance.gating_weights})
     return atomic_write_text(path, json.dumps(instance_to_dict(instance)))
 
 
 # -- reading ----------------------------------------------------------------------------
 def read_instance(path: str | os.PathLike) -> Instance:
-    """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content)."""
+    """Read and validate a ``wdmoe-instance/1`` file (JSON or ``.npz``, by content).
+
+    The ``.npz`` gating array is read once into a read-only buffer that the
+    :class:`Instance` keeps without copying.
+    """
     path = Path(path)
-    raw = read_bytes(path, "instance file")
-    if raw[:2] == b"PK":
-        doc, weights = _read_npz(raw, path)
-    else:
-        doc = parse_json(raw, path)
-        weights = None
-    return instance_from_dict(doc, weights)
+    if is_npz(path, "instance file"):
+        header, arrays = read_npz(path, "wdmoe-instance", (_NPZ_WEIGHTS,))
+        return instance_from_dict(parse_json(header, path), arrays[_NPZ_WEIGHTS])
+    return instance_from_dict(parse_json(read_bytes(path, "instance file"), path))
 
 
 #: The largest file read (bytes); larger ones are refused before reading
@@ -146,16 +151,6 @@ def parse_json(raw: bytes, path: Path) -> dict:
     return doc
 
 
-def _read_npz(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            header = z[_NPZ_HEADER].tobytes()
-            weights = z[_NPZ_WEIGHTS]
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise InputError(str(path), f"is not a wdmoe-instance .npz file ({exc})") from None
-    return parse_json(header, path), weights
-
-
 def _get(d: dict, key: str, path: str, required: bool = True):
     if not isinstance(d, dict):
         raise InputError(path, "must be a JSON object")
@@ -188,6 +183,12 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
             k = vals.index(None)
             raise InputError(f"system.devices[{k}].{name}", "is given for some devices only")
         cols[name] = _device_column(vals, name)
+    local = [d.get("local") for d in devices]
+    if any(v is not None for v in local):
+        if any(v is None for v in local):
+            raise InputError(f"system.devices[{local.index(None)}].local",
+                             "is given for some devices only")
+        cols["local"] = local
     sys_obj = System(
         total_bandwidth_hz=_number(_get(system, "total_bandwidth_hz", "system"),
                                    "system.total_bandwidth_hz"),
@@ -203,7 +204,22 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
     if not isinstance(provenance, dict):
         raise InputError("provenance", "must be a JSON object", provenance)
     return Instance(name=name, model=model, system=sys_obj, gating_weights=w,
-                    placement=doc.get("placement"), provenance=provenance)
+                    placement=doc.get("placement"), provenance=provenance,
+                    similarity=_similarity_from_dict(doc.get("similarity")),
+                    deadlines_s=doc.get("deadlines_s"))
+
+
+def _similarity_from_dict(block) -> Similarity | None:
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise InputError("similarity", "must be a JSON object", block)
+    unknown = sorted(set(block) - {"replace", "skip", "source", "sensitivity"})
+    if unknown:
+        raise InputError(f"similarity.{unknown[0]}", "is not a field of the similarity block")
+    return Similarity(replace=_get(block, "replace", "similarity"),
+                      skip=_get(block, "skip", "similarity"),
+                      source=block.get("source", ""), sensitivity=block.get("sensitivity"))
 
 
 def _number(v, path: str) -> float:

@@ -1,4 +1,13 @@
-"""``wdmoe-solution/1`` files (JSON)."""
+"""``wdmoe-solution/1`` files: JSON (any language, small results) or ``.npz`` (compact).
+
+The ``.npz`` form follows the instance's (:mod:`wdmoe_opt.io.instance_io`): member
+``header`` holds the JSON document (UTF-8 bytes) with ``selection`` replaced by the
+string ``"npz:selection"`` and a ``selection_shape`` ``[I, J, E]`` added, and member
+``selection`` holds the mask ``q[i, j, e]`` (eqs. 16-17) as ``uint8 [I, J, ceil(E/8)]``
+bits, expert ``e`` in bit ``e % 8`` (least significant first) of byte ``e // 8``
+(``numpy.packbits(q, axis=2, bitorder="little")``). Lossless, no pickle; the
+conversions are single numpy calls in both directions.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +20,21 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import Instance, Selection
+from ..model.selection import gc_paused, mask_from_lists
 from ..problems import check_bandwidth
 from ..solution import Solution
 from .atomic import atomic_write_text
 from .instance_io import parse_json, read_bytes
+from .npz import is_npz, read_npz, write_npz
 
 SCHEMA = "wdmoe-solution/1"
+_NPZ_SELECTION = "selection"
+_NPZ_REF = f"npz:{_NPZ_SELECTION}"
+
+#: Fields a P4 solution carries at the top level of its document (SPEC §6), taken
+#: from the solution's ``extra``.
+P4_FIELDS = ("energy_j", "energy_lower_bound_j", "energy_gap", "layer_energy_j", "actions",
+             "deviation_max", "deviation_budget", "deadline_s")
 
 
 def _num(x):
@@ -27,12 +45,19 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def solution_to_dict(solution: Solution) -> dict:
+def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict:
     """The schema document of ``solution`` (SPEC §5), plus ``gap``, ``wlr_upper_bound``,
     ``expert_invocations``, ``support``, method-specific ``extra`` and, for a P5
-    solution, ``placement`` ([I][E] device ids)."""
+    solution, ``placement`` ([I][E] device ids).
+
+    Without ``include_selection`` the selection is the reference ``"npz:selection"``
+    and ``selection_shape`` gives ``[I, J, E]`` (the ``.npz`` header).
+    """
     extra = dict(solution.extra)
-    return {
+    lifted = {k: _jsonable(extra.pop(k, None)) for k in P4_FIELDS} \
+        if solution.problem == "p4" else {}
+    selection = solution.selection
+    doc = lifted | {
         "schema": SCHEMA,
         "instance": {"name": solution.instance_name, "hash": solution.instance_hash},
         "problem": solution.problem,
@@ -45,7 +70,7 @@ def solution_to_dict(solution: Solution) -> dict:
         "tolerance": solution.tolerance,
         "layer_latency_s": [_num(x) for x in solution.layer_latency_s],
         "bandwidth_hz": [float(x) for x in solution.bandwidth_hz],
-        "selection": solution.selection.kept_lists(),
+        "selection": selection.kept_lists() if include_selection else _NPZ_REF,
         "wlr_total": _num(solution.wlr_total),
         "wlr_upper_bound": _num(solution.wlr_upper_bound),
         "retained_weight": _num(solution.retained_weight),
@@ -55,6 +80,9 @@ def solution_to_dict(solution: Solution) -> dict:
         "extra": _jsonable(extra),
         **({} if solution.placement is None else {"placement": solution.placement.tolist()}),
     }
+    if not include_selection:
+        doc["selection_shape"] = list(selection.shape)
+    return doc
 
 
 def _jsonable(obj):
@@ -76,37 +104,21 @@ def solution_to_json(solution: Solution) -> str:
 
 
 def write_solution(solution: Solution, path: str | os.PathLike) -> Path:
-    """Write ``solution`` as JSON, atomically."""
-    return atomic_write_text(path, solution_to_json(solution))
+    """Write ``solution`` atomically: ``.npz`` suffix -> binary form, otherwise JSON."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        return atomic_write_text(path, solution_to_json(solution))
+    bits = np.packbits(solution.selection.mask, axis=2, bitorder="little")
+    return write_npz(path, solution_to_dict(solution, include_selection=False),
+                     {_NPZ_SELECTION: bits})
 
 
 def selection_from_document(doc: dict, instance: Instance,
                             field: str = "selection") -> Selection:
-    """The ``selection`` of a solution document (``[I][J]`` lists of expert ids) as a
-    :class:`Selection` of ``instance``'s shape; a bad entry is an :class:`InputError`."""
-    I, J, E = instance.gating_weights.shape
-    lists = doc.get("selection")
-    if not isinstance(lists, list) or len(lists) != I or any(
-            not isinstance(layer, list) or len(layer) != J for layer in lists):
-        raise InputError(f"{field}: selection", f"must be [{I}][{J}] lists of expert ids")
-    counts = np.fromiter((len(kept) if isinstance(kept, list) else -1
-                          for layer in lists for kept in layer), dtype=np.int64, count=I * J)
-    if (counts < 0).any():
-        n = int(np.argmax(counts < 0))
-        raise InputError(f"{field}: selection[{n // J}][{n % J}]", "must be a list of expert "
-                         "ids", lists[n // J][n % J])
-    ids = [e for layer in lists for kept in layer for e in kept]
-    flat = np.array(ids, dtype=object)
-    ok = np.array([isinstance(e, int) and not isinstance(e, bool) and 0 <= e < E
-                   for e in ids], dtype=bool)
-    if not ok.all():
-        n = int(np.searchsorted(np.cumsum(counts), int(np.argmin(ok)), side="right"))
-        raise InputError(f"{field}: selection[{n // J}][{n % J}]",
-                         f"holds an expert id outside 0..{E - 1}", flat[int(np.argmin(ok))])
-    rows = np.repeat(np.arange(I * J), counts)
-    mask = np.zeros((I * J, E), dtype=bool)
-    mask[rows, flat.astype(np.int64)] = True
-    return Selection(mask.reshape(I, J, E))
+    """The ``selection`` of a solution document, either form (:func:`selection_mask`),
+    as a :class:`Selection` of ``instance``'s shape; a bad entry is an :class:`InputError`."""
+    return Selection(selection_mask(doc.get("selection"), instance.gating_weights.shape,
+                                    f"{field}: selection"))
 
 
 def bandwidth_from_document(doc: dict, instance: Instance, field: str = "bandwidth_hz"):
@@ -119,9 +131,57 @@ def bandwidth_from_document(doc: dict, instance: Instance, field: str = "bandwid
 
 
 def read_solution_dict(path: str | os.PathLike) -> dict:
-    """Read a solution document (schema checked; contents checked by :mod:`wdmoe_opt.check`)."""
+    """Read a solution document, JSON or ``.npz`` (by content; schema checked, contents
+    checked by :mod:`wdmoe_opt.check`).
+
+    From a ``.npz`` file, ``doc["selection"]`` is the read-only ``[I, J, E]`` boolean
+    mask; from JSON it is the ``[I][J]`` lists. :func:`selection_mask` takes either.
+    """
     path = Path(path)
-    doc = parse_json(read_bytes(path, "solution file"), path)
+    if is_npz(path, "solution file"):
+        doc = _read_npz(path)
+    else:
+        with gc_paused():
+            doc = parse_json(read_bytes(path, "solution file"), path)
     if doc.get("schema") != SCHEMA:
         raise InputError("schema", f"must be {SCHEMA!r}", doc.get("schema"))
     return doc
+
+
+def _read_npz(path: Path) -> dict:
+    header, arrays = read_npz(path, "wdmoe-solution", (_NPZ_SELECTION,))
+    bits = arrays[_NPZ_SELECTION]
+    doc = parse_json(header, path)
+    shape = doc.get("selection_shape")
+    if doc.get("selection") != _NPZ_REF or not (
+            isinstance(shape, list) and len(shape) == 3
+            and all(type(n) is int and n >= 1 for n in shape)):
+        raise InputError("selection_shape", "must be [I, J, E] (positive integers) with "
+                         f"selection {_NPZ_REF!r} in a .npz solution", shape)
+    I, J, E = shape
+    if bits.dtype != np.uint8 or bits.shape != (I, J, -(-E // 8)):
+        raise InputError(f"{_NPZ_SELECTION} (npz member)",
+                         f"must be uint8 bits of shape [{I}, {J}, {-(-E // 8)}]",
+                         f"{bits.dtype} {bits.shape}")
+    mask = np.unpackbits(bits, axis=2, count=E, bitorder="little").view(bool)
+    mask.setflags(write=False)
+    doc["selection"] = mask
+    return doc
+
+
+def selection_mask(raw, shape: tuple[int, int, int], field: str = "selection") -> np.ndarray:
+    """The ``[I, J, E]`` boolean mask of a document's ``selection``: the mask itself
+    (from ``.npz``, shape checked) or the ``[I][J]`` lists of kept expert ids (JSON).
+
+    Raises
+    ------
+    InputError
+        Naming the first malformed part (see :func:`~wdmoe_opt.model.selection.mask_from_lists`).
+    """
+    if isinstance(raw, np.ndarray):
+        if raw.dtype != np.bool_ or raw.shape != tuple(shape):
+            raise InputError(field, f"must be a boolean mask of shape {list(shape)}",
+                             f"{raw.dtype} {list(raw.shape)}")
+        return raw
+    with gc_paused():
+        return mask_from_lists(raw, shape, field)

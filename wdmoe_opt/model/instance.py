@@ -17,6 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
+from .similarity import Similarity, deadlines_array
 
 #: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
 WEIGHT_SUM_TOL = 1e-4
@@ -56,10 +57,34 @@ def _positive_float(value, path: str, allow_zero: bool = False) -> float:
     return x
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
+def _readonly(a: np.ndarray, private: bool = False) -> np.ndarray:
+    """A read-only array with the values of ``a``, copying only when needed.
+
+    No copy when ``a`` is ``private`` (just built from the caller's value, so no one
+    else holds it) or already frozen: read-only down to a buffer numpy owns (an
+    instance's own array, or one a reader froze). A long recording's gating array
+    then exists once in memory, through :meth:`Instance.replace` too.
+    """
+    if not (private or _frozen(a)):
+        a = np.array(a, copy=True)
     a.setflags(write=False)
     return a
+
+
+def _fresh(a: np.ndarray, given) -> bool:
+    """Whether ``a``, converted from the caller's ``given``, is a new array (private)."""
+    return a is not given and not (isinstance(given, np.ndarray)
+                                   and np.may_share_memory(a, given))
+
+
+def _frozen(a) -> bool:
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        if a.base is None:
+            return True
+        a = a.base
+    return False
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +146,8 @@ class System:
     optional device compute energy (SiftMoE-style objectives); zero if absent.
     ``capacity_experts`` (optional, ``[U]`` or ``[I, U]`` non-negative integers) is the
     most experts of one layer a device may host (problem P5, SPEC §7); absent = no limit.
+    ``local`` marks devices with no wireless link (SPEC §6: experts held by the hub
+    itself): no communication time or energy; all false if absent.
     """
 
     total_bandwidth_hz: float
@@ -133,6 +160,7 @@ class System:
     distance_m: np.ndarray | None = None
     compute_j_per_flop: np.ndarray | None = None
     capacity_experts: np.ndarray | None = None
+    local: np.ndarray | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -164,6 +192,28 @@ class System:
             raise InputError("system.devices", "must list at least one device", n)
         if self.capacity_experts is not None:
             set_("capacity_experts", _readonly(capacity_array(self.capacity_experts, n)))
+        if self.local is not None:
+            set_("local", _readonly(_local_array(self.local, n)))
+        self._check_link_budget()
+
+    @property
+    def local_mask(self) -> np.ndarray:
+        """``[U]`` bool: devices without a wireless link (all false if ``local`` is absent)."""
+        if self.local is None:
+            return np.zeros(self.n_devices, dtype=bool)
+        return self.local
+
+    def _check_link_budget(self) -> None:
+        """``P g / N0`` (eqs. 2-3) must be finite: a power, gain or noise density that
+        overflows it would give an infinite rate, a wrong zero communication time."""
+        for name, power, gain in (("bs_power_w", self.bs_power_w, "gain_down"),
+                                  ("devices[*].tx_power_w", self.tx_power_w, "gain_up")):
+            with np.errstate(over="ignore"):
+                budget = power * np.atleast_2d(getattr(self, gain)) / self.noise_psd_w_per_hz
+            if not np.isfinite(budget).all():
+                raise InputError(f"system.{name}", f"with system.devices[*].{gain} and "
+                                 "system.noise_psd_w_per_hz overflows the link budget P g / N0",
+                                 float(np.max(power)))
 
     @property
     def n_devices(self) -> int:
@@ -205,6 +255,17 @@ def capacity_array(value, n: int) -> np.ndarray:
             f"[{int(idx[0])}]" if raw.ndim == 2 else "")
         raise InputError(where, "must be a non-negative integer", raw[tuple(idx)].item())
     return raw.astype(np.int64)
+def _local_array(value, n: int) -> np.ndarray:
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is not None:
+        k = next((k for k, v in enumerate(items) if not isinstance(v, (bool, np.bool_))), None)
+        if k is not None:
+            raise InputError(f"system.devices[{k}].local", "must be true or false", items[k])
+    raw = np.asarray(value)
+    if raw.shape != (n,) or raw.dtype != np.bool_:
+        raise InputError("system.devices[*].local", f"must be one flag per device ({n} devices)",
+                         raw.shape)
+    return raw
 
 
 def _check_device_values(arr: np.ndarray, name: str, allow_zero: bool) -> None:
@@ -233,6 +294,10 @@ class Instance:
         (requires ``E == U``).
     provenance : mapping
         Generator, seed, source: carried along, not part of the content hash.
+    similarity : Similarity, optional
+        Deviation tables for problem P4 (SPEC §6).
+    deadlines_s : float or array [I], optional
+        Per-layer deadlines for problem P4 (one number applies to every layer).
     """
 
     name: str
@@ -241,13 +306,16 @@ class Instance:
     gating_weights: np.ndarray
     placement: np.ndarray | None = None
     provenance: Mapping = field(default_factory=dict)
+    similarity: Similarity | None = None
+    deadlines_s: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise InputError("name", "must be a non-empty string", self.name)
         I, E, U = self.model.layers, self.model.experts, self.system.n_devices
         w = _gating_array(self.gating_weights, I, E)
-        object.__setattr__(self, "gating_weights", _readonly(w))
+        object.__setattr__(self, "gating_weights",
+                           _readonly(w, private=_fresh(w, self.gating_weights)))
         for gname in ("gain_down", "gain_up"):
             g = getattr(self.system, gname)
             if g.ndim == 2 and g.shape[0] != I:
@@ -263,6 +331,12 @@ class Instance:
         if self.system.capacity_experts is not None:
             _check_capacity(pl, self.system.capacity_experts, U)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+        if self.similarity is not None:
+            if not isinstance(self.similarity, Similarity):
+                raise InputError("similarity", "must be a Similarity block", self.similarity)
+            object.__setattr__(self, "similarity", self.similarity.validated(I, E))
+        if self.deadlines_s is not None:
+            object.__setattr__(self, "deadlines_s", deadlines_array(self.deadlines_s, I))
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -304,13 +378,14 @@ class Instance:
         (2)-(3): downlink (base station power), then uplink (each device's power);
         ``R = I`` under fast fading, else 1 (the same in every layer)."""
         s = self.system
-        return _readonly(np.stack([s.bs_power_w * np.atleast_2d(s.gain_down),
-                                   s.tx_power_w * np.atleast_2d(s.gain_up)]))
+        down, up = np.broadcast_arrays(s.bs_power_w * np.atleast_2d(s.gain_down),
+                                       s.tx_power_w * np.atleast_2d(s.gain_up))
+        return _readonly(np.stack([down, up]), private=True)
 
     @cached_property
     def router_topk_mask(self) -> np.ndarray:
         """``[I, J, E]`` read-only mask of every token's router Top-K (ties to the lower id)."""
-        return _readonly(topk_mask(self.gating_weights, self.model.top_k))
+        return _readonly(topk_mask(self.gating_weights, self.model.top_k), private=True)
 
     @cached_property
     def topk_weight_total(self) -> float:
@@ -319,20 +394,37 @@ class Instance:
 
     @cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the content (model, system, placement, gating); not name/provenance."""
+        """SHA-256 of the content (model, system, placement, gating); not name/provenance.
+
+        Computed once per instance and streamed: each (contiguous, little-endian)
+        array is fed to the hash through its buffer, never copied to ``bytes``.
+        """
         h = hashlib.sha256()
         h.update(json.dumps(self._content_header(), sort_keys=True).encode())
         for arr in (self.system.gain_down, self.system.gain_up, self.system.compute_flops,
                     self.system.tx_power_w, self.placement.astype("<i8"),
                     self.gating_weights):
             h.update(str(arr.shape).encode())
-            h.update(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+            h.update(_le_bytes(arr))
         for opt in (self.system.distance_m, self.system.compute_j_per_flop):
             h.update(b"-" if opt is None else np.ascontiguousarray(opt, "<f8").tobytes())
         cap = self.system.capacity_experts
         if cap is not None:   # hashed only when present: older hashes stay valid
             h.update(b"capacity_experts" + str(cap.shape).encode()
                      + np.ascontiguousarray(cap, "<i8").tobytes())
+            h.update(b"-" if opt is None else _le_bytes(np.asarray(opt, "<f8")))
+        # the P4 blocks: hashed only when present, so older instances keep their hash
+        sim = self.similarity
+        optional = {"local": self.system.local, "deadlines_s": self.deadlines_s,
+                    "similarity.replace": None if sim is None else sim.replace,
+                    "similarity.skip": None if sim is None else sim.skip,
+                    "similarity.sensitivity": None if sim is None else sim.sensitivity}
+        for name, arr in optional.items():
+            if arr is not None:
+                h.update(name.encode())
+                h.update(_le_bytes(np.asarray(arr, "<f8")))
+        if sim is not None:
+            h.update(b"similarity.source" + sim.source.encode())
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:
@@ -354,6 +446,32 @@ class Instance:
         return replace(self, system=replace(self.system, **changes))
 
 
+def _le_bytes(arr: np.ndarray) -> memoryview:
+    """The bytes of ``arr`` in C order, little-endian: a view when it already is."""
+    a = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return memoryview(a.reshape(-1).view(np.uint8))
+
+
+#: Rows of ``[..., E]`` arrays handled at once by the blockwise passes
+#: (bounds their temporaries to a few MB whatever the number of tokens).
+BLOCK_ROWS = 1 << 16
+
+
+def small_int(n: int) -> np.dtype:
+    """The smallest signed integer type holding ``-n..n``: per-token expert ids,
+    device ids and counts, so that a long batch's ``[I, J, K]`` index arrays stay a
+    fraction of its gating array."""
+    return np.min_scalar_type(-int(n))
+
+
+def row_blocks(a: np.ndarray):
+    """``(start, rows)``: ``a`` as ``[-1, E]`` rows (a view), in blocks of
+    :data:`BLOCK_ROWS`, so a pass over every token's row keeps its temporaries small."""
+    rows = a.reshape(-1, a.shape[-1])
+    for start in range(0, rows.shape[0], BLOCK_ROWS):
+        yield start, rows[start:start + BLOCK_ROWS]
+
+
 def _per_layer(gain: np.ndarray, layers: int) -> np.ndarray:
     if gain.ndim == 2:
         return gain
@@ -368,17 +486,20 @@ def _gating_array(value, I: int, E: int) -> np.ndarray:
     if w.ndim != 3 or w.shape[0] != I or w.shape[2] != E or w.shape[1] < 1:
         raise InputError("gating.weights",
                          f"must have shape [layers={I}][tokens>=1][experts={E}]", w.shape)
-    bad = ~np.isfinite(w) | (w < 0) | (w > 1 + WEIGHT_SUM_TOL)
-    if bad.any():
-        i, j, e = (int(x) for x in np.argwhere(bad)[0])
-        raise InputError(f"gating.weights[{i}][{j}][{e}]",
-                         "must be a probability in [0, 1]", float(w[i, j, e]))
-    sums = w.sum(axis=2)
-    off = np.abs(sums - 1.0) > WEIGHT_SUM_TOL
-    if off.any():
-        i, j = (int(x) for x in np.argwhere(off)[0])
-        raise InputError(f"gating.weights[{i}][{j}]",
-                         "must sum to 1 over experts (router softmax)", float(sums[i, j]))
+    for start, rows in row_blocks(w):   # blockwise: temporaries stay small
+        bad = ~np.isfinite(rows) | (rows < 0) | (rows > 1 + WEIGHT_SUM_TOL)
+        if bad.any():
+            n, e = (int(x) for x in np.argwhere(bad)[0])
+            i, j = divmod(start + n, w.shape[1])
+            raise InputError(f"gating.weights[{i}][{j}][{e}]",
+                             "must be a probability in [0, 1]", float(rows[n, e]))
+        sums = rows.sum(axis=1)
+        off = np.abs(sums - 1.0) > WEIGHT_SUM_TOL
+        if off.any():
+            n = int(np.argmax(off))
+            i, j = divmod(start + n, w.shape[1])
+            raise InputError(f"gating.weights[{i}][{j}]",
+                             "must sum to 1 over experts (router softmax)", float(sums[n]))
     return w
 
 
@@ -392,13 +513,13 @@ def placement_array(value, I: int, E: int, U: int) -> np.ndarray:
     if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f"
                                            and np.all(np.mod(raw, 1) == 0)):
         raise InputError("placement", "must hold integer device ids", raw.dtype.name)
-    pl = raw.astype(np.int64)
-    bad = (pl < 0) | (pl >= U)
+    bad = (raw < 0) | (raw >= U)            # before the cast: 1e308 stays 1e308
     if bad.any():
         i, e = (int(x) for x in np.argwhere(bad)[0])
+        value = raw[i, e].item()
         raise InputError(f"placement[{i}][{e}]",
-                         f"names a missing device (devices are 0..{U - 1})", int(pl[i, e]))
-    return pl
+                         f"names a missing device (devices are 0..{U - 1})", value)
+    return raw.astype(np.int64)
 
 
 def capacity_per_layer(capacity: np.ndarray, layers: int) -> np.ndarray:
@@ -430,25 +551,34 @@ def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int) -> None
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:
     """``[..., E]`` boolean mask of the ``k`` largest entries of the last axis
     (stable: ties go to the lower index)."""
+    weights = np.asarray(weights)
     E = weights.shape[-1]
     if not 1 <= k <= E:
         raise InputError("top_k", f"must be in 1..{E}", k)
-    # the k-th largest value by partition (linear time), then the ties at it to the
-    # lowest indices
-    kth = np.partition(weights, E - k, axis=-1)[..., E - k:E - k + 1]
-    mask = weights > kth
-    tied = weights == kth
-    need = k - np.count_nonzero(mask, axis=-1)[..., None]
-    mask |= tied & (np.cumsum(tied, axis=-1) <= need)
-    return mask
+    out = np.empty(weights.shape, dtype=bool)
+    for start, w in row_blocks(weights):
+        # the k-th largest value by partition (linear time), then the ties at it to
+        # the lowest indices
+        kth = np.partition(w, E - k, axis=-1)[:, E - k:E - k + 1]
+        mask = w > kth
+        tied = w == kth
+        need = k - np.count_nonzero(mask, axis=-1)[:, None]
+        mask |= tied & (np.cumsum(tied, axis=-1, dtype=np.int32) <= need)
+        out.reshape(-1, E)[start:start + len(w)] = mask
+    return out
 
 
 def topk_order(weights: np.ndarray, k: int) -> np.ndarray:
     """``[..., k]``: each token's ``k`` highest-weight experts, best first (ties go to
-    the lower expert id, as :func:`topk_mask`)."""
-    x = np.array(weights, dtype=np.float64, copy=True)
-    out = np.empty(x.shape[:-1] + (k,), dtype=np.int64)
-    for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
-        out[..., r] = np.argmax(x, axis=-1)
-        np.put_along_axis(x, out[..., r, None], -np.inf, axis=-1)
+    the lower expert id, as :func:`topk_mask`), in the smallest integer type that
+    holds the expert ids (:func:`small_int`); blockwise, no copy of the whole array."""
+    weights = np.asarray(weights)
+    out = np.empty(weights.shape[:-1] + (k,), dtype=small_int(weights.shape[-1]))
+    flat_out = out.reshape(-1, k)
+    for start, rows in row_blocks(weights):
+        x = np.array(rows, dtype=np.float64, copy=True)
+        block = flat_out[start:start + len(x)]
+        for r in range(k):  # k passes of a vectorized argmax (cheaper than a full argsort)
+            block[:, r] = np.argmax(x, axis=-1)
+            np.put_along_axis(x, block[:, r, None], -np.inf, axis=-1)
     return out

@@ -48,10 +48,14 @@ def _per_layer(instance: Instance, a: np.ndarray) -> np.ndarray:
 
 def comm_time_per_token_s(instance: Instance, bandwidth_hz) -> np.ndarray:
     """Eq. (6): ``c = L_comm / R_down + L_comm / R_up`` per token, ``[..., I, U]``
-    (``inf`` where the device has no bandwidth; read-only, as :func:`link_rates_bps`)."""
+    (``inf`` where the device has no bandwidth, 0 on a ``local`` device; read-only,
+    as :func:`link_rates_bps`)."""
     with np.errstate(divide="ignore"):
         per_link = instance.model.token_bits / _link_rates_bps(instance, bandwidth_hz)
-    return _per_layer(instance, per_link[..., 0, :, :] + per_link[..., 1, :, :])
+    c = per_link[..., 0, :, :] + per_link[..., 1, :, :]
+    if instance.system.local is not None:
+        c = np.where(instance.system.local, 0.0, c)
+    return _per_layer(instance, c)
 
 
 def compute_time_per_token_s(instance: Instance) -> np.ndarray:
@@ -161,30 +165,60 @@ def expert_invocations(selection: Selection) -> int:
     return selection.memo("invocations", lambda: int(np.count_nonzero(selection.mask)))
 
 
+def transmit_energy_per_token_j(instance: Instance, bandwidth_hz) -> np.ndarray:
+    """``[..., I, U]`` energy to send one token to device ``k`` and back (SPEC §6):
+    ``P_bs L_comm / R_down + P_k L_comm / R_up``; 0 on a ``local`` device, ``inf``
+    on a linked device without bandwidth."""
+    rates = _link_rates_bps(instance, bandwidth_hz)
+    s = instance.system
+    with np.errstate(divide="ignore"):
+        e = instance.model.token_bits * (s.bs_power_w / rates[..., 0, :, :]
+                                         + s.tx_power_w / rates[..., 1, :, :])
+    if s.local is not None:
+        e = np.where(s.local, 0.0, e)
+    return _per_layer(instance, e)
+
+
+def compute_energy_per_token_j(instance: Instance) -> np.ndarray:
+    """``[U]`` compute energy of one (token, expert) pair, ``kappa_k L_comp``
+    (zero without ``compute_j_per_flop``)."""
+    kappa = instance.system.compute_j_per_flop
+    if kappa is None:
+        return np.zeros(instance.n_devices)
+    return kappa * instance.model.token_flops
+
+
+def energy_from_loads_j(instance: Instance, u: np.ndarray, p: np.ndarray,
+                        bandwidth_hz) -> np.ndarray:
+    """``[..., I, U]`` energy of loads ``(u, p)``: ``u`` times the per-token transmit
+    energy plus ``p`` times the compute energy (0 where nothing is sent)."""
+    per_token = transmit_energy_per_token_j(instance, bandwidth_hz)
+    with np.errstate(invalid="ignore"):
+        return (np.where(u > 0, u * per_token, 0.0)
+                + p * compute_energy_per_token_j(instance))
+
+
 def transmit_energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
     """``[I, U]`` transmit energy: per distinct token, ``P_bs L / R_down + P_k L / R_up``."""
     u, _ = device_loads(instance, selection)
-    down, up = link_rates_bps(instance, bandwidth_hz)
-    bits = instance.model.token_bits
-    s = instance.system
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_token = bits * (s.bs_power_w / down + s.tx_power_w / up)
-        return np.where(u > 0, u * per_token, 0.0)
+    return energy_from_loads_j(instance, u, np.zeros_like(u), bandwidth_hz)
 
 
 def compute_energy_j(instance: Instance, selection: Selection) -> np.ndarray:
-    """``[I, U]`` device compute energy ``p L_comp e_k`` (zero without ``compute_j_per_flop``)."""
+    """``[I, U]`` device compute energy ``p L_comp kappa_k``."""
     _, p = device_loads(instance, selection)
-    e = instance.system.compute_j_per_flop
-    if e is None:
-        return np.zeros(p.shape)
-    return p * instance.model.token_flops * e
+    return p * compute_energy_per_token_j(instance)
+
+
+def layer_energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> np.ndarray:
+    """``[I]`` energy of each layer: transmit (both directions) plus device compute."""
+    u, p = device_loads(instance, selection)
+    return energy_from_loads_j(instance, u, p, bandwidth_hz).sum(axis=-1)
 
 
 def energy_j(instance: Instance, selection: Selection, bandwidth_hz) -> float:
-    """Total energy of the batch: transmit (both directions) plus device compute."""
-    return float(transmit_energy_j(instance, selection, bandwidth_hz).sum()
-                 + compute_energy_j(instance, selection).sum())
+    """Total energy of the batch (SPEC §6): transmit (both directions) plus compute."""
+    return float(layer_energy_j(instance, selection, bandwidth_hz).sum())
 
 
 def uniform_bandwidth_hz(instance: Instance) -> np.ndarray:

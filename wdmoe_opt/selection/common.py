@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import Selection, topk_order
 from ..model import latency as lat
+from ..model.instance import small_int
 from ..problems import SelectionProblem
 
 
@@ -85,6 +86,7 @@ class RankedSelection:
     Algorithms 1 and 2 only ever drop a token's lowest-weight kept expert, so the
     state is ``n_kept[i, j]``; the loads ``u, p`` and the WLR numerator (eqs. 9-12)
     are updated incrementally on each drop, vectorized over the dropped tokens.
+    Ids and counts are small integers (:func:`small_int`).
     """
 
     def __init__(self, times: LayerTimes, k: int):
@@ -95,9 +97,9 @@ class RankedSelection:
         ii, jj = np.arange(n_layers)[:, None, None], np.arange(n_tokens)[None, :, None]
         self.order = topk_order(w, k)                                   # [I, J, K]
         self.w = w[ii, jj, self.order]                                  # [I, J, K]
-        self.dev = inst.placement[ii, self.order]                       # [I, J, K]
-        self.n_kept = np.full((n_layers, n_tokens), k, dtype=np.int64)
         U = inst.n_devices
+        self.dev = inst.placement.astype(small_int(U))[ii, self.order]  # [I, J, K]
+        self.n_kept = np.full((n_layers, n_tokens), k, dtype=small_int(k))
         layer = np.broadcast_to(ii, self.dev.shape)
         flat = (layer * U + self.dev).ravel()
         self.p = _cell_sum(flat, None, (n_layers, U)).astype(np.int64)

@@ -188,11 +188,12 @@ def highspy_layer(lm: LayerMilp, start: dict | None, time_limit: float,
     h.addRows(n_rows, lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
               a.indices.astype(np.int32), a.data)
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    # Presolve off, always (HiGHS 1.16): with it, a MIP start's columns come back
+    # instead of the better incumbent (wdmoe-sim seed 202, 2 layers x 6 tokens x 4
+    # experts), and the Pyomo route's model of seed 507 (shared placement) was "proved"
+    # optimal 1 % below the optimum. Both are regression tests.
+    h.setOptionValue("presolve", "off")
     if start is not None:
-        # HiGHS 1.16 with presolve on reports a better incumbent's objective but hands
-        # back the MIP start's columns (wdmoe-sim seed 202, 2 layers x 6 tokens x 4
-        # experts); without presolve the columns are right.
-        h.setOptionValue("presolve", "off")
         sol = highspy.HighsSolution()
         sol.col_value = list(np.r_[start["q"], start["x"], start["z"], start["y"]])
         sol.value_valid = True

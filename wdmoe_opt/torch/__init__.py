@@ -9,6 +9,9 @@ This is the only package of wdmoe-opt that imports torch; see ``docs/torch.md``.
 * :func:`evaluate_policies` — apply a selection policy (:func:`topk_policy`,
   :func:`method_policy`, :func:`fixed_policy`) inside the forward pass and report
   the predicted latency beside the KL divergence and top-1 agreement of the output.
+* :func:`load_model` — ``tiny-*`` random models, the shipped trained ``wdmoe-tiny-moe``
+  (:mod:`.zoo`), or a local checkpoint; :func:`next_token_scores` measures next-token
+  loss and top-1 accuracy under a policy.
 * :class:`MoEAdapter` — the three methods any other torch MoE module implements.
 """
 
@@ -24,12 +27,28 @@ from .live import (
     run_with_policy,
     topk_policy,
 )
-from .models import TINY_MODELS, LoadedModel, load_model, tiny_model, token_ids
-from .record import record_gating, recorded_instance, router_hooks, router_probabilities
+from .models import (
+    TINY_MODELS,
+    LoadedModel,
+    default_context,
+    load_model,
+    tiny_model,
+    token_ids,
+    windows,
+)
+from .record import (
+    record_gating,
+    record_text,
+    recorded_instance,
+    router_hooks,
+    router_probabilities,
+)
+from .zoo import ZOO_MODELS, evaluate_text, next_token_scores
 
 __all__ = [
     "MoEAdapter", "Router", "TransformersAdapter", "LiveReport", "Policy", "evaluate_policies",
     "fixed_policy", "layer_instance", "method_policy", "output_divergence", "run_with_policy",
     "topk_policy", "TINY_MODELS", "LoadedModel", "load_model", "tiny_model", "token_ids",
-    "record_gating", "recorded_instance", "router_hooks", "router_probabilities",
+    "default_context", "windows", "ZOO_MODELS", "next_token_scores", "evaluate_text",
+    "record_gating", "record_text", "recorded_instance", "router_hooks", "router_probabilities",
 ]

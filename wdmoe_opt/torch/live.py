@@ -22,8 +22,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..model import Instance, Selection, topk_mask
-from ..problems import BandwidthProblem, SelectionProblem
-from ..registry import solve
+from ..problems import BandwidthProblem, JointProblem, SelectionProblem, WeightFloorProblem
+from ..registry import get_method, solve
 from .adapters import MoEAdapter, Router, adapter_for
 from .record import router_hooks, router_probabilities
 
@@ -44,14 +44,38 @@ def fixed_policy(selection: Selection) -> Policy:
 
 
 def method_policy(instance: Instance, method: str, *, support: str = "topk",
-                  bandwidth_hz: np.ndarray | None = None, **options) -> Policy:
-    """Run the P2 method ``method`` (``topk``, ``alg1``, ``milp-highspy``...) on each
-    layer's live weights, with ``instance``'s devices and channel of that layer,
-    at ``bandwidth_hz`` (the uniform split by default, as the paper scores WLR)."""
+                  bandwidth_hz: np.ndarray | None = None,
+                  min_retained_weight: float | None = None, **options) -> Policy:
+    """Run the P2 method ``method`` (``topk``, ``alg1``, ``milp``...) on each layer's
+    live weights, with ``instance``'s devices and channel of that layer, at
+    ``bandwidth_hz`` (the uniform split by default, as the paper scores WLR).
+
+    A joint method named in full runs on the one-layer joint problem instead, with its
+    own bandwidth, and only its selection is applied: ``p1/...`` (eqs. 13-15) or
+    ``p1-floor/...`` (minimum latency with retained weight >= ``min_retained_weight``,
+    e.g. ``p1-floor/greedy``). ``options`` are the method's options.
+    """
+    m = get_method(method if not isinstance(method, str) or "/" in method else f"p2/{method}",
+                   field="method")
+    problems = {
+        "p2": lambda inst: SelectionProblem(inst, bandwidth_hz=bandwidth_hz, support=support),
+        "p1": lambda inst: JointProblem(inst, support=support),
+        "p1-floor": lambda inst: WeightFloorProblem(
+            inst, support=support, **({} if min_retained_weight is None
+                                      else {"min_retained_weight": min_retained_weight}))}
+    if m.problem not in problems:
+        raise InputError("method", "must be a P2 (selection), P1 or P1-floor (joint) method",
+                         method)
+    if m.problem != "p2" and bandwidth_hz is not None:
+        raise InputError("bandwidth_hz", f"does not apply to the joint method {m.key}", "given")
+    if m.problem != "p1-floor" and min_retained_weight is not None:
+        raise InputError("min_retained_weight", f"applies to p1-floor methods, not {m.key}",
+                         min_retained_weight)
+    make = problems[m.problem]
+    m.make_options(options)   # bad options fail here, not inside the forward pass
+
     def policy(layer: int, weights: np.ndarray) -> np.ndarray:
-        problem = SelectionProblem(layer_instance(instance, layer, weights),
-                                   bandwidth_hz=bandwidth_hz, support=support)
-        return solve(problem, method, options).selection.mask[0]
+        return m(make(layer_instance(instance, layer, weights)), options).selection.mask[0]
     return policy
 
 

@@ -82,16 +82,25 @@ def tiny_model(name: str, seed: int = 0) -> LoadedModel:
 
 
 def load_model(spec: str | os.PathLike, seed: int = 0) -> LoadedModel:
-    """A tiny model by name, or a local ``transformers`` checkpoint directory by path."""
+    """A tiny random model by name, a shipped trained model by name (``wdmoe-tiny-moe``,
+    see :mod:`wdmoe_opt.torch.zoo`), or a local ``transformers`` checkpoint directory."""
     if str(spec) in TINY_MODELS:
         return tiny_model(str(spec), seed)
     import transformers
 
-    path = Path(spec)
+    from .zoo import ZOO_MODELS, zoo_path
+
+    path = zoo_path(str(spec)) if str(spec) in ZOO_MODELS else Path(spec)
     if not (path / "config.json").is_file():
-        raise InputError("model", "must be a tiny model name (" + ", ".join(TINY_MODELS)
+        raise InputError("model", "must be a model name (" + ", ".join((*TINY_MODELS, *ZOO_MODELS))
                          + ") or a local checkpoint directory with a config.json", str(spec))
-    model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()   # one line of output per command
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     tokenizer = None
     # only a directory with tokenizer files has a tokenizer (without them, transformers
     # may build an empty one of the family's class that maps any text to no ids)
@@ -110,16 +119,42 @@ def token_ids(loaded: LoadedModel, tokens: int, seed: int = 0,
     if text is None:
         ids, how = check_random_state(seed).integers(0, V, tokens), "random-ids"
     else:
-        try:
-            raw = Path(text).read_bytes()
-        except OSError as exc:
-            raise InputError("text", f"cannot be read ({exc.strerror})", str(text)) from None
-        if loaded.tokenizer is not None:
-            ids = np.asarray(loaded.tokenizer(raw.decode("utf-8", errors="replace"))["input_ids"])
-            how = "tokenizer"
-        else:
-            ids, how = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) % V, "bytes-mod-vocab"
+        ids, how = text_ids(loaded, text)
         if ids.size < tokens:
             raise InputError("text", f"gives {ids.size} tokens ({how}); --tokens asks for {tokens}",
                              str(text))
     return torch.as_tensor(np.asarray(ids[:tokens], dtype=np.int64))[None, :], how
+
+
+def text_ids(loaded: LoadedModel, text: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Every token id of the file ``text`` and how they were made (``tokenizer`` or
+    ``bytes-mod-vocab``; see the module docstring)."""
+    try:
+        raw = Path(text).read_bytes()
+    except OSError as exc:
+        raise InputError("text", f"cannot be read ({exc.strerror})", str(text)) from None
+    if loaded.tokenizer is not None:
+        ids = np.asarray(loaded.tokenizer(raw.decode("utf-8", errors="replace"))["input_ids"])
+        return ids.astype(np.int64), "tokenizer"
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.int64) % loaded.vocab_size, \
+        "bytes-mod-vocab"
+
+
+def windows(ids, context: int, whole: bool = True) -> torch.Tensor:
+    """Token ids (``[N]`` or ``[1, N]``) cut into ``[N // context, context]`` independent
+    sequences: a prefill batch of ``N // context`` sequences. ``whole``: ``N`` must be a
+    multiple of ``context``; otherwise the tail shorter than a sequence is dropped."""
+    flat = torch.as_tensor(np.asarray(ids, dtype=np.int64)).reshape(-1)
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
+        raise InputError("context", "must be a positive integer", context)
+    n = flat.numel() // context
+    if n < 1 or (whole and n * context != flat.numel()):
+        raise InputError("context", f"must divide the {flat.numel()} tokens"
+                         if whole else f"must be at most the {flat.numel()} tokens", context)
+    return flat[:n * context].reshape(n, context)
+
+
+def default_context(loaded: LoadedModel, tokens: int) -> int:
+    """``tokens``, capped at the model's ``max_position_embeddings`` (the trained
+    ``wdmoe-tiny-moe`` saw sequences of 128 bytes; longer inputs become a batch)."""
+    return min(int(tokens), int(getattr(loaded.model.config, "max_position_embeddings", tokens)))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..generate import generate
 from ..model import Instance
 from .adapters import MoEAdapter, Router, adapter_for
@@ -81,3 +82,43 @@ def recorded_instance(weights: np.ndarray, *, top_k: int, source: str,
     if recording:
         inst = replace(inst, provenance={**inst.provenance, "recording": recording})
     return inst
+
+
+def record_text(model_spec, tokens: int, *, text=None, context: int | None = None,
+                decode: bool = False, seed: int = 0, preset: str = "wdmoe-sim",
+                gains: tuple[np.ndarray, np.ndarray] | None = None, sizes: str = "preset",
+                recording: dict | None = None, similarity: bool = False,
+                **overrides) -> Instance:
+    """What ``wdmoe-opt record`` writes: the instance of a model run on ``tokens`` tokens.
+
+    ``model_spec`` is a name or checkpoint path (:func:`~.models.load_model`); the
+    tokens are the first ``tokens`` of ``text`` (random ids from ``seed`` without
+    one), run as a prefill batch of ``tokens / context`` sequences (``context``
+    default: :func:`~.models.default_context`). ``decode`` keeps only the last token of
+    each sequence (a decode step of that batch). ``sizes``: ``preset`` prices a
+    token with the preset's model (Mixtral 8x7B, eqs. 4-5), ``model`` with this
+    model's dims. ``recording`` entries are added to the provenance.
+    """
+    from .models import default_context, load_model, token_ids, windows
+
+    if sizes not in ("preset", "model"):
+        raise InputError("sizes", "must be 'preset' or 'model'", sizes)
+    loaded = load_model(model_spec, seed)
+    input_ids, how = token_ids(loaded, tokens, seed, text)
+    context = default_context(loaded, tokens) if context is None else context
+    weights = record_gating(loaded.model, windows(input_ids, context))
+    if decode:
+        weights = weights[:, context - 1::context]
+    if sizes == "model":
+        overrides = {**overrides, **loaded.dims()}
+    instance = recorded_instance(
+        weights, top_k=int(loaded.model.config.num_experts_per_tok),
+        source=f"recorded:{loaded.name}", preset=preset, seed=seed, gains=gains,
+        recording={"model": str(model_spec), "tokens": how, "text": None if text is None
+                   else str(text), "context": context, "decode": decode, "sizes": sizes,
+                   **loaded.dims(), **(recording or {})}, **overrides)
+    if similarity:
+        from .similarity import measure_similarity
+        instance = instance.replace(similarity=measure_similarity(
+            loaded.model, windows(input_ids, context), seed=seed))
+    return instance

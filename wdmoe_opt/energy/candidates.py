@@ -1,0 +1,190 @@
+"""Every token's candidate action profiles with their deviation, energy and device use.
+
+A *profile* assigns each of a token's ``K`` router Top-K experts a code: 0 skip,
+1 keep, ``2 + r`` replace by the ``r``-th nearest other expert of the layer
+(nearest by ``similarity.replace``). With all ``E - 1`` replacements a token has
+``(E + 1)^K`` profiles, SPEC §6's enumeration; a smaller ``replacements`` keeps
+the nearest ones only (a restriction, so no longer exact). Profiles that invoke an
+expert twice, or a linked device without bandwidth, are invalid.
+
+Tables are ``[I, J, P(, K)]`` numpy arrays (``P`` profiles per token); the energy
+of a profile is SPEC §6's: per device visited, one token's transmit energy, plus
+each invoked expert's compute energy.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import latency as lat
+from ..model.deviation import FEASIBILITY_RTOL, topk_experts
+from .problem import EnergyProblem
+
+#: Profiles per token above which building the tables is refused (memory).
+MAX_PROFILES = 200_000
+
+
+@functools.cache
+def profile_codes(K: int, choices: int) -> np.ndarray:
+    """``[choices^K, K]`` int8: every code combination (0 skip, 1 keep, 2+ replace)."""
+    return np.array(list(itertools.product(range(choices), repeat=K)), dtype=np.int8)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """The profile tables of a P4 problem (see the module docstring).
+
+    Per-slot tables are ``[I, J, K, C]`` (``C = R + 2`` codes); per-profile tables
+    ``[I, J, P]`` are built from them one slot at a time (``np.take`` along the code
+    axis), never as ``[I, J, P, K]`` arrays; :meth:`gather` rebuilds the slots of
+    chosen profiles.
+    """
+
+    problem: EnergyProblem
+    codes: np.ndarray          # [P, K] profile codes
+    slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
+    slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
+    deviation: np.ndarray      # [I, J, P]
+    energy: np.ndarray         # [I, J, P]; inf unless allowed (valid, within the budget)
+    comm_s: np.ndarray         # [I, U] per-token communication time c
+    compute_s: np.ndarray      # [U] per-pair compute time a
+
+    @classmethod
+    def build(cls, problem: EnergyProblem, replacements: int | None = None) -> Candidates:
+        inst = problem.instance
+        I, J, E = inst.gating_weights.shape
+        K = inst.model.top_k
+        R = E - 1 if replacements is None else min(int(replacements), E - 1)
+        if (R + 2) ** K > MAX_PROFILES:
+            raise InputError("replacements", f"= {R} gives (R + 2)^K = {(R + 2) ** K} profiles "
+                             f"per token, more than {MAX_PROFILES}: the exact methods cannot "
+                             "take this model; use p4/relax with a smaller 'replacements' "
+                             "option", R)
+        sim = inst.similarity
+        e = topk_experts(inst)                                            # [I, J, K]
+        li = np.arange(I)[:, None, None]
+        # nearest replacements: sort each row of D with the expert itself first
+        d = sim.replace.copy()
+        d[:, np.arange(E), np.arange(E)] = -1.0
+        near = np.argsort(d, axis=2, kind="stable")[:, :, 1:R + 1]       # [I, E, R]
+        target = np.concatenate([np.full(e.shape + (1,), -1), e[..., None], near[li, e]],
+                                axis=-1).astype(np.int16)                 # [I, J, K, C]
+        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
+        slot_dev = w[..., None] * np.where(
+            target < 0, sim.skip[li, e][..., None],
+            sim.replace[li[..., None], e[..., None], np.maximum(target, 0)])
+        device = np.where(target >= 0, inst.placement[li[..., None], np.maximum(target, 0)], -1)
+        b = problem.bandwidth_hz
+        e_tok = lat.transmit_energy_per_token_j(inst, b)                  # [I, U]
+        e_cmp = lat.compute_energy_per_token_j(inst)                      # [U]
+        dev0 = np.maximum(device, 0)
+        with np.errstate(invalid="ignore"):
+            unit_tok = np.where(device >= 0, e_tok[li[..., None], dev0], 0.0)
+        unit = unit_tok + np.where(device >= 0, e_cmp[dev0], 0.0)
+        codes = profile_codes(K, R + 2)                                   # [P, K]
+        # profile tables by broadcasting: slot s varies along axis 2 + s of a
+        # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
+        ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
+        deviation = sum(ax(slot_dev, s) for s in range(K))
+        energy = sum(ax(unit, s) for s in range(K))
+        budget = problem.layer_budget.reshape((I,) + (1,) * (K + 1))
+        allowed = deviation <= budget * (1 + FEASIBILITY_RTOL)
+        linked = np.isfinite(unit)                      # inf: a linked device without bandwidth
+        if not linked.all():
+            for s in range(K):
+                allowed &= ax(linked, s)
+        for s in range(1, K):
+            for t in range(s):
+                allowed &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
+            if not inst.identity_placement:       # device already visited: no transfer
+                seen = np.zeros(energy.shape, dtype=bool)
+                for t in range(s):
+                    seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
+                energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+        shape = (I, J, len(codes))
+        # one pass: the energy of an allowed profile, inf otherwise
+        energy = np.where(allowed, energy, np.inf).reshape(shape)
+        deviation = deviation.reshape(shape)
+        return cls(problem, codes, target, device, deviation, energy,
+                   np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
+                   lat.compute_time_per_token_s(inst))
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """``[I, J, P]``: valid (distinct experts, linked devices with bandwidth) and
+        within the layer's budget."""
+        return np.isfinite(self.energy)
+
+    # -- the slots of chosen profiles ------------------------------------------------
+    def gather(self, i: np.ndarray, j: np.ndarray, p: np.ndarray):
+        """``(targets, device, first, slot_time)``, each ``[n, K]``, of the profiles
+        ``p`` of tokens ``(i, j)`` (index arrays of one shape ``[n]``): the invoked
+        expert, its device, whether the slot is its device's first invocation, and the
+        time the slot adds to that device (``a``, plus ``c`` if first)."""
+        K = self.codes.shape[1]
+        ks = np.arange(K)
+        i, j = np.asarray(i)[:, None], np.asarray(j)[:, None]
+        code = self.codes[np.asarray(p)]
+        targets = self.slot_target[i, j, ks, code]
+        device = self.slot_device[i, j, ks, code]
+        first = device >= 0
+        for s in range(1, K):
+            for t in range(s):
+                first[:, s] &= device[:, s] != device[:, t]
+        dev0 = np.maximum(device, 0)
+        with np.errstate(invalid="ignore"):
+            st = np.where(device >= 0, self.compute_s[dev0]
+                          + np.where(first, self.comm_s[i, dev0], 0.0), 0.0)
+        return targets, device, first, st
+
+    def profile_latency(self) -> np.ndarray:
+        """``[I, J, P]`` layer latency if the token were alone (decode): the largest
+        device time over the devices it visits."""
+        I, J, P = self.energy.shape
+        i, j, p = (x.ravel() for x in np.meshgrid(np.arange(I), np.arange(J), np.arange(P),
+                                                  indexing="ij"))
+        _, device, _, st = self.gather(i, j, p)
+        same = device[:, :, None] == device[:, None, :]                    # [n, K, K]
+        per_slot = np.where(same, st[:, None, :], 0.0).sum(axis=-1)
+        return np.where(device >= 0, per_slot, 0.0).max(axis=-1).reshape(I, J, P)
+
+    def _chosen(self, choice: np.ndarray):
+        I, J = choice.shape
+        i, j = np.meshgrid(np.arange(I), np.arange(J), indexing="ij")
+        return self.gather(i.ravel(), j.ravel(), choice.ravel())
+
+    def loads(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loads ``(u, p)`` ``[I, U]`` of the chosen profile ``choice[i, j]``."""
+        I, J = choice.shape
+        U = self.problem.instance.n_devices
+        _, dev, first, _ = self._chosen(choice)
+        rows = np.repeat(np.arange(I) * U, J)[:, None] + dev
+        p = np.bincount(rows[dev >= 0], minlength=I * U).reshape(I, U)
+        u = np.bincount(rows[first], minlength=I * U).reshape(I, U)
+        return u, p
+
+    def device_times(self, choice: np.ndarray) -> np.ndarray:
+        """``[I, U]`` device times (eq. 10) of ``choice``."""
+        u, p = self.loads(choice)
+        with np.errstate(invalid="ignore"):
+            return np.where(u > 0, u * self.comm_s, 0.0) + p * self.compute_s
+
+    def actions(self, choice: np.ndarray) -> np.ndarray:
+        """``[I, J, K]`` action array of ``choice[i, j]``."""
+        I, J = choice.shape
+        return self._chosen(choice)[0].reshape(I, J, -1).astype(np.int64)
+
+    def keep_index(self) -> int:
+        """The profile keeping every Top-K expert (all codes 1)."""
+        return int(np.flatnonzero((self.codes == 1).all(axis=1))[0])
+
+
+def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
+    """``[I, J, C]`` viewed as ``[I, J, 1, .., C (axis 2 + s), .., 1]`` (``K`` code axes)."""
+    I, J, C = table.shape
+    return table.reshape((I, J) + (1,) * s + (C,) + (1,) * (K - 1 - s))

@@ -1,0 +1,65 @@
+"""One layer of prefill P4 as a multiple-choice knapsack: the data every prefill
+method (the MILP routes, the LP relaxation) builds from.
+
+Per token the choices are the *invoked sets* its allowed profiles reach (profiles
+with the same set cost the same energy and device time; the one with the least
+deviation represents it). The layer's problem:
+``min sum_j energy(S_j)`` s.t. ``sum_j time_k(S_j) <= T`` for every device ``k``
+(eq. 10 with the loads of the chosen sets), one set per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .candidates import Candidates
+
+
+@dataclass(frozen=True)
+class LayerChoices:
+    """Columns ``n`` = the (token, invoked set) pairs of layer ``layer``."""
+
+    layer: int
+    n_tokens: int
+    token: np.ndarray        # [n] token of the column
+    profile: np.ndarray      # [n] profile index that realizes it (least deviation)
+    set_id: np.ndarray       # [n] index of its invoked set in this layer
+    energy: np.ndarray       # [n]
+    time: np.ndarray         # [n, U] device time the column adds
+    deadline: float
+
+    @property
+    def timed_devices(self) -> np.ndarray:
+        """Devices whose deadline row can bind (a finite deadline and some use)."""
+        if not np.isfinite(self.deadline):
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero((self.time > 0).any(axis=0))
+
+    def choice(self, columns: np.ndarray) -> np.ndarray:
+        """``[J]`` profile per token from one chosen column per token."""
+        out = np.empty(self.n_tokens, dtype=np.int64)
+        out[self.token[columns]] = self.profile[columns]
+        return out
+
+
+def layer_choices(cand: Candidates, i: int) -> LayerChoices:
+    """Build layer ``i``'s columns from the candidate tables."""
+    U = cand.problem.instance.n_devices
+    j, p = np.nonzero(np.isfinite(cand.energy[i]))
+    tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
+    key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
+    dev = cand.deviation[i, j, p]
+    order = np.lexsort((dev, key, j))                                   # least deviation first
+    j, p, key, d, st = j[order], p[order], key[order], d[order], st[order]
+    first = np.r_[True, (j[1:] != j[:-1]) | (key[1:] != key[:-1])]
+    j, p, key, d, st = j[first], p[first], key[first], d[first], st[first]
+    _, set_id = np.unique(key, return_inverse=True)
+    n = len(j)
+    time = np.zeros((n, U))
+    for s in range(d.shape[1]):
+        on = d[:, s] >= 0
+        np.add.at(time, (np.flatnonzero(on), d[on, s]), st[on, s])
+    return LayerChoices(i, cand.energy.shape[1], j, p, set_id.astype(np.int64),
+                        cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))

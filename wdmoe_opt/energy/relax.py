@@ -1,0 +1,245 @@
+"""``p4/relax``: the fast prefill P4 with a lower bound (SPEC §6).
+
+Per layer (the layers are independent at a fixed bandwidth):
+
+1. Without the deadline, P4 separates by token: every token takes its least-energy
+   allowed profile (vectorized over all layers and tokens). If the device times of
+   that choice meet the layer's deadline, the layer is solved exactly.
+2. Otherwise the layer is a multiple-choice knapsack (:mod:`.layer`). Tokens with the
+   same allowed invoked sets are interchangeable, so they are grouped, and the LP
+   relaxation over ``y[g, S]`` (how many tokens of group ``g`` take set ``S``) is
+   solved by HiGHS. Its value is a lower bound on the layer (it equals the bound of
+   the Lagrangian relaxation of the deadline rows). A basic LP solution splits at
+   most ``U`` groups (one per deadline row), so rounding the counts (largest
+   remainder) and a greedy repair of any overloaded device (move the tokens whose
+   move costs the least energy per second removed) leaves a small gap. Where the
+   repair gets stuck, the grouped integer program (one integer count per group and
+   set: small) is solved by HiGHS within ``fallback_s`` instead.
+
+The bound is the sum of the layers' bounds; the gap is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.deviation import FEASIBILITY_RTOL
+from ..options import Options, option
+from ..registry import register
+from ..selection.milp import silence_highs_banner
+from ..solution import Solution, Status
+from .candidates import Candidates
+from .exact import ENUMERATION_TOLERANCE
+from .layer import LayerChoices, layer_choices
+from .problem import EnergyProblem
+from .result import p4_solution
+
+
+@dataclass(frozen=True)
+class RelaxOptions(Options):
+    """Knobs of ``p4/relax``."""
+
+    replacements: int | None = option(None, "optional_positive_int",
+                                      "replacement candidates per expert (nearest first); "
+                                      "omitted: all E - 1")
+    max_moves: int = option(10_000, "positive_int", "repair moves per layer at most")
+    fallback_s: float = option(5.0, "positive", "seconds for the grouped integer program "
+                               "of a layer the repair cannot fix")
+
+
+def separable_choice(cand: Candidates) -> np.ndarray:
+    """``[I, J]``: each token's least-energy allowed profile (ties: least deviation)."""
+    energy = cand.energy
+    choice = np.argmin(energy, axis=2)
+    best = np.take_along_axis(energy, choice[..., None], axis=2)
+    tied = np.flatnonzero(((energy == best).sum(axis=2) > 1).ravel())
+    if tied.size:                                      # few tokens: least deviation among ties
+        flat_e = energy.reshape(-1, energy.shape[2])[tied]
+        flat_d = cand.deviation.reshape(-1, energy.shape[2])[tied]
+        pick = np.argmin(np.where(flat_e == best.ravel()[tied, None], flat_d, np.inf), axis=1)
+        choice.ravel()[tied] = pick
+    return choice
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Tokens of a layer grouped by their allowed invoked sets."""
+
+    allowed: np.ndarray      # [G, S] bool
+    count: np.ndarray        # [G] tokens per group
+    members: np.ndarray      # [J] group of each token
+    energy: np.ndarray       # [S]
+    time: np.ndarray         # [S, U]
+
+
+def group_tokens(lc: LayerChoices) -> Groups:
+    """Group the tokens by their allowed sets, after dropping every set another
+    allowed set dominates (no more energy, no more time on any device: it can replace
+    it in any solution, integer or fractional, so neither the optimum nor the LP bound
+    changes)."""
+    n_sets = int(lc.set_id.max()) + 1
+    allowed = np.zeros((lc.n_tokens, n_sets), dtype=bool)
+    allowed[lc.token, lc.set_id] = True
+    energy = np.empty(n_sets)
+    time = np.empty((n_sets, lc.time.shape[1]))
+    energy[lc.set_id] = lc.energy
+    time[lc.set_id] = lc.time
+    no_worse = (energy[:, None] <= energy[None, :]) & (
+        time[:, None, :] <= time[None, :, :]).all(axis=2)               # [S', S]
+    better = (energy[:, None] < energy[None, :]) | (
+        time[:, None, :] < time[None, :, :]).any(axis=2)
+    ids = np.arange(n_sets)
+    dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
+    allowed &= ~((allowed.astype(np.int32) @ dominates.astype(np.int32)) > 0)
+    patterns, members, count = np.unique(allowed, axis=0, return_inverse=True,
+                                         return_counts=True)
+    return Groups(patterns, count, members.ravel(), energy, time)
+
+
+def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
+             ) -> tuple[np.ndarray | None, float]:
+    """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible.
+    With ``integer_s``, the grouped integer program instead (counts integral, at most
+    that many seconds): ``(y, its dual bound)``, ``y`` None without an incumbent
+    (bound ``inf`` when proved infeasible)."""
+    import highspy
+    from scipy.sparse import coo_matrix
+
+    gi, si = np.nonzero(g.allowed)
+    n = len(gi)
+    devs = lc.timed_devices
+    sub = g.time[si][:, devs]
+    cols, rows = np.nonzero(sub)
+    G = len(g.count)
+    a = coo_matrix((np.r_[np.ones(n), sub[cols, rows]], (np.r_[gi, G + rows], np.r_[np.arange(n),
+                                                                                   cols])),
+                   shape=(G + len(devs), n)).tocsr()
+    lo = np.r_[g.count.astype(float), np.full(len(devs), -np.inf)]
+    hi = np.r_[g.count.astype(float), np.full(len(devs), lc.deadline)]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.addVars(n, np.zeros(n), np.full(n, np.inf))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), g.energy[si])
+    h.addRows(len(lo), lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
+              a.indices.astype(np.int32), a.data)
+    if integer_s is not None:
+        h.setOptionValue("time_limit", float(integer_s))
+        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
+                                np.full(n, int(highspy.HighsVarType.kInteger), dtype=np.uint8))
+    h.run()
+    info = h.getInfo()
+    if integer_s is not None:
+        if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+            return None, np.inf                          # proved: no integer point
+        if info.primal_solution_status != 2:
+            return None, float(info.mip_dual_bound)
+    elif h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None, np.nan
+    y = np.zeros(g.allowed.shape)
+    y[gi, si] = np.maximum(np.asarray(h.getSolution().col_value), 0.0)
+    if integer_s is not None:
+        return np.rint(y), float(info.mip_dual_bound)
+    return y, float(info.objective_function_value)
+
+
+def round_counts(y: np.ndarray, count: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Integer counts ``[G, S]`` with row sums ``count`` (largest remainder)."""
+    base = np.floor(y + 1e-9)
+    base = np.where(allowed, base, 0)
+    left = count - base.sum(axis=1)
+    frac = np.where(allowed, y - base, -np.inf)
+    rank = np.argsort(np.argsort(-frac, axis=1, kind="stable"), axis=1, kind="stable")
+    return (base + (rank < left[:, None])).astype(np.int64)
+
+
+def repair(counts: np.ndarray, g: Groups, deadline: float, max_moves: int) -> bool:
+    """Move tokens between sets (in place) until no device exceeds ``deadline``;
+    each step moves the tokens with the least energy increase per second of overload
+    removed, never creating a new overload. Returns whether it succeeded."""
+    limit = deadline * (1 + FEASIBILITY_RTOL)
+    for _ in range(max_moves):
+        t = counts.sum(axis=0) @ g.time
+        over = np.maximum(t - limit, 0.0)
+        if not over.any():
+            return True
+        gi, si = np.nonzero(counts)                                    # occupied (g, S)
+        dt = g.time[None, :, :] - g.time[si][:, None, :]               # [m, S', U]
+        new_over = np.maximum(t + dt - limit, 0.0)
+        relief = over.sum() - new_over.sum(axis=2)                     # overload removed
+        ok = g.allowed[gi] & (relief > 0) & ((new_over <= over + 1e-15).all(axis=2))
+        if not ok.any():
+            return False
+        cost = (g.energy[None, :] - g.energy[si][:, None]) / np.where(ok, relief, 1.0)
+        m, s2 = np.unravel_index(np.argmin(np.where(ok, cost, np.inf)), ok.shape)
+        counts[gi[m], si[m]] -= 1
+        counts[gi[m], s2] += 1
+    return False
+
+
+def assign(counts: np.ndarray, g: Groups, lc: LayerChoices) -> np.ndarray:
+    """``[J]`` profile of every token from the group counts."""
+    G, S = counts.shape
+    by_group = np.argsort(g.members, kind="stable")                 # tokens, group by group
+    sets = np.empty(lc.n_tokens, dtype=np.int64)
+    sets[by_group] = np.repeat(np.tile(np.arange(S), G), counts.ravel())
+    # columns are sorted by (token, set): find each token's (token, set) column
+    col = np.searchsorted(lc.token * S + lc.set_id, np.arange(lc.n_tokens) * S + sets)
+    return lc.choice(col)
+
+
+@register("p4", "relax", options=RelaxOptions, backends=("highspy",))
+def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
+    """Fast prefill P4: separable choice where the deadline allows, else the LP
+    relaxation of the layer's knapsack, rounded and repaired; reports the LP bound."""
+    cand = Candidates.build(problem, options.replacements)
+    choice = separable_choice(cand)
+    energy0 = np.take_along_axis(cand.energy, choice[..., None], axis=2)[..., 0].sum(axis=1)
+    late = (cand.device_times(choice).max(axis=1)
+            > problem.layer_deadline * (1 + FEASIBILITY_RTOL))
+    bound = np.where(late, np.nan, energy0)
+    failed, infeasible = [], []
+    if late.any():
+        silence_highs_banner()
+    for i in np.flatnonzero(late):
+        lc = layer_choices(cand, int(i))
+        if len(np.unique(lc.token)) < lc.n_tokens:
+            infeasible.append(int(i))
+            continue
+        g = group_tokens(lc)
+        y, value = solve_lp(g, lc)
+        if y is None:
+            infeasible.append(int(i))
+            continue
+        bound[i] = value
+        counts = round_counts(y, g.count, g.allowed)
+        if not repair(counts, g, lc.deadline, options.max_moves):
+            # the greedy repair is stuck: the grouped integer program (small: one
+            # integer per group and set), for the point and a better bound
+            y_int, int_bound = solve_lp(g, lc, integer_s=options.fallback_s)
+            if int_bound == np.inf:
+                infeasible.append(int(i))
+                continue
+            bound[i] = max(value, int_bound)
+            if y_int is None:
+                failed.append(int(i))
+                continue
+            counts = y_int.astype(np.int64)
+        choice[i] = assign(counts, g, lc)
+    extra = {"layers_relaxed": int(late.sum()), "infeasible_layers": infeasible,
+             "repair_failed_layers": failed}
+    # with fewer replacements the bound and infeasibility hold for the restricted
+    # problem only: neither is reported for P4 itself
+    full = options.replacements is None or options.replacements >= cand.problem.instance \
+        .n_experts - 1
+    if infeasible:
+        return p4_solution(problem, cand.actions(choice), "p4/relax",
+                           status=Status.INFEASIBLE if full else Status.ERROR, extra=extra)
+    status = Status.ERROR if failed else Status.FEASIBLE
+    sol = p4_solution(problem, cand.actions(choice), "p4/relax", status=status,
+                      lower_bound_j=float(bound.sum()) if full else None, extra=extra)
+    if sol.status == Status.FEASIBLE and full and sol.extra["energy_gap"] <= ENUMERATION_TOLERANCE:
+        return sol.with_run_info(status=Status.OPTIMAL, tolerance=ENUMERATION_TOLERANCE)
+    return sol
