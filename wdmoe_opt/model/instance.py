@@ -407,11 +407,6 @@ class Instance:
             h.update(str(arr.shape).encode())
             h.update(_le_bytes(arr))
         for opt in (self.system.distance_m, self.system.compute_j_per_flop):
-            h.update(b"-" if opt is None else np.ascontiguousarray(opt, "<f8").tobytes())
-        cap = self.system.capacity_experts
-        if cap is not None:   # hashed only when present: older hashes stay valid
-            h.update(b"capacity_experts" + str(cap.shape).encode()
-                     + np.ascontiguousarray(cap, "<i8").tobytes())
             h.update(b"-" if opt is None else _le_bytes(np.asarray(opt, "<f8")))
         # the P4 blocks: hashed only when present, so older instances keep their hash
         sim = self.similarity
@@ -425,6 +420,10 @@ class Instance:
                 h.update(_le_bytes(np.asarray(arr, "<f8")))
         if sim is not None:
             h.update(b"similarity.source" + sim.source.encode())
+        cap = self.system.capacity_experts
+        if cap is not None:   # P5's capacities: hashed only when present, as the P4 blocks
+            h.update(b"capacity_experts" + str(cap.shape).encode())
+            h.update(_le_bytes(np.asarray(cap, "<i8")))
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:
