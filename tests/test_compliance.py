@@ -35,7 +35,9 @@ from tests import reference as ref
 from tests.conftest import small_instance
 from wdmoe_opt import BandwidthProblem, JointProblem, Selection, SelectionProblem
 from wdmoe_opt.check import check_solution
+from wdmoe_opt.check_placement import check_p5
 from wdmoe_opt.io import solution_to_dict
+from wdmoe_opt.placement import PlacementProblem
 from wdmoe_opt.problems import WeightFloorProblem
 from wdmoe_opt.registry import get_method, methods
 
@@ -58,6 +60,8 @@ ALL = [m for m in methods() if m.problem not in OWN_SUITES]
 
 
 def _run(method, instance, support="topk", lower_level="uniform"):
+    if method.problem == "p5":
+        return method(PlacementProblem(instance))
     if method.problem == "p3":
         return method(BandwidthProblem(instance, Selection.topk(instance)))
     if method.problem == "p2":
@@ -73,14 +77,24 @@ def _common_rules(instance, sol):
     assert sol.lower_bound_s is None or sol.lower_bound_s <= sol.objective_s * (1 + 1e-9)
 
 
+#: P5's exact MILP takes seconds per case (tests/placement holds its brute-force check).
+_SLOW = {"p5/milp"}
+
+
 @pytest.mark.parametrize("case", sorted(INSTANCES))
-@pytest.mark.parametrize("method", ALL, ids=[m.key for m in ALL])
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m.key in _SLOW
+                                    else m for m in ALL], ids=[m.key for m in ALL])
 def test_every_method_meets_the_known_optimum_rules(method, case):
     instance = INSTANCES[case]
     ok, why = method.available()
     if not ok:
         pytest.skip(why)
     sol = _run(method, instance)
+    if method.problem == "p5":   # placement: its own check; bounds in tests/placement
+        assert str(sol.status) != "error", sol.extra
+        assert check_p5(instance, solution_to_dict(sol)) == []
+        assert sol.lower_bound_s is None or sol.lower_bound_s <= sol.objective_s * (1 + 1e-9)
+        return
     _common_rules(instance, sol)
     mask = sol.selection.mask
     if method.problem == "p3":
@@ -168,5 +182,5 @@ def test_no_registered_method_escapes_the_suite():
     assert {"p3/uniform", "p2/topk", "p1/sequential", "p1/exact"} <= in_source
     assert in_source == {m.key for m in methods()}
     assert {m.key for m in ALL} == {k for k in in_source if k.split("/")[0] not in OWN_SUITES}
-    assert all(m.problem in ("p1", "p2", "p3", "p1-floor") for m in ALL)
+    assert all(m.problem in ("p1", "p2", "p3", "p1-floor", "p5") for m in ALL)
     assert all(m.summary for m in ALL), "every method needs a one-line docstring summary"

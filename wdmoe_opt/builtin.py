@@ -10,4 +10,6 @@ from .energy import baselines, fading, relax  # noqa: F401
 from .energy import exact as energy_exact  # noqa: F401
 from .joint import alternating, sequential, weight_floor  # noqa: F401
 from .joint import exact as joint_exact  # noqa: F401
+from .placement import heuristics, local_search  # noqa: F401
+from .placement import milp as placement_milp  # noqa: F401
 from .selection import alg1, alg2, brute_force, milp, milp_pyomo, topk  # noqa: F401

@@ -49,6 +49,14 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
     document says of itself: a document of another problem is a violation, and the
     support checked is the given one.
     """
+    if isinstance(doc, dict) and doc.get("problem") == "p5" and problem in (None, "p5"):
+        from .check_placement import check_p5  # a trace of batches: checked batch by batch
+        return check_p5(instance, doc)
+    if isinstance(doc, dict) and doc.get("placement") is not None:
+        try:   # solved under a P5 placement (solve --placement-from): check it there
+            instance = instance.replace(placement=doc["placement"])
+        except InputError as exc:
+            return [str(exc)]
     notes = [] if notes is None else notes
     I, J, E = instance.gating_weights.shape
     U = instance.n_devices

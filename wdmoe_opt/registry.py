@@ -29,7 +29,8 @@ from .solution import Solution, Status
 PROBLEMS = {"p1": "joint bilevel (eqs. 13-15)", "p2": "expert selection (eqs. 15-17)",
             "p3": "bandwidth allocation (eqs. 19-21)",
             "p1-floor": "minimum latency under a retained-weight floor (selection + bandwidth)",
-            "p4": "energy-minimizing similarity-aware selection (SiftMoE, SPEC §6)"}
+            "p4": "energy-minimizing similarity-aware selection (SiftMoE, SPEC §6)",
+            "p5": "expert placement (SPEC §7)"}
 
 #: Backend name -> (importable module, install hint).
 _BACKENDS = {

@@ -55,6 +55,7 @@ class Solution:
     solve_time_s: float = 0.0
     solver: Mapping = field(default_factory=dict)
     extra: Mapping = field(default_factory=dict)
+    placement: np.ndarray | None = None   # [I, E] device ids: the decision of P5 (SPEC §7)
 
     @classmethod
     def evaluate(cls, instance: Instance, selection: Selection, bandwidth_hz, *,

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..io import read_instance, read_solution_dict, solution_to_json, write_solution
 from ..io.solution_io import bandwidth_from_document, selection_from_document
 from ..model import Instance
+from ..placement import PlacementProblem
 from ..problems import (
     LOWER_LEVELS,
     SUPPORTS,
@@ -34,7 +35,10 @@ _FLAGS = {"joint": "--joint", "selection": "--selection", "bandwidth": "--bandwi
           "selection_from": "--selection-from", "bandwidth_from": "--bandwidth-from",
           "min_retained_weight": "--min-retained-weight", "time_limit": "--time-limit",
           "selection_opts": "--selection-option", "bandwidth_opts": "--bandwidth-option",
-          "joint_opts": "--joint-option", "deviation_budget": "--deviation-budget",
+          "joint_opts": "--joint-option", "placement_method": "--placement-method",
+          "placement_method_opts": "--placement-option",
+          "capacity_experts": "--capacity-experts", "batch_tokens": "--batch-tokens",
+          "placement_from": "--placement-from", "deviation_budget": "--deviation-budget",
           "deadline_s": "--deadline-s"}
 
 
@@ -157,15 +161,34 @@ def _p4(instance: Instance, flags: Flags):
     return problem, _step(flags, "selection", "p4", "relax")
 
 
+def _p5(instance: Instance, flags: Flags):
+    """P5 (SPEC §7): a placement for the trace in the file, cut into batches of
+    ``--batch-tokens`` tokens [all: one batch], within ``--capacity-experts``."""
+    problem = PlacementProblem(instance, flags.take("batch_tokens"),
+                               capacity_experts=flags.take("capacity_experts"))
+    return problem, _step(flags, "placement_method", "p5", "greedy")
+
+
 #: ``--problem`` -> builder of (problem object, step) from the flags.
 BUILDERS: dict[str, Callable] = {"p1": _p1, "p2": _p2, "p3": _p3, "p1-floor": _p1_floor,
-                                 "p4": _p4}
+                                 "p4": _p4, "p5": _p5}
+
+
+def placed(instance: Instance, path: str) -> Instance:
+    """``instance`` under the placement of P5 solution ``path`` (``--placement-from``:
+    decided on another trace of the same system, so the hashes differ by design)."""
+    doc = read_solution_dict(path)
+    if doc.get("problem") != "p5" or doc.get("placement") is None:
+        raise InputError("--placement-from", "must be a p5 solution with a placement", path)
+    return instance.replace(placement=doc["placement"])
 
 
 def build(instance: Instance, problem_key: str, given: dict):
     """The problem object and the step that the flags in ``given`` describe; a flag the
     problem or its method does not use is an :class:`InputError`."""
     flags = Flags(given)
+    if problem_key != "p5" and flags.given("placement_from"):
+        instance = placed(instance, flags.take("placement_from"))
     problem, step = BUILDERS[problem_key](instance, flags)
     step = flags.with_time_limit(step)
     if flags.given("time_limit") and not flags.time_limit_used:
@@ -180,7 +203,8 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.option("--problem", "problem_key", type=click.Choice(sorted(BUILDERS)), default="p1",
               show_default=True, help="p1 bilevel (eqs. 13-15), p2 selection (eqs. 15-17), "
               "p3 bandwidth (eqs. 19-21), p1-floor min latency under a retained-weight floor, "
-              "p4 energy under deviation budgets and deadlines (SiftMoE).")
+              "p4 energy under deviation budgets and deadlines (SiftMoE), "
+              "p5 expert placement (SPEC §7).")
 @click.option("--joint", help="p1 method [sequential]: sequential (the paper), alternating, "
               "exact; p1-floor method [greedy]: greedy, exact.")
 @click.option("--selection", help="P2 method [topk]: topk, alg1, alg2, milp, ... "
@@ -211,6 +235,17 @@ def build(instance: Instance, problem_key: str, given: dict):
               help="Option of the P3 method; repeatable.")
 @click.option("--joint-option", "joint_opts", multiple=True, metavar="NAME=VALUE",
               help="Option of the p1 / p1-floor method; repeatable.")
+@click.option("--placement-method", help="p5 method [greedy]: round-robin, staggered, "
+              "greedy, local-search, milp.")
+@click.option("--placement-option", "placement_method_opts", multiple=True,
+              metavar="NAME=VALUE", help="Option of the p5 method; repeatable.")
+@click.option("--capacity-experts", type=click.IntRange(1),
+              help="p5: experts of one layer a device may host [the instance's, else all].")
+@click.option("--batch-tokens", type=click.IntRange(1),
+              help="p5: tokens per batch of the trace [all: one batch].")
+@click.option("--placement-from", type=click.Path(dir_okay=False),
+              help="Solve under the placement of this p5 solution (another trace of the "
+              "same system).")
 @click.option("-o", "--output", type=click.Path(),
               help="Write the wdmoe-solution/1 document here (.npz: compact binary form); "
               "with --batch-size, the folder for the batches' solutions.")
@@ -232,6 +267,9 @@ def command(instance_file, problem_key, output, as_json, brief, batch_size, **gi
       wdmoe-opt solve sim.json --problem p2 --selection milp --bandwidth-from wdmoe.json
       wdmoe-opt solve trace.npz --selection alg1 --batch-size 32768 -o trace-solutions/
       wdmoe-opt solve sift.json --problem p4 --selection exact --deviation-budget 1.5
+      wdmoe-opt solve train.json --problem p5 --placement-method local-search \\
+          --capacity-experts 2 --batch-tokens 64 -o placed.json
+      wdmoe-opt solve test.json --placement-from placed.json --selection alg1
     """
     if output and os.path.exists(output) and os.path.samefile(output, instance_file):
         raise InputError("-o", "would overwrite the instance file", output)
@@ -242,6 +280,8 @@ def command(instance_file, problem_key, output, as_json, brief, batch_size, **gi
     instance = read_instance(instance_file)
     problem, step = build(instance, problem_key, given)
     solution = step.solve(problem)
+    if given.get("placement_from") and problem_key != "p5":   # the document says under which
+        solution = solution.with_run_info(placement=problem.instance.placement)
     if output:
         write_solution(solution, output)
     if as_json:

@@ -42,6 +42,9 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
             d["distance_m"] = float(s.distance_m[k])
         if s.compute_j_per_flop is not None:
             d["compute_j_per_flop"] = float(s.compute_j_per_flop[k])
+        if s.capacity_experts is not None:
+            cap = s.capacity_experts
+            d["capacity_experts"] = int(cap[k]) if cap.ndim == 1 else cap[:, k].tolist()
         if s.local is not None:
             d["local"] = bool(s.local[k])
         devices.append(d)
@@ -170,8 +173,8 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
         raise InputError("system.devices", "must be a non-empty list", devices)
     cols = {}
     for name in ("compute_flops", "tx_power_w", "gain_down", "gain_up", "distance_m",
-                 "compute_j_per_flop"):
-        required = name not in ("distance_m", "compute_j_per_flop")
+                 "compute_j_per_flop", "capacity_experts"):
+        required = name not in ("distance_m", "compute_j_per_flop", "capacity_experts")
         vals = [_get(d, name, f"system.devices[{k}]", required) for k, d in enumerate(devices)]
         if all(v is None for v in vals):
             cols[name] = None

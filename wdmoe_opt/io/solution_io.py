@@ -47,7 +47,8 @@ def _num(x):
 
 def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict:
     """The schema document of ``solution`` (SPEC §5), plus ``gap``, ``wlr_upper_bound``,
-    ``expert_invocations``, ``support`` and method-specific ``extra``.
+    ``expert_invocations``, ``support``, method-specific ``extra`` and, for a P5
+    solution, ``placement`` ([I][E] device ids).
 
     Without ``include_selection`` the selection is the reference ``"npz:selection"``
     and ``selection_shape`` gives ``[I, J, E]`` (the ``.npz`` header).
@@ -77,6 +78,7 @@ def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict
         "solve_time_s": solution.solve_time_s,
         "solver": _jsonable(dict(solution.solver)),
         "extra": _jsonable(extra),
+        **({} if solution.placement is None else {"placement": solution.placement.tolist()}),
     }
     if not include_selection:
         doc["selection_shape"] = list(selection.shape)

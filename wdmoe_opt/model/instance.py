@@ -144,6 +144,8 @@ class System:
     Device arrays are indexed by device ``k``. Gains are ``[U]`` (slow fading) or
     ``[I, U]`` (fast fading: one gain per layer). ``compute_j_per_flop`` is the
     optional device compute energy (SiftMoE-style objectives); zero if absent.
+    ``capacity_experts`` (optional, ``[U]`` or ``[I, U]`` non-negative integers) is the
+    most experts of one layer a device may host (problem P5, SPEC §7); absent = no limit.
     ``local`` marks devices with no wireless link (SPEC §6: experts held by the hub
     itself): no communication time or energy; all false if absent.
     """
@@ -157,6 +159,7 @@ class System:
     gain_up: np.ndarray
     distance_m: np.ndarray | None = None
     compute_j_per_flop: np.ndarray | None = None
+    capacity_experts: np.ndarray | None = None
     local: np.ndarray | None = None
 
     def __post_init__(self):
@@ -187,6 +190,8 @@ class System:
             set_(name, _readonly(arr))
         if n is None or n < 1:
             raise InputError("system.devices", "must list at least one device", n)
+        if self.capacity_experts is not None:
+            set_("capacity_experts", _readonly(capacity_array(self.capacity_experts, n)))
         if self.local is not None:
             set_("local", _readonly(_local_array(self.local, n)))
         self._check_link_budget()
@@ -229,6 +234,27 @@ def _device_array(value, name: str) -> np.ndarray:
     return arr
 
 
+def capacity_array(value, n: int) -> np.ndarray:
+    """``capacity_experts`` as int64 ``[U]`` or ``[I, U]``: non-negative integers."""
+    path = "system.devices[*].capacity_experts"
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError(path, "must be integers", value) from None
+    if raw.ndim not in (1, 2) or raw.shape[-1] != n:
+        raise InputError(path, f"must be [U] or [I][U] with one value per device ({n} devices)",
+                         raw.shape)
+    if raw.dtype.kind not in "iuf":
+        raise InputError(path, "must be integers", raw.dtype.name)
+    bad = raw < 0
+    if raw.dtype.kind == "f":
+        bad |= ~np.isfinite(raw) | (np.mod(raw, 1) != 0)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        where = f"system.devices[{int(idx[-1])}].capacity_experts" + (
+            f"[{int(idx[0])}]" if raw.ndim == 2 else "")
+        raise InputError(where, "must be a non-negative integer", raw[tuple(idx)].item())
+    return raw.astype(np.int64)
 def _local_array(value, n: int) -> np.ndarray:
     items = list(value) if isinstance(value, (list, tuple)) else None
     if items is not None:
@@ -300,8 +326,10 @@ class Instance:
                 raise InputError("placement", f"is required when experts ({E}) != devices ({U})")
             pl = np.tile(np.arange(U, dtype=np.int64), (I, 1))
         else:
-            pl = _placement_array(self.placement, I, E, U)
+            pl = placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
+        if self.system.capacity_experts is not None:
+            _check_capacity(pl, self.system.capacity_experts, U)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
         if self.similarity is not None:
             if not isinstance(self.similarity, Similarity):
@@ -392,6 +420,10 @@ class Instance:
                 h.update(_le_bytes(np.asarray(arr, "<f8")))
         if sim is not None:
             h.update(b"similarity.source" + sim.source.encode())
+        cap = self.system.capacity_experts
+        if cap is not None:   # P5's capacities: hashed only when present, as the P4 blocks
+            h.update(b"capacity_experts" + str(cap.shape).encode())
+            h.update(_le_bytes(np.asarray(cap, "<i8")))
         return "sha256:" + h.hexdigest()
 
     def _content_header(self) -> dict:
@@ -470,7 +502,7 @@ def _gating_array(value, I: int, E: int) -> np.ndarray:
     return w
 
 
-def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
+def placement_array(value, I: int, E: int, U: int) -> np.ndarray:
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError):
@@ -487,6 +519,32 @@ def _placement_array(value, I: int, E: int, U: int) -> np.ndarray:
         raise InputError(f"placement[{i}][{e}]",
                          f"names a missing device (devices are 0..{U - 1})", value)
     return raw.astype(np.int64)
+
+
+def capacity_per_layer(capacity: np.ndarray, layers: int) -> np.ndarray:
+    """``capacity_experts`` (``[U]`` or ``[I, U]``) as ``[I, U]`` (a broadcast view)."""
+    return capacity if capacity.ndim == 2 else np.broadcast_to(capacity,
+                                                               (layers, capacity.shape[0]))
+
+
+def experts_per_device(placement: np.ndarray, devices: int) -> np.ndarray:
+    """``[I, U]``: how many experts of each layer each device hosts under ``placement``."""
+    I = placement.shape[0]
+    rows = np.repeat(np.arange(I) * devices, placement.shape[1]) + placement.ravel()
+    return np.bincount(rows, minlength=I * devices).reshape(I, devices)
+
+
+def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int) -> None:
+    I = placement.shape[0]
+    if capacity.ndim == 2 and capacity.shape[0] != I:
+        raise InputError("system.devices[*].capacity_experts",
+                         f"per-layer capacities need one row per layer ({I})", capacity.shape)
+    over = experts_per_device(placement, U) > capacity_per_layer(capacity, I)
+    if over.any():
+        i, k = (int(x) for x in np.argwhere(over)[0])
+        raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
+                         f"capacity_experts ({int(capacity_per_layer(capacity, I)[i, k])})",
+                         int(experts_per_device(placement, U)[i, k]))
 
 
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""P5, expert placement (SPEC §7): the problem object, traces and capacities.
+
+A *trace* is one instance whose ``J`` tokens are ``n_batches`` consecutive batches
+of ``batch_tokens`` tokens each, all for one system and one model (several files
+of the same system are joined by :func:`concat_batches`). The P5 objective is the
+mean over the batches of the batch latency (eq. 13) under the placement, the
+policy's selection and, per batch, the optimal bandwidth (P3, eqs. 19-21): the
+base station re-allocates the bandwidth for every batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import Instance, Selection
+from ..model.instance import (
+    capacity_array,
+    capacity_per_layer,
+    experts_per_device,
+    placement_array,
+)
+
+POLICIES = ("topk",)
+
+
+@dataclass(frozen=True, eq=False)
+class PlacementProblem:
+    """P5: choose ``placement[i, e]`` (device of expert ``e`` of layer ``i``) to minimize
+    the mean batch latency over a trace, with optimal bandwidth per batch.
+
+    Parameters
+    ----------
+    instance : Instance
+        The training trace (its own ``placement`` is ignored: it is the decision).
+    batch_tokens : int, optional
+        Tokens per batch; must divide ``J``. ``None``: the whole trace is one batch.
+    capacity_experts : int or array [U] or [I, U], optional
+        Most experts of one layer a device may host. ``None``: the instance's
+        ``capacity_experts`` if it has one, else no limit (``E``).
+    selection : Selection, optional
+        The selection policy's choice on the trace (fixed while the placement
+        moves). ``None``: the router's Top-K (the default policy).
+    """
+
+    instance: Instance
+    batch_tokens: int | None = None
+    capacity_experts: object = None
+    selection: Selection | None = None
+    key = "p5"
+
+    def __post_init__(self):
+        inst = self.instance
+        I, J, E = inst.gating_weights.shape
+        U = inst.n_devices
+        jb = J if self.batch_tokens is None else self.batch_tokens
+        if isinstance(jb, bool) or not isinstance(jb, (int, np.integer)) or jb < 1 or J % jb:
+            raise InputError("batch_tokens", f"must be a positive divisor of the trace's "
+                             f"{J} tokens", self.batch_tokens)
+        object.__setattr__(self, "batch_tokens", int(jb))
+        cap = self.capacity_experts
+        if cap is None:
+            cap = inst.system.capacity_experts
+        if cap is None:
+            cap = np.full((I, U), E, dtype=np.int64)
+        else:
+            raw = np.asarray(cap)
+            if raw.ndim == 0:
+                if raw.dtype.kind not in "iu" or raw < 1:
+                    raise InputError("capacity_experts", "must be a positive integer", cap)
+                raw = np.full(U, int(raw))
+            cap = np.array(capacity_per_layer(capacity_array(raw, U), I))
+            if cap.shape[0] != I:
+                raise InputError("capacity_experts", f"per-layer capacities need one row "
+                                 f"per layer ({I})", cap.shape)
+            own = inst.system.capacity_experts
+            if own is not None and (cap > capacity_per_layer(own, I)).any():
+                raise InputError("capacity_experts", "may only tighten the instance's own "
+                                 "capacity_experts", self.capacity_experts)
+        short = np.minimum(cap, E).sum(axis=1) < E
+        if short.any():
+            i = int(np.argmax(short))
+            raise InputError("capacity_experts", f"leaves layer {i} without room for its "
+                             f"{E} experts (total capacity {int(cap[i].sum())})")
+        cap.setflags(write=False)
+        object.__setattr__(self, "capacity_experts", cap)
+        if self.selection is not None and self.selection.shape != (I, J, E):
+            raise InputError("selection", f"must have shape [{I}][{J}][{E}]",
+                             self.selection.shape)
+
+    @property
+    def n_batches(self) -> int:
+        return self.instance.n_tokens // self.batch_tokens
+
+    @property
+    def capacity(self) -> np.ndarray:
+        """``[I, U]`` int: the capacities in force (``E`` where unlimited)."""
+        return self.capacity_experts  # type: ignore[return-value]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``[I, J, E]``: the policy's selection on the trace."""
+        sel = self.selection if self.selection is not None else Selection.topk(self.instance)
+        return sel.mask
+
+    def batch_masks(self) -> np.ndarray:
+        """``[n_batches, I, batch_tokens, E]``: the selection cut into batches (a view)."""
+        I, J, E = self.mask.shape
+        return self.mask.reshape(I, self.n_batches, self.batch_tokens, E).transpose(1, 0, 2, 3)
+
+    def batch_instance(self, n: int, placement: np.ndarray) -> Instance:
+        """Batch ``n`` as an instance of its own under ``placement`` (no capacity field:
+        the problem's capacities were checked on the placement already)."""
+        inst = self.instance
+        sl = slice(n * self.batch_tokens, (n + 1) * self.batch_tokens)
+        system = inst.system
+        if system.capacity_experts is not None:
+            system = dataclasses.replace(system, capacity_experts=None)
+        return Instance(name=f"{inst.name}#batch{n}", model=inst.model, system=system,
+                        gating_weights=inst.gating_weights[:, sl], placement=placement,
+                        provenance=inst.provenance)
+
+    def check_placement(self, placement) -> np.ndarray:
+        """``placement`` as a validated ``[I, E]`` int array respecting the capacities."""
+        inst = self.instance
+        pl = placement_array(placement, inst.n_layers, inst.n_experts, inst.n_devices)
+        over = experts_per_device(pl, inst.n_devices) > self.capacity
+        if over.any():
+            i, k = (int(x) for x in np.argwhere(over)[0])
+            raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
+                             f"capacity ({int(self.capacity[i, k])})")
+        return pl
+
+
+def split_batches(instance: Instance, batch_tokens: int, first: int, count: int) -> Instance:
+    """Batches ``first .. first + count - 1`` of a trace as one instance (a held-out
+    or training part)."""
+    sl = slice(first * batch_tokens, (first + count) * batch_tokens)
+    if count < 1 or sl.stop > instance.n_tokens:
+        raise InputError("batches", f"must lie within the trace's "
+                         f"{instance.n_tokens // batch_tokens} batches", (first, count))
+    return instance.replace(name=f"{instance.name}[b{first}:{first + count}]",
+                            gating_weights=instance.gating_weights[:, sl])
+
+
+def concat_batches(instances: list[Instance], name: str | None = None) -> Instance:
+    """Join instances of one system and model (each a batch or several) into one trace.
+
+    The system, model and placement must be identical (compared by the content
+    hash of the instance with its gating removed); the gating arrays are joined
+    along the token axis.
+    """
+    if not instances:
+        raise InputError("instances", "must list at least one instance")
+    first = instances[0]
+
+    def key(inst: Instance) -> str:
+        return inst.replace(gating_weights=np.full((inst.n_layers, 1, inst.n_experts),
+                                                   1.0 / inst.n_experts)).content_hash
+
+    ref = key(first)
+    for n, inst in enumerate(instances[1:], start=1):
+        if key(inst) != ref:
+            raise InputError(f"instances[{n}]", "differs from instances[0] in its system, "
+                             "model or placement", inst.name)
+    w = np.concatenate([inst.gating_weights for inst in instances], axis=1)
+    return first.replace(name=name or first.name + f"+{len(instances) - 1}",
+                         gating_weights=w)
