@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import reference as ref
 from tests.conftest import small_instance
-from tests.test_compliance import p3_reference
-from wdmoe_opt import InputError, Selection
+from wdmoe_opt import InputError
 from wdmoe_opt.check_placement import check_p5
 from wdmoe_opt.io import instance_from_dict, instance_to_dict, solution_to_dict
 from wdmoe_opt.placement import PlacementProblem, concat_batches, split_batches
@@ -135,7 +135,7 @@ def test_the_score_is_invariant_under_device_relabelling():
 # -- the MILP against brute force ---------------------------------------------------------
 def brute_force(problem: PlacementProblem) -> float:
     """Best mean batch latency over every placement within the capacities, each batch's
-    P3 optimum by golden section (tests/test_compliance.p3_reference), no solver code."""
+    P3 optimum by golden section (tests/reference.py), no solver code."""
     inst = problem.instance
     I, E, U = inst.n_layers, inst.n_experts, inst.n_devices
     jb, best = problem.batch_tokens, math.inf
@@ -147,7 +147,7 @@ def brute_force(problem: PlacementProblem) -> float:
         for n in range(problem.n_batches):
             sl = slice(n * jb, (n + 1) * jb)
             b = inst.replace(gating_weights=inst.gating_weights[:, sl], placement=pl)
-            total += p3_reference(b, Selection.topk(b))
+            total += ref.p3_optimum_s(b, ref.topk_mask(b))
         best = min(best, total / problem.n_batches)
     return best
 
