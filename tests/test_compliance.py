@@ -55,7 +55,7 @@ COUPLED_GAP = 1e-4
 
 # -- the suite ------------------------------------------------------------------------
 #: Problems whose methods have a compliance suite of their own (their own brute force).
-OWN_SUITES = {"p4": "tests/energy/test_p4_methods.py"}
+OWN_SUITES = {"p4": "tests/energy/test_methods.py"}
 ALL = [m for m in methods() if m.problem not in OWN_SUITES]
 
 

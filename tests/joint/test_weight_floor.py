@@ -1,4 +1,4 @@
-"""The retained-weight floor methods and the Table II ablation command."""
+"""The retained-weight floor problem (p1-floor/greedy, p1-floor/exact) and the P1 CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import examples, small_instance
-from tests.joint.test_p1_bilevel import tiny
+from tests.joint.test_bilevel import tiny
 from wdmoe_opt import BandwidthProblem, JointProblem, Selection, solve
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.cli import main
-from wdmoe_opt.harness.ablation import ablation_rows, summarize
 from wdmoe_opt.io import solution_to_dict
 from wdmoe_opt.joint.enumerate import all_candidates
 from wdmoe_opt.model import latency as lat
@@ -54,21 +53,6 @@ def test_p1_weight_floor_traces_a_monotone_curve():
     assert values[0].objective_s >= values[-1].objective_s
     top = solve(JointProblem(instance), "sequential", selection="topk")
     assert values[0].objective_s == pytest.approx(top.objective_s, rel=1e-9)
-
-
-def test_p1_ablation_ratios_and_command(tmp_path):
-    rows = ablation_rows(seeds=range(2), tokens=32, layers=4)
-    summary = summarize(rows).set_index("variant")
-    assert list(summary.index) == ["mixtral", "no-bandwidth", "no-selection", "wdmoe"]
-    assert summary.loc["mixtral", "ratio_mean"] == 1.0
-    # P3 never loses to the uniform split on the same selection
-    assert summary.loc["no-selection", "ratio_max"] <= 1.0 + 1e-9
-    by = {(r["seed"], r["variant"]): r["latency_ms"] for r in rows}
-    assert all(by[s, "wdmoe"] <= by[s, "no-bandwidth"] * (1 + 1e-9) for s in range(2))
-    out = tmp_path / "t2.md"
-    assert main(["ablation", "--seeds", "1", "--tokens", "16", "--set", "layers=2",
-                 "-o", str(out)]) == 0
-    assert "wdmoe-opt ablation" in out.read_text() and out.with_suffix(".csv").exists()
 
 
 def test_p1_cli_solves_alternating_and_exact(tmp_path):
