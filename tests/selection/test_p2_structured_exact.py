@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from wdmoe_opt import SelectionProblem, Status, solve
 from wdmoe_opt.generate import generate
 from wdmoe_opt.model import Instance
-from wdmoe_opt.selection.exact import _count_vectors
 
 HEURISTICS = ("topk", "alg1", "alg2")
 LAYOUTS = {
@@ -99,15 +98,24 @@ def test_time_limit_returns_the_incumbent_with_a_bound():
     assert sol.wlr_total >= max(solve(problem, h).wlr_total for h in HEURISTICS) * (1 - RTOL)
 
 
-def test_count_vectors_come_in_order_of_their_bound():
-    rng = np.random.default_rng(0)
-    tables = [rng.normal(size=n) for n in (3, 1, 4)]
-    seen = list(_count_vectors(tables))
-    totals = [t for t, _ in seen]
-    assert len(seen) == 12
-    assert totals == sorted(totals, reverse=True)
-    for t, counts in seen:
-        assert t == pytest.approx(sum(g[c] for g, c in zip(tables, counts, strict=True)))
+def test_layers_in_worker_processes_give_the_same_optimum():
+    problem = SelectionProblem(generate("wdmoe-sim", seed=4, layers=3, tokens=40))
+    one = solve(problem, "exact")
+    two = solve(problem, "exact", workers=2)
+    assert one.status == two.status == Status.OPTIMAL
+    assert two.wlr_total == pytest.approx(one.wlr_total, rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("support", ["topk", "all"])
+def test_exact_equals_the_milp_on_a_mid_size_layer(support):
+    """A mid-size layer (Top-K: 64 tokens; all: 96) that the MILP also proves."""
+    tokens = 64 if support == "topk" else 96
+    problem = SelectionProblem(generate("wdmoe-sim", seed=0, layers=1, tokens=tokens),
+                               support=support)
+    ref = solve(problem, "milp-highspy", time_limit=120)
+    assert ref.status == Status.OPTIMAL
+    assert_exact(solve(problem, "exact"), ref.wlr_total)
 
 
 def test_cli_selection_exact_goes_through_the_registry():

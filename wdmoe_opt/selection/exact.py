@@ -14,22 +14,27 @@ counts ``n`` and numerators ``N``. Three facts make it exact at scale:
    constraint (eq. 16) with multipliers ``lambda_j >= 0``, any selection with counts
    ``n`` has WLR at most ``sum_k g_k(n_k) - sum_j lambda_j`` with
    ``g_k(n) = max_{|S| = n} sum_{j in S} (w_jk / (n tau_k) + lambda_j)`` (the ``n``
-   largest such scores of device ``k``'s allowed pairs). Its minimum over
-   ``lambda`` is the bound of the configuration (Dantzig-Wolfe) relaxation;
-   projected subgradient steps (Polyak's step to the incumbent) approach it.
-3. **Enumerate only the counts the bound cannot rule out.** With ``lambda``
-   fixed the bound is a sum of one table per device, so the count vectors are
-   visited best bound first (a heap over the sorted per-device tables); each is
-   solved exactly by (1); the search stops, **proven**, when the next bound is
-   within ``gap`` (relative) of the incumbent. The certified ``wlr_upper_bound``
-   of a layer is that next bound (or the incumbent when none is left).
+   largest such scores of device ``k``'s allowed pairs). Over all counts this is the
+   configuration (Dantzig-Wolfe) bound, loose at scale (a device may be "half elite,
+   half dump"); restricted to a box ``lo <= n <= hi`` it tightens, and at a single
+   count vector its minimum over ``lambda`` is ``V(n)`` (LP duality of fact 1).
+   Projected subgradient steps (Polyak's step to the incumbent) set ``lambda``.
+3. **Branch and bound on count boxes.** Best bound first; a box is bounded by (2)
+   with multipliers warm-started from its parent, every device's count range is cut
+   to the rows ``g_k(n)`` that can still beat the incumbent (with the other devices
+   at their best), the relaxed counts are solved by (1) as incumbents, and the
+   widest range (relative to its size) is split at its geometric middle. A single
+   count vector is solved by (1) exactly. The search stops, **proven**, when the best
+   open bound is within ``gap`` (relative) of the incumbent; the certified
+   ``wlr_upper_bound`` of a layer is that bound (or the incumbent when none is open).
 
-A layer stopped by ``time_limit`` keeps its incumbent and the bound of the first
-unvisited count vector (status ``time_limit``). Both supports work (under ``all``
-every token may keep any non-empty subset; the flow and the tables simply see all
-``E`` pairs). Under a shared placement ``u != p`` and the flow of (1) no longer
-holds; such layers go to the exact per-layer MILP (``p2/milp-highspy``), whose
-status and bound are reported the same way (docs/selection.md says where that stops).
+A layer stopped by ``time_limit`` (one wall-clock deadline for all layers; the root
+box of every layer is always bounded) keeps its incumbent and the best open bound
+(status ``time_limit``). Layers run in ``workers`` processes. Both supports work
+(under ``all`` every token may keep any non-empty subset; the flow and the tables
+simply see all ``E`` pairs). Under a shared placement ``u != p`` and the flow of (1)
+no longer holds; the method then runs the exact per-layer MILP (the driver of
+``p2/milp-highspy``), whose status and bound are reported the same way.
 """
 
 from __future__ import annotations
@@ -45,8 +50,13 @@ from ..problems import SelectionProblem
 from ..registry import register
 from ..solution import Solution, Status
 from .common import LayerTimes, check_selection
-from .milp import MilpOptions, highspy_layer, silence_highs_banner, warm_start_masks
-from .milp_model import layer_milp
+from .milp import (
+    MilpOptions,
+    highspy_layer,
+    silence_highs_banner,
+    solve_by_layer,
+    warm_start_masks,
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,10 @@ class ExactOptions(Options):
 
     time_limit: float = option(60.0, "positive", "wall-clock limit in seconds, all layers")
     gap: float = option(1e-7, "unit", "relative WLR gap at which a layer counts as proven")
-    subgradient_steps: int = option(300, "positive_int",
-                                    "Lagrangian multiplier updates per layer (fact 2)")
+    subgradient_steps: int = option(60, "positive_int",
+                                    "Lagrangian multiplier updates at the root box (fact 2)")
+    box_steps: int = option(20, "positive_int", "multiplier updates per child box")
+    workers: int = option(1, "positive_int", "processes solving layers in parallel")
 
 
 class _Layer:
@@ -84,6 +96,8 @@ class _Layer:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
+        h.setOptionValue("presolve", "off")      # re-solved from the last basis, warm
+        h.setOptionValue("solver", "simplex")    # a vertex, hence integral (TU)
         h.addVars(npair, np.zeros(npair), np.ones(npair))
         lo = np.r_[np.ones(J), np.zeros(U)]
         hi = np.r_[np.full(J, np.inf), np.zeros(U)]
@@ -130,140 +144,177 @@ class _Layer:
         return np.bincount(self.dev[pairs], minlength=self.n_devices)
 
     # -- fact 2: the per-device tables of the Lagrangian bound ---------------------------
-    def tables(self, lam: np.ndarray):
-        """``(g, best_pairs)``: ``g[k][n]`` for ``n = 0..P_k`` and, per device, the pairs
-        of its best ``n`` (the maximizer of the relaxed problem)."""
-        g, best = [], []
+    def relaxed(self, lam: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+        """The Lagrangian relaxation on the count box ``lo <= n <= hi``:
+        ``(bound, counts, pairs, rows)`` with ``bound = sum_k max_n g_k(n) - sum_j
+        lambda_j``, the maximizing counts, the pairs the relaxed devices take, and per
+        device its table ``(n, g_k(n))`` over the box."""
+        total, counts, picked, rows = -float(lam.sum()), np.zeros(self.n_devices, int), [], []
         for k, pairs in enumerate(self.by_dev):
-            P = len(pairs)
-            if P == 0:
-                g.append(np.zeros(1))
-                best.append(pairs)
-                continue
-            n = np.arange(1, P + 1)[:, None]
-            score = self.w[pairs][None, :] / (n * self.tau[k]) + lam[self.tok[pairs]][None, :]
-            top = -np.sort(-score, axis=1)
-            gk = np.r_[0.0, np.cumsum(top, axis=1)[np.arange(P), np.arange(P)]]
-            g.append(gk)
-            m = int(np.argmax(gk))
-            best.append(pairs[np.argsort(-score[m - 1])[:m]] if m else pairs[:0])
-        return g, best
+            n = np.arange(max(lo[k], 1), hi[k] + 1)
+            wk, lk = self.w[pairs], lam[self.tok[pairs]]
+            score = np.multiply.outer(1.0 / (n * self.tau[k]), wk)
+            score += lk
+            score.sort(axis=1)                    # ascending, in place
+            np.cumsum(score, axis=1, out=score)
+            # the n largest = the row total minus its P - n smallest
+            low = np.where(n < len(pairs), score[np.arange(len(n)), len(pairs) - n - 1], 0.0)
+            g = score[:, -1] - low if len(n) else np.zeros(0)
+            if lo[k] == 0:                        # n_k = 0 is in the box: g = 0
+                n, g = np.r_[0, n], np.r_[0.0, g]
+            rows.append((n, g))
+            m = int(np.argmax(g))
+            total += float(g[m])
+            counts[k] = n[m]
+            best = wk / (max(n[m], 1) * self.tau[k]) + lk
+            picked.append(pairs[np.argsort(-best)[:n[m]]])
+        return total, counts, np.concatenate(picked), rows
 
-    def lagrangian(self, lam: np.ndarray):
-        g, best = self.tables(lam)
-        return sum(float(gk.max()) for gk in g) - float(lam.sum()), g, best
+
+@dataclass
+class _Node:
+    """A count box with its Lagrangian bound, the multipliers and rows that gave it."""
+
+    bound: float
+    lo: np.ndarray
+    hi: np.ndarray
+    lam: np.ndarray
+    counts: np.ndarray
+    rows: list
+
+    def __lt__(self, other):              # heapq: the largest bound first
+        return self.bound > other.bound
+
+    def tighten(self, target: float) -> bool:
+        """Cut each count range to the rows whose bound, with every other device at its
+        best, still beats ``target``; False when the box holds no such count vector."""
+        lo, hi = self.lo.copy(), self.hi.copy()
+        for k, (n, g) in enumerate(self.rows):
+            keep = self.bound - g.max() + g > target
+            if not keep.any():
+                return False
+            lo[k], hi[k] = n[keep].min(), n[keep].max()
+        self.lo, self.hi = lo, hi
+        return True
 
 
-def _multipliers(layer: _Layer, x: np.ndarray, deadline: float, steps: int):
-    """Projected subgradient on ``lambda`` (Polyak steps toward the incumbent, halved
-    after 10 steps without progress). Each step's relaxed optimum gives counts whose
-    flow (fact 1) may improve the incumbent ``x`` (a Lagrangian heuristic).
-
-    Returns ``(x, bound, tables)``: the best incumbent and the least bound seen."""
-    lam = np.zeros(layer.n_tokens)
-    inc = layer.value(x)
-    best_bound, best_tables = np.inf, None
-    alpha, stalled = 2.0, 0
+def _bound_box(layer: _Layer, lo, hi, lam, inc: float, steps: int) -> _Node:
+    """Projected subgradient on ``lambda`` over the box (Polyak steps toward ``inc``,
+    halved after 5 steps without progress), warm-started at ``lam``."""
+    best = None
+    alpha, stalled = 1.0, 0
     for _ in range(steps):
-        bound, tables, picked = layer.lagrangian(lam)
-        if bound < best_bound:
-            best_bound, best_tables, stalled = bound, tables, 0
+        bound, counts, chosen, rows = layer.relaxed(lam, lo, hi)
+        if best is None or bound < best.bound:
+            best, stalled = _Node(bound, lo, hi, lam, counts, rows), 0
         else:
             stalled += 1
-            if stalled >= 10:
+            if stalled >= 5:
                 alpha, stalled = alpha / 2, 0
-        chosen = np.concatenate(picked)
-        y = layer.flow(layer.counts_of(chosen))
-        if y is not None and layer.value(y) > inc:
-            x, inc = y, layer.value(y)
         sub = np.bincount(layer.tok[chosen], minlength=layer.n_tokens) - 1.0  # dL/dlambda
         sub = np.where((lam <= 0) & (sub > 0), 0.0, sub)
         norm = float(sub @ sub)
-        if norm == 0 or best_bound <= inc or time.perf_counter() > deadline:
+        if norm == 0 or best.bound <= inc:
             break
         lam = np.maximum(lam - alpha * (bound - inc) / norm * sub, 0.0)
-    return x, best_bound, best_tables
+    return best
 
 
-def _count_vectors(tables):
-    """Count vectors in order of decreasing ``sum_k g_k(n_k)``: ``(value, counts)``."""
-    order = [np.argsort(-g, kind="stable") for g in tables]
-    vals = [g[o] for g, o in zip(tables, order, strict=True)]
-    U = len(tables)
-    start = (0,) * U
-    heap = [(-sum(v[0] for v in vals), start)]
-    seen = {start}
-    while heap:
-        neg, idx = heapq.heappop(heap)
-        yield -neg, np.array([order[k][i] for k, i in enumerate(idx)])
-        for k in range(U):
-            if idx[k] + 1 < len(vals[k]):
-                nxt = idx[:k] + (idx[k] + 1,) + idx[k + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (neg + vals[k][idx[k]] - vals[k][idx[k] + 1], nxt))
+def _split(node: _Node) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two children: the widest count range (relative to its size) cut at its geometric
+    middle (the objective scales as ``1 / n``)."""
+    width = (node.hi - node.lo) / (node.lo + 1.0)
+    k = int(np.argmax(width))
+    mid = int(np.floor(np.sqrt((node.lo[k] + 1.0) * (node.hi[k] + 1.0)))) - 1
+    mid = min(max(mid, node.lo[k]), node.hi[k] - 1)
+    left_hi, right_lo = node.hi.copy(), node.lo.copy()
+    left_hi[k], right_lo[k] = mid, mid + 1
+    return [(node.lo, left_hi), (right_lo, node.hi)]
 
 
 def solve_layer(layer: _Layer, start: np.ndarray, deadline: float,
                 options: ExactOptions) -> tuple[np.ndarray, float, Status, int]:
-    """Facts 1-3 on one layer from the pair mask ``start``: ``(x, bound, status, count
-    vectors visited)``; the bound is certified unless a flow was not integral."""
+    """Facts 1-3 on one layer from the pair mask ``start``: ``(x, bound, status, boxes)``;
+    ``status`` is optimal only when every box is closed and every flow was integral."""
     x = layer.flow(layer.counts(start))
     x = start if x is None or layer.value(x) < layer.value(start) else x
-    x, lam_bound, tables = _multipliers(layer, x, deadline, options.subgradient_steps)
     inc = layer.value(x)
-    offset = lam_bound - sum(float(g.max()) for g in tables)   # = -sum(lambda)
-    proven = Status.FEASIBLE if layer.unsure else Status.OPTIMAL
-    visited = 0
-    for total, counts in _count_vectors(tables):
-        bound = total + offset
-        if bound <= inc * (1.0 + options.gap):
-            return x, max(bound, inc), proven, visited
-        if time.perf_counter() > deadline:
-            return x, bound, Status.TIME_LIMIT, visited
-        visited += 1
+
+    def consider(counts):
+        nonlocal x, inc
         y = layer.flow(counts)
         if y is not None and layer.value(y) > inc:
             x, inc = y, layer.value(y)
-        proven = Status.FEASIBLE if layer.unsure else proven
-    return x, inc, proven, visited
+
+    target = lambda: inc * (1.0 + options.gap)   # noqa: E731
+    heap, boxes = [], 0
+
+    def explore(lo, hi, lam, steps):
+        nonlocal boxes
+        boxes += 1
+        if (lo == hi).all():
+            consider(lo)                         # a point: the flow is its exact value
+            return
+        node = _bound_box(layer, lo, hi, lam, inc, steps)
+        consider(node.counts)
+        if node.bound > target() and node.tighten(target()):
+            if (node.lo == node.hi).all():
+                consider(node.lo)
+            else:
+                heapq.heappush(heap, node)
+
+    explore(np.zeros(layer.n_devices, int), layer.n_pairs, np.zeros(layer.n_tokens),
+            options.subgradient_steps)
+    while heap and heap[0].bound > target():
+        if time.perf_counter() > deadline:
+            return x, heap[0].bound, Status.TIME_LIMIT, boxes
+        node = heapq.heappop(heap)
+        for lo, hi in _split(node):
+            explore(lo, hi, node.lam, options.box_steps)
+    bound = max(heap[0].bound if heap else inc, inc)
+    return x, bound, Status.FEASIBLE if layer.unsure else Status.OPTIMAL, boxes
+
+
+def _solve_identity_layer(job) -> tuple[np.ndarray, float, Status, int]:
+    """One identity-placement layer, ``job = (weights, allowed, tau, start, deadline,
+    options)`` (all ``[J, E]`` / ``[U]`` arrays, so it pickles to a worker process)."""
+    weights, allowed, tau, start, deadline, options = job
+    layer = _Layer(weights, allowed, tau)
+    x, bound, status, boxes = solve_layer(layer, start[layer.tok, layer.dev], deadline, options)
+    mask = np.zeros(allowed.shape, dtype=bool)
+    mask[layer.tok[x], layer.dev[x]] = True
+    return mask, bound, status, boxes
 
 
 @register("p2", "exact", options=ExactOptions, backends=("highspy",), exact=True)
 def solve_exact(problem: SelectionProblem, options: ExactOptions) -> Solution:
-    """Exact P2 by count enumeration under a Lagrangian bound, each count vector a flow."""
-    clock = time.perf_counter()
+    """Exact P2 by branch and bound on per-device counts, each count vector a flow."""
+    deadline = time.perf_counter() + options.time_limit
     silence_highs_banner()
     inst = problem.instance
+    if not inst.identity_placement:       # u != p: the flow of fact 1 does not hold
+        return solve_by_layer(problem, MilpOptions(time_limit=options.time_limit,
+                                                   mip_gap=options.gap),
+                              highspy_layer, "p2/exact")
     times, allowed = LayerTimes(problem), problem.allowed_mask()
     starts = warm_start_masks(problem)
-    mask = np.zeros(allowed.shape, dtype=bool)
-    bound, statuses, visited = 0.0, [], []
-    n_layers = inst.n_layers
-    for i in range(n_layers):
-        left = options.time_limit - (time.perf_counter() - clock)
-        deadline = time.perf_counter() + max(left / (n_layers - i), 1e-3)
-        if inst.identity_placement:
-            layer = _Layer(inst.gating_weights[i], allowed[i], times.comm[i] + times.comp)
-            x, b, status, n = solve_layer(layer, starts[i][layer.tok, layer.dev],
-                                          deadline, options)
-            mask[i][layer.tok[x], layer.dev[x]] = True
-        else:
-            lm = layer_milp(times, allowed, i)
-            res = highspy_layer(lm, lm.start(starts[i]), deadline - time.perf_counter(),
-                                MilpOptions(mip_gap=options.gap))
-            mask[i] = lm.mask(res.q, inst.n_experts) if res.q is not None else starts[i]
-            b, status, n = res.bound, res.status, 0
-            if res.q is None:
-                b, status = np.inf, Status.TIME_LIMIT
-        bound += b
-        statuses.append(status)
-        visited.append(n)
+    jobs = [(inst.gating_weights[i], allowed[i], times.comm[i] + times.comp, starts[i],
+             deadline, options) for i in range(inst.n_layers)]
+    if options.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(options.workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_solve_identity_layer, jobs))
+    else:
+        results = [_solve_identity_layer(job) for job in jobs]
+    mask = np.stack([r[0] for r in results])
+    statuses = [r[2] for r in results]
     status = (Status.OPTIMAL if all(s == Status.OPTIMAL for s in statuses)
               else Status.TIME_LIMIT if Status.TIME_LIMIT in statuses else Status.FEASIBLE)
     return Solution.evaluate(
         inst, check_selection(problem, mask), problem.bandwidth_hz, problem="p2",
-        method="p2/exact", status=status, wlr_upper_bound=bound,
+        method="p2/exact", status=status, wlr_upper_bound=sum(r[1] for r in results),
         extra={"support": problem.support, "layers_optimal": statuses.count(Status.OPTIMAL),
-               "count_vectors_visited": visited})
-
+               "boxes": [r[3] for r in results]})
