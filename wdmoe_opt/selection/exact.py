@@ -279,6 +279,7 @@ def _solve_identity_layer(job) -> tuple[np.ndarray, float, Status, int]:
     """One identity-placement layer, ``job = (weights, allowed, tau, start, deadline,
     options)`` (all ``[J, E]`` / ``[U]`` arrays, so it pickles to a worker process)."""
     weights, allowed, tau, start, deadline, options = job
+    silence_highs_banner()                # once per (worker) process: keeps --json clean
     layer = _Layer(weights, allowed, tau)
     x, bound, status, boxes = solve_layer(layer, start[layer.tok, layer.dev], deadline, options)
     mask = np.zeros(allowed.shape, dtype=bool)
