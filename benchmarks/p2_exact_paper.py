@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 import pandas as pd
+from p2_selection import _save
 from tqdm import tqdm
 
 from wdmoe_opt import BandwidthProblem, SelectionProblem, solve
 from wdmoe_opt.generate import generate
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 HEURISTICS = {"topk": ("topk", {}), "alg1": ("alg1", {}),
               "alg1-above": ("alg1", {"direction": "above"}), "alg2": ("alg2", {})}
 
@@ -68,15 +67,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=float, default=1800.0, help="p2/exact time limit (s)")
     args = ap.parse_args()
-    df = run([int(s) for s in args.seeds.split(",")], args.workers, args.limit)
-    OUT.mkdir(parents=True, exist_ok=True)
-    df.to_csv(OUT / "p2_exact_paper.csv", index=False)
-    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
-             for r in df.itertuples(index=False)]
-    table = [list(df.columns), ["---"] * df.shape[1], *cells]
-    (OUT / "p2_exact_paper.md").write_text(
-        "\n".join("| " + " | ".join(r) + " |" for r in table) + "\n")
-    print(df.to_string(index=False))
+    _save(run([int(s) for s in args.seeds.split(",")], args.workers, args.limit), "exact_paper")
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from p2_selection import OUT, _save  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from wdmoe_opt import SelectionProblem, solve  # noqa: E402
 from wdmoe_opt.generate import generate  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 METHODS = ("exact", "milp-highspy", "milp-pyomo")
 LAYOUTS = {"identity": dict(experts=8, devices=8),
            "shared": dict(experts=8, devices=4, placement="round-robin")}
@@ -82,16 +82,8 @@ def main() -> None:
     grids = {("identity", "topk"): _ints(args.topk), ("identity", "all"): _ints(args.all_),
              ("shared", "topk"): _ints(args.shared)}
     df = sweep(grids, args.limit)
-    OUT.mkdir(parents=True, exist_ok=True)
-    df.to_csv(OUT / "p2_exact_scaling.csv", index=False)
-    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
-             for r in df.itertuples(index=False)]
-    table = [list(df.columns), ["---"] * df.shape[1], *cells]
-    (OUT / "p2_exact_scaling.md").write_text(
-        f"time limit {args.limit:g} s per solve\n\n"
-        + "\n".join("| " + " | ".join(r) + " |" for r in table) + "\n")
+    _save(df, "exact_scaling")
     plot(df, args.limit, OUT / "p2_exact_scaling.png")
-    print(df.to_string(index=False))
 
 
 if __name__ == "__main__":

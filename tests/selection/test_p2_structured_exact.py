@@ -1,4 +1,5 @@
-"""``p2/exact`` (counts, flows and a Lagrangian bound): refereed by brute force and both MILPs."""
+"""``p2/exact`` (counts, flows and a Lagrangian bound) beside both MILPs; its brute-force
+check is ``test_p2_exact.py::test_exact_routes_equal_brute_force``."""
 
 from __future__ import annotations
 
@@ -11,19 +12,12 @@ from wdmoe_opt import SelectionProblem, Status, solve
 from wdmoe_opt.generate import generate
 from wdmoe_opt.model import Instance
 
-HEURISTICS = ("topk", "alg1", "alg2")
-LAYOUTS = {
-    "identity": dict(experts=4, devices=4),
-    "shared": dict(experts=4, devices=3, placement="round-robin"),
-}
+from .test_p2_exact import HEURISTICS, tiny
+
 # WLR values are sums of ratios of O(1) weights over O(1e-3) s times: relative 1e-9
 # is far above round-off (1e-15) and far below any difference between two selections
 # that the tests compare (the brute force and the MILPs prove to 1e-7).
 RTOL = 1e-9
-
-
-def tiny(seed, layout, tokens, layers=2):
-    return generate("wdmoe-sim", seed=seed, layers=layers, tokens=tokens, **LAYOUTS[layout])
 
 
 def assert_exact(sol, truth_wlr):
@@ -31,19 +25,6 @@ def assert_exact(sol, truth_wlr):
     assert sol.wlr_total == pytest.approx(truth_wlr, rel=1e-7)
     assert sol.wlr_upper_bound >= sol.wlr_total * (1 - RTOL)
     assert sol.gap <= 1e-7
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), layout=st.sampled_from(sorted(LAYOUTS)),
-       support=st.sampled_from(["topk", "all"]))
-def test_exact_equals_brute_force_and_dominates_heuristics(seed, layout, support):
-    inst = tiny(seed, layout, tokens=6 if support == "topk" else 3)
-    problem = SelectionProblem(inst, support=support)
-    truth = solve(problem, "brute-force")
-    sol = solve(problem, "exact")
-    assert_exact(sol, truth.wlr_total)
-    for h in HEURISTICS:
-        assert solve(problem, h).wlr_total <= sol.wlr_total * (1 + RTOL)
 
 
 @pytest.mark.slow
