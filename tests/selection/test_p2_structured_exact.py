@@ -104,3 +104,12 @@ def test_cli_selection_exact_goes_through_the_registry():
 
     method = get_method("exact", "p2")
     assert method.exact and method.name == "exact"
+
+
+def test_shared_placement_refuses_the_options_it_does_not_use():
+    from wdmoe_opt import InputError
+
+    problem = SelectionProblem(tiny(1, "shared", tokens=4))
+    with pytest.raises(InputError, match="'workers' option of p2/exact"):
+        solve(problem, "exact", workers=2)
+    assert solve(problem, "exact").status == Status.OPTIMAL

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..options import Options, option
 from ..problems import SelectionProblem
 from ..registry import register
@@ -294,6 +295,11 @@ def solve_exact(problem: SelectionProblem, options: ExactOptions) -> Solution:
     silence_highs_banner()
     inst = problem.instance
     if not inst.identity_placement:       # u != p: the flow of fact 1 does not hold
+        for name in ("subgradient_steps", "box_steps", "workers"):
+            if getattr(options, name) != getattr(ExactOptions(), name):
+                raise InputError(f"the '{name}' option of p2/exact", "is not used under a "
+                                 "shared placement (the method runs the MILP there)",
+                                 getattr(options, name))
         return solve_by_layer(problem, MilpOptions(time_limit=options.time_limit,
                                                    mip_gap=options.gap),
                               highspy_layer, "p2/exact")
