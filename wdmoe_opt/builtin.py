@@ -13,3 +13,4 @@ from .joint import exact as joint_exact  # noqa: F401
 from .placement import heuristics, local_search  # noqa: F401
 from .placement import milp as placement_milp  # noqa: F401
 from .selection import alg1, alg2, brute_force, milp, milp_pyomo, topk  # noqa: F401
+from .selection import exact as selection_exact  # noqa: F401

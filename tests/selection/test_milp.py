@@ -1,4 +1,4 @@
-"""Exact P2: both MILP routes equal brute force; they dominate every heuristic."""
+"""Exact P2: both MILP routes and p2/exact equal brute force; they dominate every heuristic."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def tiny(seed, layout, tokens):
        support=st.sampled_from(["topk", "all"]))
 @example(seed=507, layout="shared", support="topk")    # HiGHS presolve: a wrong "optimum"
 @example(seed=202, layout="identity", support="topk")  # HiGHS presolve: the start's columns
-def test_milp_routes_equal_brute_force(seed, layout, support):
+def test_exact_routes_equal_brute_force(seed, layout, support):
     inst = tiny(seed, layout, tokens=6 if support == "topk" else 3)
     problem = SelectionProblem(inst, support=support)
     truth = solve(problem, "brute-force")
-    for route in ("milp-highspy", "milp-pyomo"):
+    for route in ("milp-highspy", "milp-pyomo", "exact"):
         sol = solve(problem, route)
         assert sol.status == Status.OPTIMAL
         assert sol.wlr_total == pytest.approx(truth.wlr_total, rel=1e-6)
