@@ -323,5 +323,6 @@ def solve_exact(problem: SelectionProblem, options: ExactOptions) -> Solution:
     return Solution.evaluate(
         inst, check_selection(problem, mask), problem.bandwidth_hz, problem="p2",
         method="p2/exact", status=status, wlr_upper_bound=sum(r[1] for r in results),
+        tolerance=options.gap,
         extra={"support": problem.support, "layers_optimal": statuses.count(Status.OPTIMAL),
                "boxes": [r[3] for r in results]})
