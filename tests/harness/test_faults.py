@@ -118,3 +118,13 @@ def test_a_killed_bench_resumes_where_it_stopped(library_root, tmp_path):
 
     rows = run_bench(fixture_sweep(library_root, out, ["fix-p3-uniform"], timeout=60.0)).frame()
     assert set(rows.loc[rows["solver"] == "fix-p3-uniform", "status"]) == {"feasible"}
+
+
+def test_a_damaged_results_table_is_one_clear_error(tmp_path):
+    import pytest
+
+    from wdmoe_opt.errors import InputError
+
+    (tmp_path / "results.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(InputError, match="is not a readable results table"):
+        ResultsTable(tmp_path)
