@@ -20,7 +20,7 @@ def test_a_step_is_built_and_validated_once():
     with pytest.raises(InputError, match="must be a p3 method"):
         make_step("p3", make_step("p2", "topk"))
     with pytest.raises(InputError, match="is not a p2 method"):
-        make_step("p2", "exact")
+        make_step("p2", "slsqp")
 
 
 def test_p1_options_hold_steps_not_names():
