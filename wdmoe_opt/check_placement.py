@@ -91,6 +91,10 @@ def _capacities(pl: np.ndarray, instance: Instance, stated, out: list[str]) -> N
     own = instance.system.capacity_experts
     if own is not None:
         limits.append(("the instance's capacity_experts", np.broadcast_to(own, (I, U))))
+    mem = instance.system.capacity_bytes
+    if mem is not None:   # the memory split evenly over the layers, in whole experts
+        per_layer = (mem // (I * instance.model.expert_size_bytes)).astype(np.int64)
+        limits.append(("the instance's capacity_bytes", np.broadcast_to(per_layer, (I, U))))
     if stated is not None:
         cap = np.asarray(stated)
         if cap.shape != (I, U):

@@ -3,6 +3,7 @@ the MILP against brute force, and the independent check."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -17,6 +18,7 @@ from tests.conftest import small_instance
 from wdmoe_opt import InputError
 from wdmoe_opt.check_placement import check_p5
 from wdmoe_opt.io import instance_from_dict, instance_to_dict, solution_to_dict
+from wdmoe_opt.model import ModelSizes
 from wdmoe_opt.placement import PlacementProblem, concat_batches, split_batches
 from wdmoe_opt.placement.evaluate import PlacementEvaluator
 from wdmoe_opt.placement.heuristics import greedy, round_robin, staggered
@@ -57,6 +59,69 @@ def test_capacity_field_is_validated_hashed_and_round_trips():
     # round-robin puts experts 0 and 1 on devices 0 and 1: a capacity of 0 there fails
     with pytest.raises(InputError, match=r"placement\[0\] puts more experts on device 0"):
         inst.with_system(capacity_experts=[0, 1, 1, 1, 1, 1])
+
+
+def with_expert_bytes(inst, expert_bytes):
+    return inst.replace(model=dataclasses.replace(inst.model, expert_bytes=expert_bytes))
+
+
+def test_expert_size_comes_from_the_dims_or_the_field():
+    sizes = ModelSizes.from_dims(2, 4, 2, hidden_dim=8, ffn_hidden_dim=16, precision_bits=16)
+    assert sizes.expert_size_bytes == 3 * 8 * 16 * 2          # 3 m m_h weights of 2 bytes
+    assert dataclasses.replace(sizes, expert_bytes=1000.0).expert_size_bytes == 1000.0
+    mixtral = trace().model                                    # the preset: Mixtral's dims
+    assert mixtral.expert_size_bytes == 3 * 4096 * 14336 * 2  # 352 MB per expert at bf16
+    bare = ModelSizes(2, 4, 2, mixtral.token_bits, mixtral.token_flops)
+    assert bare.expert_size_bytes is None                     # sizes without dims
+    with pytest.raises(InputError, match="model.expert_bytes"):
+        dataclasses.replace(sizes, expert_bytes=-1.0)
+
+
+def test_byte_capacity_field_is_validated_hashed_and_round_trips():
+    inst = trace()                                            # 2 layers, 4 experts, 6 devices
+    bare = inst.replace(model=ModelSizes(2, 4, 2, inst.model.token_bits, inst.model.token_flops))
+    with pytest.raises(InputError, match="model.expert_bytes is required"):
+        bare.with_system(capacity_bytes=np.full(6, 400.0))
+    sized = with_expert_bytes(inst, 100.0)
+    assert sized.content_hash == inst.content_hash            # a record until bytes count
+    # 450 bytes over 2 layers of 100-byte experts: 2 experts per layer (floor(450 / 200))
+    capped = sized.with_system(capacity_bytes=np.full(6, 450.0))
+    np.testing.assert_array_equal(capped.capacity_limit, np.full((2, 6), 2))
+    assert capped.content_hash != sized.content_hash
+    assert with_expert_bytes(capped, 110.0).content_hash != capped.content_hash
+    again = instance_from_dict(json.loads(json.dumps(instance_to_dict(capped))))
+    assert again.content_hash == capped.content_hash
+    np.testing.assert_array_equal(again.system.capacity_bytes, np.full(6, 450.0))
+    assert again.model.expert_bytes == 100.0
+    both = capped.with_system(capacity_experts=[2, 2, 2, 2, 2, 1])
+    np.testing.assert_array_equal(both.capacity_limit[:, 5], [1, 1])  # the tighter one
+    with pytest.raises(InputError, match=r"devices\[3\].capacity_bytes"):
+        sized.with_system(capacity_bytes=[400.0, 400, 400, -1, 400, 400])
+    with pytest.raises(InputError, match="capacity_bytes must be one number per device"):
+        sized.with_system(capacity_bytes=np.full((2, 6), 400.0))
+    # round-robin puts expert 0 on device 0: 150 bytes there hold no expert per layer
+    with pytest.raises(InputError, match=r"placement\[0\] puts more experts on device 0"):
+        sized.with_system(capacity_bytes=[150.0, 400, 400, 400, 400, 400])
+
+
+def test_every_fast_method_respects_byte_capacities_and_the_check_verifies_them():
+    inst = with_expert_bytes(trace(4, devices=6), 100.0)
+    # per layer: devices 0-3 hold one expert (round-robin fits), device 4 two, device 5 none
+    mem = np.array([200.0, 250, 399, 200, 400, 0])
+    limit = np.array([1, 1, 1, 1, 2, 0])
+    inst = inst.with_system(capacity_bytes=mem)
+    problem = PlacementProblem(inst, batch_tokens=4)
+    np.testing.assert_array_equal(problem.capacity, np.tile(limit, (2, 1)))
+    with pytest.raises(InputError, match="only tighten"):
+        PlacementProblem(inst, capacity_experts=2)
+    for method in FAST:
+        sol = method(problem)
+        assert (hosted(sol.placement, 6) <= limit).all(), method.key
+        doc = solution_to_dict(sol)
+        assert check_p5(inst, doc) == [], method.key
+    bad = json.loads(json.dumps(doc))
+    bad["placement"][1] = [4, 4, 5, 0]
+    assert any("over the instance's capacity_bytes (0)" in v for v in check_p5(inst, bad))
 
 
 def test_problem_validates_batches_and_capacities():

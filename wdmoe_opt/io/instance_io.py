@@ -9,6 +9,7 @@ repr, so both forms are lossless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,8 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
              "token_bits": m.token_bits, "token_flops": m.token_flops}
     if m.dims is not None:
         model.update(m.dims)
+    if m.expert_bytes is not None:
+        model["expert_bytes"] = m.expert_bytes
     devices = []
     for k in range(s.n_devices):
         d = {"compute_flops": float(s.compute_flops[k]), "tx_power_w": float(s.tx_power_w[k]),
@@ -45,6 +48,8 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
         if s.capacity_experts is not None:
             cap = s.capacity_experts
             d["capacity_experts"] = int(cap[k]) if cap.ndim == 1 else cap[:, k].tolist()
+        if s.capacity_bytes is not None:
+            d["capacity_bytes"] = float(s.capacity_bytes[k])
         if s.local is not None:
             d["local"] = bool(s.local[k])
         devices.append(d)
@@ -173,8 +178,9 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
         raise InputError("system.devices", "must be a non-empty list", devices)
     cols = {}
     for name in ("compute_flops", "tx_power_w", "gain_down", "gain_up", "distance_m",
-                 "compute_j_per_flop", "capacity_experts"):
-        required = name not in ("distance_m", "compute_j_per_flop", "capacity_experts")
+                 "compute_j_per_flop", "capacity_experts", "capacity_bytes"):
+        required = name not in ("distance_m", "compute_j_per_flop", "capacity_experts",
+                                "capacity_bytes")
         vals = [_get(d, name, f"system.devices[{k}]", required) for k, d in enumerate(devices)]
         if all(v is None for v in vals):
             cols[name] = None
@@ -248,6 +254,14 @@ def _device_column(vals: list, name: str) -> np.ndarray:
 
 
 def _model_from_dict(m: dict) -> ModelSizes:
+    sizes = _model_sizes_from_dict(m)
+    if "expert_bytes" not in m:
+        return sizes
+    return dataclasses.replace(sizes, expert_bytes=_number(m["expert_bytes"],
+                                                           "model.expert_bytes"))
+
+
+def _model_sizes_from_dict(m: dict) -> ModelSizes:
     layers = _get(m, "layers", "model")
     experts = _get(m, "experts", "model")
     top_k = _get(m, "top_k", "model")

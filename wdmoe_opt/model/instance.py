@@ -94,6 +94,8 @@ class ModelSizes:
 
     ``dims`` keeps the model dimensions the sizes came from, if any
     (``hidden_dim``, ``ffn_hidden_dim``, ``precision_bits``, ``activation_flops``).
+    ``expert_bytes`` (optional) is the memory one expert takes (P5's byte capacities);
+    absent, :attr:`expert_size_bytes` derives it from ``dims``.
     """
 
     layers: int
@@ -102,6 +104,7 @@ class ModelSizes:
     token_bits: float
     token_flops: float
     dims: Mapping[str, float] | None = None
+    expert_bytes: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _positive_int(self.layers, "model.layers"))
@@ -115,6 +118,21 @@ class ModelSizes:
                            _positive_float(self.token_flops, "model.token_flops"))
         if self.dims is not None:
             object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
+        if self.expert_bytes is not None:
+            object.__setattr__(self, "expert_bytes",
+                               _positive_float(self.expert_bytes, "model.expert_bytes"))
+
+    @property
+    def expert_size_bytes(self) -> float | None:
+        """Bytes of one expert: ``expert_bytes`` if given, else the SwiGLU FFN's
+        ``3 m m_h`` weights (the three matrices behind eq. 5's ``4 m m_h + 2 m_h m``
+        FLOPs) at ``precision_bits / 8`` bytes each; ``None`` without dims."""
+        if self.expert_bytes is not None:
+            return self.expert_bytes
+        d = self.dims
+        if d is None or "hidden_dim" not in d or "ffn_hidden_dim" not in d:
+            return None
+        return 3.0 * d["hidden_dim"] * d["ffn_hidden_dim"] * d.get("precision_bits", 16) / 8
 
     @classmethod
     def from_dims(cls, layers: int, experts: int, top_k: int, hidden_dim: int,
@@ -146,6 +164,8 @@ class System:
     optional device compute energy (SiftMoE-style objectives); zero if absent.
     ``capacity_experts`` (optional, ``[U]`` or ``[I, U]`` non-negative integers) is the
     most experts of one layer a device may host (problem P5, SPEC §7); absent = no limit.
+    ``capacity_bytes`` (optional, ``[U]`` non-negative) is the memory a device has for
+    experts of all layers (:meth:`Instance.capacity_limit` turns it into experts per layer).
     ``local`` marks devices with no wireless link (SPEC §6: experts held by the hub
     itself): no communication time or energy; all false if absent.
     """
@@ -161,6 +181,7 @@ class System:
     compute_j_per_flop: np.ndarray | None = None
     capacity_experts: np.ndarray | None = None
     local: np.ndarray | None = None
+    capacity_bytes: np.ndarray | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -172,7 +193,7 @@ class System:
              _positive_float(self.noise_psd_w_per_hz, "system.noise_psd_w_per_hz"))
         set_("bs_power_w", _positive_float(self.bs_power_w, "system.bs_power_w"))
         n = None
-        for name in _DEVICE_ARRAYS + ("distance_m", "compute_j_per_flop"):
+        for name in _DEVICE_ARRAYS + ("distance_m", "compute_j_per_flop", "capacity_bytes"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -182,7 +203,7 @@ class System:
             elif arr.shape[-1] != n:
                 raise InputError(f"system.devices[*].{name}",
                                  f"must have one value per device ({n} devices)", arr.shape[-1])
-            allow_zero = name in ("compute_j_per_flop",)
+            allow_zero = name in ("compute_j_per_flop", "capacity_bytes")
             _check_device_values(arr, name, allow_zero)
             if arr.ndim == 2 and name not in ("gain_down", "gain_up"):
                 raise InputError(f"system.devices[*].{name}",
@@ -328,8 +349,16 @@ class Instance:
         else:
             pl = placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
-        if self.system.capacity_experts is not None:
-            _check_capacity(pl, self.system.capacity_experts, U)
+        if self.system.capacity_bytes is not None and self.model.expert_size_bytes is None:
+            raise InputError("model.expert_bytes", "is required (or model.hidden_dim and "
+                             "ffn_hidden_dim) when system.devices[*].capacity_bytes is given")
+        own = self.system.capacity_experts
+        if own is not None and own.ndim == 2 and own.shape[0] != I:
+            raise InputError("system.devices[*].capacity_experts",
+                             f"per-layer capacities need one row per layer ({I})", own.shape)
+        cap = self.capacity_limit
+        if cap is not None:
+            _check_capacity(pl, cap, U)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
         if self.similarity is not None:
             if not isinstance(self.similarity, Similarity):
@@ -424,7 +453,31 @@ class Instance:
         if cap is not None:   # P5's capacities: hashed only when present, as the P4 blocks
             h.update(b"capacity_experts" + str(cap.shape).encode())
             h.update(_le_bytes(np.asarray(cap, "<i8")))
+        if self.system.capacity_bytes is not None:   # with the expert size it is read with
+            h.update(b"capacity_bytes")
+            h.update(_le_bytes(np.asarray(self.system.capacity_bytes, "<f8")))
+            h.update(b"expert_bytes" + repr(self.model.expert_size_bytes).encode())
         return "sha256:" + h.hexdigest()
+
+    @property
+    def capacity_limit(self) -> np.ndarray | None:
+        """``[I, U]`` int: the most experts of each layer each device may host, or
+        ``None`` without capacities (P5, SPEC §7).
+
+        The minimum of ``capacity_experts`` and, with ``capacity_bytes``, the byte
+        budget split evenly over the layers: ``floor(capacity_bytes / (I expert_bytes))``
+        (a device may then hold the same number of experts in every layer).
+        """
+        own, mem = self.system.capacity_experts, self.system.capacity_bytes
+        if own is None and mem is None:
+            return None
+        I = self.n_layers
+        lim = None if own is None else capacity_per_layer(own, I)
+        if mem is not None:
+            per_layer = np.floor(mem / (I * self.model.expert_size_bytes)).astype(np.int64)
+            by_bytes = np.broadcast_to(per_layer, (I, per_layer.shape[0]))
+            lim = by_bytes if lim is None else np.minimum(lim, by_bytes)
+        return lim
 
     def _content_header(self) -> dict:
         m, s = self.model, self.system
@@ -535,15 +588,13 @@ def experts_per_device(placement: np.ndarray, devices: int) -> np.ndarray:
 
 
 def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int) -> None:
-    I = placement.shape[0]
-    if capacity.ndim == 2 and capacity.shape[0] != I:
-        raise InputError("system.devices[*].capacity_experts",
-                         f"per-layer capacities need one row per layer ({I})", capacity.shape)
-    over = experts_per_device(placement, U) > capacity_per_layer(capacity, I)
+    """``placement`` within ``capacity`` (``[I, U]``, :attr:`Instance.capacity_limit`)."""
+    over = experts_per_device(placement, U) > capacity
     if over.any():
         i, k = (int(x) for x in np.argwhere(over)[0])
         raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
-                         f"capacity_experts ({int(capacity_per_layer(capacity, I)[i, k])})",
+                         f"capacity ({int(capacity[i, k])} experts per layer, from "
+                         "capacity_experts / capacity_bytes)",
                          int(experts_per_device(placement, U)[i, k]))
 
 

@@ -40,7 +40,8 @@ class PlacementProblem:
         Tokens per batch; must divide ``J``. ``None``: the whole trace is one batch.
     capacity_experts : int or array [U] or [I, U], optional
         Most experts of one layer a device may host. ``None``: the instance's
-        ``capacity_experts`` if it has one, else no limit (``E``).
+        capacities if it has any (``capacity_experts`` and ``capacity_bytes``,
+        :attr:`~wdmoe_opt.model.Instance.capacity_limit`), else no limit (``E``).
     selection : Selection, optional
         The selection policy's choice on the trace (fixed while the placement
         moves). ``None``: the router's Top-K (the default policy).
@@ -62,10 +63,9 @@ class PlacementProblem:
                              f"{J} tokens", self.batch_tokens)
         object.__setattr__(self, "batch_tokens", int(jb))
         cap = self.capacity_experts
+        own = inst.capacity_limit
         if cap is None:
-            cap = inst.system.capacity_experts
-        if cap is None:
-            cap = np.full((I, U), E, dtype=np.int64)
+            cap = np.full((I, U), E, dtype=np.int64) if own is None else np.array(own)
         else:
             raw = np.asarray(cap)
             if raw.ndim == 0:
@@ -76,14 +76,16 @@ class PlacementProblem:
             if cap.shape[0] != I:
                 raise InputError("capacity_experts", f"per-layer capacities need one row "
                                  f"per layer ({I})", cap.shape)
-            own = inst.system.capacity_experts
-            if own is not None and (cap > capacity_per_layer(own, I)).any():
+            if own is not None and (cap > own).any():
                 raise InputError("capacity_experts", "may only tighten the instance's own "
-                                 "capacity_experts", self.capacity_experts)
+                                 "capacities (capacity_experts, capacity_bytes)",
+                                 self.capacity_experts)
         short = np.minimum(cap, E).sum(axis=1) < E
         if short.any():
             i = int(np.argmax(short))
-            raise InputError("capacity_experts", f"leaves layer {i} without room for its "
+            field = ("capacity_experts" if self.capacity_experts is not None
+                     else "system.devices[*].capacity_experts / capacity_bytes")
+            raise InputError(field, f"leaves layer {i} without room for its "
                              f"{E} experts (total capacity {int(cap[i].sum())})")
         cap.setflags(write=False)
         object.__setattr__(self, "capacity_experts", cap)
@@ -117,8 +119,8 @@ class PlacementProblem:
         inst = self.instance
         sl = slice(n * self.batch_tokens, (n + 1) * self.batch_tokens)
         system = inst.system
-        if system.capacity_experts is not None:
-            system = dataclasses.replace(system, capacity_experts=None)
+        if inst.capacity_limit is not None:
+            system = dataclasses.replace(system, capacity_experts=None, capacity_bytes=None)
         return Instance(name=f"{inst.name}#batch{n}", model=inst.model, system=system,
                         gating_weights=inst.gating_weights[:, sl], placement=placement,
                         provenance=inst.provenance)
