@@ -12,6 +12,11 @@ within one run.
     PYTHONPATH=. python benchmarks/p5_placement.py --out docs/figures --parts heldout,throughput
     PYTHONPATH=. python benchmarks/p5_placement.py --out docs/figures --parts milp,joint \
         --search-time 10
+    PYTHONPATH=. python benchmarks/p5_placement.py --out docs/figures --parts recorded \
+        --search-time 10
+
+The ``recorded`` part repeats the held-out comparison on gating recorded from the
+shipped trained model ``wdmoe-tiny-moe`` (needs torch).
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ METHODS = ("round-robin", "staggered", "greedy", "local-search")
 #: (devices, experts per layer): devices outnumber experts in all but the first two
 GRID = ((8, 8), (16, 16), (16, 8), (64, 8), (64, 32), (256, 8), (256, 64), (1024, 8),
         (1024, 64))
+#: the shipped trained model whose recorded gating the ``recorded`` part uses (E = 8)
+RECORDED = "wdmoe-tiny-moe"
+RECORDED_DEVICES = (8, 16, 64, 256, 1024)
 
 
 def trace(devices: int, experts: int, seed: int, layers: int, tokens: int):
@@ -45,31 +53,69 @@ def trace(devices: int, experts: int, seed: int, layers: int, tokens: int):
                     distances_m=tuple(rng.uniform(50.0, 500.0, devices)))
 
 
-def heldout_rows(args) -> list[dict]:
+def compare(inst, args, key: dict) -> list[dict]:
+    """Every method's placement decided on the training batches of the trace ``inst``,
+    scored on its held-out batches; one row per method, ``key`` added to each."""
+    devices, experts = inst.n_devices, inst.n_experts
+    cap = max(args.capacity, -(-experts // devices))
+    train, test = split_trace(inst, args.batch_tokens, args.train, cap)
+    test_ev = PlacementEvaluator(test)
     rows = []
-    jobs = [(u, e, s) for u, e in GRID for s in range(args.seeds)]
-    for devices, experts, seed in track(jobs, description="held-out"):
-        inst = trace(devices, experts, seed, args.layers,
-                     args.batch_tokens * (args.train + args.test))
-        cap = max(args.capacity, -(-experts // devices))
-        train, test = split_trace(inst, args.batch_tokens, args.train, cap)
-        test_ev = PlacementEvaluator(test)
-        for m in METHODS:
-            opts = {"time_limit": args.search_time} if m == "local-search" else None
-            start = time.perf_counter()
-            sol = get_method(f"p5/{m}")(train, opts)
-            rows.append({"devices": devices, "experts": experts, "seed": seed, "method": m,
-                         "capacity": cap, "train_s": sol.objective_s,
-                         "heldout_s": test_ev.score(sol.placement),
-                         "devices_used": int(np.unique(sol.placement).size),
-                         "solve_s": time.perf_counter() - start,
-                         "moves_per_s": sol.extra.get("moves_per_s"),
-                         "status": str(sol.status)})
+    for m in METHODS:
+        opts = {"time_limit": args.search_time} if m == "local-search" else None
+        start = time.perf_counter()
+        sol = get_method(f"p5/{m}")(train, opts)
+        rows.append({**key, "devices": devices, "experts": experts, "method": m,
+                     "capacity": cap, "train_s": sol.objective_s,
+                     "heldout_s": test_ev.score(sol.placement),
+                     "devices_used": int(np.unique(sol.placement).size),
+                     "solve_s": time.perf_counter() - start,
+                     "moves_per_s": sol.extra.get("moves_per_s"),
+                     "status": str(sol.status)})
+    return rows
+
+
+def with_ratio(rows: list[dict]) -> pd.DataFrame:
+    """``rows`` as a table with ``ratio_to_rr``: held-out latency / round-robin's."""
     df = pd.DataFrame(rows)
     rr = df[df.method == "round-robin"].set_index(["devices", "experts", "seed"])["heldout_s"]
     df["ratio_to_rr"] = df.heldout_s / rr.loc[list(zip(df.devices, df.experts, df.seed,
                                                        strict=True))].to_numpy()
     return df
+
+
+def heldout_rows(args) -> pd.DataFrame:
+    rows = []
+    jobs = [(u, e, s) for u, e in GRID for s in range(args.seeds)]
+    for devices, experts, seed in track(jobs, description="held-out"):
+        inst = trace(devices, experts, seed, args.layers,
+                     args.batch_tokens * (args.train + args.test))
+        rows += compare(inst, args, {"seed": seed})
+    return with_ratio(rows)
+
+
+def recorded_rows(args) -> pd.DataFrame:
+    """The held-out comparison on gating recorded from the shipped trained model
+    ``wdmoe-tiny-moe`` (4 layers, 8 experts, Top-2) on its held-out text: ``train +
+    test`` batches of one 128-token sequence each (``--batch-tokens`` is ignored),
+    priced with the preset's Mixtral sizes; the devices vary with the seed."""
+    import torch
+
+    from wdmoe_opt.torch import record_gating, recorded_instance
+    from wdmoe_opt.torch.zoo import heldout_batches
+
+    loaded, batches = heldout_batches(RECORDED, args.train + args.test, 1)
+    weights = record_gating(loaded.model, torch.cat(batches))        # [I, J, E], in order
+    args = argparse.Namespace(**{**vars(args), "batch_tokens": batches[0].numel()})
+    rows = []
+    jobs = [(u, s) for u in RECORDED_DEVICES for s in range(args.seeds)]
+    for devices, seed in track(jobs, description="recorded"):
+        rng = np.random.default_rng(10_000 + seed)
+        inst = recorded_instance(weights, top_k=2, source=f"recorded:{RECORDED}", seed=seed,
+                                 devices=devices, placement="round-robin",
+                                 distances_m=tuple(rng.uniform(50.0, 500.0, devices)))
+        rows += compare(inst, args, {"seed": seed, "gating": f"recorded:{RECORDED}"})
+    return with_ratio(rows)
 
 
 def milp_rows(args) -> pd.DataFrame:
@@ -125,6 +171,16 @@ def md_table(df: pd.DataFrame, digits: int) -> str:
     return "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
 
 
+def summarize(df: pd.DataFrame, path: Path) -> None:
+    """Per (devices, experts, method): the held-out ratio to round-robin, mean and worst
+    seed, devices used and solve time; written to ``path`` as markdown and printed."""
+    summary = df.groupby(["devices", "experts", "method"]).agg(
+        ratio_mean=("ratio_to_rr", "mean"), ratio_max=("ratio_to_rr", "max"),
+        devices_used=("devices_used", "mean"), solve_s=("solve_s", "mean"))
+    path.write_text(md_table(summary.reset_index(), 3))
+    print(summary)
+
+
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -161,7 +217,7 @@ def main() -> None:
     ap.add_argument("--capacity", type=int, default=2, help="capacity_experts per device")
     ap.add_argument("--search-time", type=float, default=20.0,
                     help="local-search time limit per run (s)")
-    ap.add_argument("--parts", default="heldout,milp,throughput,joint")
+    ap.add_argument("--parts", default="heldout,recorded,milp,throughput,joint")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
@@ -169,11 +225,11 @@ def main() -> None:
         df = heldout_rows(args)
         df.to_csv(args.out / "p5_heldout.csv", index=False)
         plot(df, args.out / "p5_heldout.png")
-        summary = df.groupby(["devices", "experts", "method"]).agg(
-            ratio_mean=("ratio_to_rr", "mean"), ratio_max=("ratio_to_rr", "max"),
-            devices_used=("devices_used", "mean"), solve_s=("solve_s", "mean"))
-        (args.out / "p5_heldout.md").write_text(md_table(summary.reset_index(), 3))
-        print(summary)
+        summarize(df, args.out / "p5_heldout.md")
+    if "recorded" in parts:
+        df = recorded_rows(args)
+        df.to_csv(args.out / "p5_heldout_recorded.csv", index=False)
+        summarize(df, args.out / "p5_heldout_recorded.md")
     if "milp" in parts:
         df = milp_rows(args)
         df.to_csv(args.out / "p5_milp.csv", index=False)
