@@ -67,17 +67,19 @@ class Candidates:
                              "option", R)
         sim = inst.similarity
         e = topk_experts(inst)                                            # [I, J, K]
-        li = np.arange(I)[:, None, None]
+        # everything but the deviation depends on the layer and the Top-K tuple only:
+        # build those tables once per distinct (layer, tuple) row, then gather
+        row, inv = _distinct_topk(e, E)
+        ri, re = row // J, e.reshape(I * J, K)[row]                       # [n], [n, K]
+        li = ri[:, None]
         # nearest replacements: sort each row of D with the expert itself first
         d = sim.replace.copy()
         d[:, np.arange(E), np.arange(E)] = -1.0
         near = np.argsort(d, axis=2, kind="stable")[:, :, 1:R + 1]       # [I, E, R]
-        target = np.concatenate([np.full(e.shape + (1,), -1), e[..., None], near[li, e]],
-                                axis=-1).astype(np.int16)                 # [I, J, K, C]
-        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
-        slot_dev = w[..., None] * np.where(
-            target < 0, sim.skip[li, e][..., None],
-            sim.replace[li[..., None], e[..., None], np.maximum(target, 0)])
+        target = np.concatenate([np.full(re.shape + (1,), -1), re[..., None], near[li, re]],
+                                axis=-1).astype(np.int16)                 # [n, K, C]
+        unit_dev = np.where(target < 0, sim.skip[li, re][..., None],
+                            sim.replace[li[..., None], re[..., None], np.maximum(target, 0)])
         device = np.where(target >= 0, inst.placement[li[..., None], np.maximum(target, 0)], -1)
         b = problem.bandwidth_hz
         e_tok = lat.transmit_energy_per_token_j(inst, b)                  # [I, U]
@@ -87,29 +89,33 @@ class Candidates:
             unit_tok = np.where(device >= 0, e_tok[li[..., None], dev0], 0.0)
         unit = unit_tok + np.where(device >= 0, e_cmp[dev0], 0.0)
         codes = profile_codes(K, R + 2)                                   # [P, K]
-        # profile tables by broadcasting: slot s varies along axis 2 + s of a
-        # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
-        ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
-        deviation = sum(ax(slot_dev, s) for s in range(K))
+        # profile tables by broadcasting: slot s varies along axis 1 + s of a
+        # [n, C, ..., C] array, whose row-major flattening is the order of `codes`
+        ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
         energy = sum(ax(unit, s) for s in range(K))
-        budget = problem.layer_budget.reshape((I,) + (1,) * (K + 1))
-        allowed = deviation <= budget * (1 + FEASIBILITY_RTOL)
+        valid = np.ones(energy.shape, dtype=bool)
         linked = np.isfinite(unit)                      # inf: a linked device without bandwidth
         if not linked.all():
             for s in range(K):
-                allowed &= ax(linked, s)
+                valid &= ax(linked, s)
         for s in range(1, K):
             for t in range(s):
-                allowed &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
+                valid &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
             if not inst.identity_placement:       # device already visited: no transfer
                 seen = np.zeros(energy.shape, dtype=bool)
                 for t in range(s):
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
                 energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+        energy = np.where(valid, energy, np.inf).reshape(len(row), len(codes))
+        # per token: the deviation (weighted by the gate), and the budget on top
+        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
+        slot_dev = w[..., None] * unit_dev[inv]                           # [I, J, K, C]
         shape = (I, J, len(codes))
-        # one pass: the energy of an allowed profile, inf otherwise
-        energy = np.where(allowed, energy, np.inf).reshape(shape)
-        deviation = deviation.reshape(shape)
+        deviation = sum(ax(slot_dev, s) for s in range(K)).reshape(shape)
+        energy = np.take(energy, inv, axis=0)
+        budget = problem.layer_budget[:, None, None] * (1 + FEASIBILITY_RTOL)
+        np.copyto(energy, np.inf, where=~(deviation <= budget))
+        target, device = target[inv], device[inv]
         return cls(problem, codes, target, device, deviation, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
@@ -184,7 +190,21 @@ class Candidates:
         return int(np.flatnonzero((self.codes == 1).all(axis=1))[0])
 
 
+def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, inv)``: one token (flat index ``i * J + j``) per distinct (layer, Top-K
+    tuple) of ``e`` ``[I, J, K]``, and the ``[I, J]`` index of each token's in ``row``."""
+    I, J, K = e.shape
+    key = np.repeat(np.arange(I, dtype=np.int64), J)
+    for s in range(K):
+        if int(key.max(initial=0)) >= np.iinfo(np.int64).max // E:   # keep the key exact
+            key = np.unique(key, return_inverse=True)[1].ravel()
+        key = key * E + e[..., s].ravel()
+    _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+    return row, inv.reshape(I, J)
+
+
 def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
-    """``[I, J, C]`` viewed as ``[I, J, 1, .., C (axis 2 + s), .., 1]`` (``K`` code axes)."""
-    I, J, C = table.shape
-    return table.reshape((I, J) + (1,) * s + (C,) + (1,) * (K - 1 - s))
+    """Slot ``s`` of ``[..., K, C]`` viewed as ``[..., 1, .., C (axis s of the K code
+    axes), .., 1]``."""
+    t = table[..., s, :]
+    return t.reshape(t.shape[:-1] + (1,) * s + (t.shape[-1],) + (1,) * (K - 1 - s))
