@@ -57,9 +57,9 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     j, p, key, d, st = j[first], p[first], key[first], d[first], st[first]
     _, set_id = np.unique(key, return_inverse=True)
     n = len(j)
-    time = np.zeros((n, U))
-    for s in range(d.shape[1]):
-        on = d[:, s] >= 0
-        np.add.at(time, (np.flatnonzero(on), d[on, s]), st[on, s])
+    # slot by slot, in the order np.add.at would add them (same sums)
+    flat = (np.arange(n)[:, None] * U + d).T.ravel()
+    on = d.T.ravel() >= 0
+    time = np.bincount(flat[on], weights=st.T.ravel()[on], minlength=n * U).reshape(n, U)
     return LayerChoices(i, cand.energy.shape[1], j, p, set_id.astype(np.int64),
                         cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))
