@@ -151,14 +151,27 @@ class Candidates:
 
     def profile_latency(self) -> np.ndarray:
         """``[I, J, P]`` layer latency if the token were alone (decode): the largest
-        device time over the devices it visits."""
-        I, J, P = self.energy.shape
-        i, j, p = (x.ravel() for x in np.meshgrid(np.arange(I), np.arange(J), np.arange(P),
-                                                  indexing="ij"))
-        _, device, _, st = self.gather(i, j, p)
-        same = device[:, :, None] == device[:, None, :]                    # [n, K, K]
-        per_slot = np.where(same, st[:, None, :], 0.0).sum(axis=-1)
-        return np.where(device >= 0, per_slot, 0.0).max(axis=-1).reshape(I, J, P)
+        device time over the devices it visits (built on the code axes, like the
+        energy, with the sums in :meth:`gather`'s order)."""
+        I, J, K, _ = self.slot_device.shape
+        ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
+        dev = [ax(self.slot_device, s) for s in range(K)]
+        d0 = np.maximum(self.slot_device, 0)
+        a = self.compute_s[d0]
+        with np.errstate(invalid="ignore"):
+            c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1]
+                        + d0)
+        st = []
+        for t in range(K):
+            first = functools.reduce(np.logical_and, (dev[t] != dev[u] for u in range(t)),
+                                     dev[t] >= 0)
+            with np.errstate(invalid="ignore"):
+                st.append(np.where(dev[t] >= 0, ax(a, t) + np.where(first, ax(c, t), 0.0), 0.0))
+        latency = 0.0
+        for s in range(K):
+            per_slot = sum(np.where(dev[t] == dev[s], st[t], 0.0) for t in range(K))
+            latency = np.maximum(latency, np.where(dev[s] >= 0, per_slot, 0.0))
+        return latency.reshape(I, J, -1)
 
     def _chosen(self, choice: np.ndarray):
         I, J = choice.shape
@@ -209,6 +222,8 @@ def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
     tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), and the ``[I, J]`` index of each
     token's in ``row``."""
     I, J, K = e.shape
+    if J == 1:                                       # one token per layer: all distinct
+        return np.arange(I), np.arange(I)[:, None]
     layer = np.repeat(np.arange(I, dtype=np.int64), J)[:, None]
     key = lex_rank(np.concatenate([layer, e.reshape(I * J, K)], axis=1), max(E, I))
     _, row, inv = np.unique(key, return_index=True, return_inverse=True)
