@@ -40,9 +40,11 @@ class Candidates:
     """The profile tables of a P4 problem (see the module docstring).
 
     Per-slot tables are ``[I, J, K, C]`` (``C = R + 2`` codes); per-profile tables
-    ``[I, J, P]`` are built from them one slot at a time (``np.take`` along the code
-    axis), never as ``[I, J, P, K]`` arrays; :meth:`gather` rebuilds the slots of
-    chosen profiles.
+    ``[I, J, P]`` are built from them by broadcasting one code axis per slot, never
+    as ``[I, J, P, K]`` arrays. The energy and validity depend on the layer and the
+    Top-K tuple only, so they are built once per distinct (layer, tuple) and
+    gathered per token; the deviation (weighted by the token's gate) is per token.
+    :meth:`gather` rebuilds the slots of chosen profiles.
     """
 
     problem: EnergyProblem
@@ -158,9 +160,7 @@ class Candidates:
         dev = [ax(self.slot_device, s) for s in range(K)]
         d0 = np.maximum(self.slot_device, 0)
         a = self.compute_s[d0]
-        with np.errstate(invalid="ignore"):
-            c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1]
-                        + d0)
+        c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1] + d0)
         st = []
         for t in range(K):
             first = functools.reduce(np.logical_and, (dev[t] != dev[u] for u in range(t)),
