@@ -40,9 +40,11 @@ class Candidates:
     """The profile tables of a P4 problem (see the module docstring).
 
     Per-slot tables are ``[I, J, K, C]`` (``C = R + 2`` codes); per-profile tables
-    ``[I, J, P]`` are built from them one slot at a time (``np.take`` along the code
-    axis), never as ``[I, J, P, K]`` arrays; :meth:`gather` rebuilds the slots of
-    chosen profiles.
+    ``[I, J, P]`` are built from them by broadcasting one code axis per slot, never
+    as ``[I, J, P, K]`` arrays. The energy and validity depend on the layer and the
+    Top-K tuple only, so they are built once per distinct (layer, tuple) and
+    gathered per token; the deviation (weighted by the token's gate) is per token.
+    :meth:`gather` rebuilds the slots of chosen profiles.
     """
 
     problem: EnergyProblem
@@ -67,17 +69,19 @@ class Candidates:
                              "option", R)
         sim = inst.similarity
         e = topk_experts(inst)                                            # [I, J, K]
-        li = np.arange(I)[:, None, None]
+        # everything but the deviation depends on the layer and the Top-K tuple only:
+        # build those tables once per distinct (layer, tuple) row, then gather
+        row, inv = _distinct_topk(e, E)
+        ri, re = row // J, e.reshape(I * J, K)[row]                       # [n], [n, K]
+        li = ri[:, None]
         # nearest replacements: sort each row of D with the expert itself first
         d = sim.replace.copy()
         d[:, np.arange(E), np.arange(E)] = -1.0
         near = np.argsort(d, axis=2, kind="stable")[:, :, 1:R + 1]       # [I, E, R]
-        target = np.concatenate([np.full(e.shape + (1,), -1), e[..., None], near[li, e]],
-                                axis=-1).astype(np.int16)                 # [I, J, K, C]
-        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
-        slot_dev = w[..., None] * np.where(
-            target < 0, sim.skip[li, e][..., None],
-            sim.replace[li[..., None], e[..., None], np.maximum(target, 0)])
+        target = np.concatenate([np.full(re.shape + (1,), -1), re[..., None], near[li, re]],
+                                axis=-1).astype(np.int16)                 # [n, K, C]
+        unit_dev = np.where(target < 0, sim.skip[li, re][..., None],
+                            sim.replace[li[..., None], re[..., None], np.maximum(target, 0)])
         device = np.where(target >= 0, inst.placement[li[..., None], np.maximum(target, 0)], -1)
         b = problem.bandwidth_hz
         e_tok = lat.transmit_energy_per_token_j(inst, b)                  # [I, U]
@@ -87,29 +91,33 @@ class Candidates:
             unit_tok = np.where(device >= 0, e_tok[li[..., None], dev0], 0.0)
         unit = unit_tok + np.where(device >= 0, e_cmp[dev0], 0.0)
         codes = profile_codes(K, R + 2)                                   # [P, K]
-        # profile tables by broadcasting: slot s varies along axis 2 + s of a
-        # [I, J, C, ..., C] array, whose row-major flattening is the order of `codes`
-        ax = lambda table, s: _on_axis(table[:, :, s], s, K)             # noqa: E731
-        deviation = sum(ax(slot_dev, s) for s in range(K))
+        # profile tables by broadcasting: slot s varies along axis 1 + s of a
+        # [n, C, ..., C] array, whose row-major flattening is the order of `codes`
+        ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
         energy = sum(ax(unit, s) for s in range(K))
-        budget = problem.layer_budget.reshape((I,) + (1,) * (K + 1))
-        allowed = deviation <= budget * (1 + FEASIBILITY_RTOL)
+        valid = np.ones(energy.shape, dtype=bool)
         linked = np.isfinite(unit)                      # inf: a linked device without bandwidth
         if not linked.all():
             for s in range(K):
-                allowed &= ax(linked, s)
+                valid &= ax(linked, s)
         for s in range(1, K):
             for t in range(s):
-                allowed &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
+                valid &= (ax(target, s) < 0) | (ax(target, s) != ax(target, t))
             if not inst.identity_placement:       # device already visited: no transfer
                 seen = np.zeros(energy.shape, dtype=bool)
                 for t in range(s):
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
                 energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+        energy = np.where(valid, energy, np.inf).reshape(len(row), len(codes))
+        # per token: the deviation (weighted by the gate), and the budget on top
+        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
+        slot_dev = w[..., None] * unit_dev[inv]                           # [I, J, K, C]
         shape = (I, J, len(codes))
-        # one pass: the energy of an allowed profile, inf otherwise
-        energy = np.where(allowed, energy, np.inf).reshape(shape)
-        deviation = deviation.reshape(shape)
+        deviation = sum(ax(slot_dev, s) for s in range(K)).reshape(shape)
+        energy = np.take(energy, inv, axis=0)
+        budget = problem.layer_budget[:, None, None] * (1 + FEASIBILITY_RTOL)
+        np.copyto(energy, np.inf, where=~(deviation <= budget))
+        target, device = target[inv], device[inv]
         return cls(problem, codes, target, device, deviation, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
@@ -126,12 +134,12 @@ class Candidates:
         ``p`` of tokens ``(i, j)`` (index arrays of one shape ``[n]``): the invoked
         expert, its device, whether the slot is its device's first invocation, and the
         time the slot adds to that device (``a``, plus ``c`` if first)."""
-        K = self.codes.shape[1]
-        ks = np.arange(K)
+        _, J, K, C = self.slot_target.shape
         i, j = np.asarray(i)[:, None], np.asarray(j)[:, None]
-        code = self.codes[np.asarray(p)]
-        targets = self.slot_target[i, j, ks, code]
-        device = self.slot_device[i, j, ks, code]
+        # flat indices: one np.take per table (much faster than 4-index fancy indexing)
+        flat = ((i * J + j) * K + np.arange(K)) * C + self.codes[np.asarray(p)]
+        targets = np.take(self.slot_target, flat)
+        device = np.take(self.slot_device, flat)
         first = device >= 0
         for s in range(1, K):
             for t in range(s):
@@ -139,19 +147,31 @@ class Candidates:
         dev0 = np.maximum(device, 0)
         with np.errstate(invalid="ignore"):
             st = np.where(device >= 0, self.compute_s[dev0]
-                          + np.where(first, self.comm_s[i, dev0], 0.0), 0.0)
+                          + np.where(first, np.take(self.comm_s, i * self.comm_s.shape[1]
+                                                    + dev0), 0.0), 0.0)
         return targets, device, first, st
 
     def profile_latency(self) -> np.ndarray:
         """``[I, J, P]`` layer latency if the token were alone (decode): the largest
-        device time over the devices it visits."""
-        I, J, P = self.energy.shape
-        i, j, p = (x.ravel() for x in np.meshgrid(np.arange(I), np.arange(J), np.arange(P),
-                                                  indexing="ij"))
-        _, device, _, st = self.gather(i, j, p)
-        same = device[:, :, None] == device[:, None, :]                    # [n, K, K]
-        per_slot = np.where(same, st[:, None, :], 0.0).sum(axis=-1)
-        return np.where(device >= 0, per_slot, 0.0).max(axis=-1).reshape(I, J, P)
+        device time over the devices it visits (built on the code axes, like the
+        energy, with the sums in :meth:`gather`'s order)."""
+        I, J, K, _ = self.slot_device.shape
+        ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
+        dev = [ax(self.slot_device, s) for s in range(K)]
+        d0 = np.maximum(self.slot_device, 0)
+        a = self.compute_s[d0]
+        c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1] + d0)
+        st = []
+        for t in range(K):
+            first = functools.reduce(np.logical_and, (dev[t] != dev[u] for u in range(t)),
+                                     dev[t] >= 0)
+            with np.errstate(invalid="ignore"):
+                st.append(np.where(dev[t] >= 0, ax(a, t) + np.where(first, ax(c, t), 0.0), 0.0))
+        latency = 0.0
+        for s in range(K):
+            per_slot = sum(np.where(dev[t] == dev[s], st[t], 0.0) for t in range(K))
+            latency = np.maximum(latency, np.where(dev[s] >= 0, per_slot, 0.0))
+        return latency.reshape(I, J, -1)
 
     def _chosen(self, choice: np.ndarray):
         I, J = choice.shape
@@ -184,7 +204,34 @@ class Candidates:
         return int(np.flatnonzero((self.codes == 1).all(axis=1))[0])
 
 
+def lex_rank(columns: np.ndarray, radix: int) -> np.ndarray:
+    """``[n]`` int64 rank of each row of ``columns`` ``[n, m]`` (entries in
+    ``[0, radix)``) in the lexicographic order of the distinct rows (column 0 first):
+    equal rows, equal ranks. Mixed-radix keys, re-ranked before they could overflow."""
+    n, m = columns.shape
+    key = np.zeros(n, dtype=np.int64)
+    for s in range(m):
+        if int(key.max(initial=0)) >= np.iinfo(np.int64).max // radix - 1:
+            key = np.unique(key, return_inverse=True)[1].ravel()      # order-preserving
+        key = key * radix + columns[:, s]
+    return key
+
+
+def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, inv)``: one token (flat index ``i * J + j``) per distinct (layer, Top-K
+    tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), and the ``[I, J]`` index of each
+    token's in ``row``."""
+    I, J, K = e.shape
+    if J == 1:                                       # one token per layer: all distinct
+        return np.arange(I), np.arange(I)[:, None]
+    layer = np.repeat(np.arange(I, dtype=np.int64), J)[:, None]
+    key = lex_rank(np.concatenate([layer, e.reshape(I * J, K)], axis=1), max(E, I))
+    _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+    return row, inv.reshape(I, J)
+
+
 def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
-    """``[I, J, C]`` viewed as ``[I, J, 1, .., C (axis 2 + s), .., 1]`` (``K`` code axes)."""
-    I, J, C = table.shape
-    return table.reshape((I, J) + (1,) * s + (C,) + (1,) * (K - 1 - s))
+    """Slot ``s`` of ``[..., K, C]`` viewed as ``[..., 1, .., C (axis s of the K code
+    axes), .., 1]``."""
+    t = table[..., s, :]
+    return t.reshape(t.shape[:-1] + (1,) * s + (t.shape[-1],) + (1,) * (K - 1 - s))

@@ -50,16 +50,16 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     j, p = np.nonzero(np.isfinite(cand.energy[i]))
     tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
     key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
-    dev = cand.deviation[i, j, p]
-    order = np.lexsort((dev, key, j))                                   # least deviation first
-    j, p, key, d, st = j[order], p[order], key[order], d[order], st[order]
-    first = np.r_[True, (j[1:] != j[:-1]) | (key[1:] != key[:-1])]
-    j, p, key, d, st = j[first], p[first], key[first], d[first], st[first]
-    _, set_id = np.unique(key, return_inverse=True)
+    _, set_all = np.unique(key, return_inverse=True)        # every set occurs: the same ids
+    pair = j * (int(set_all.max(initial=0)) + 1) + set_all           # (token, set), in order
+    order = np.lexsort((cand.deviation[i, j, p], pair))              # least deviation first
+    pair = pair[order]
+    keep = order[np.r_[True, pair[1:] != pair[:-1]]]
+    j, p, set_id, d, st = j[keep], p[keep], set_all[keep], d[keep], st[keep]
     n = len(j)
-    time = np.zeros((n, U))
-    for s in range(d.shape[1]):
-        on = d[:, s] >= 0
-        np.add.at(time, (np.flatnonzero(on), d[on, s]), st[on, s])
+    # slot by slot, in the order np.add.at would add them (same sums)
+    flat = (np.arange(n)[:, None] * U + d).T.ravel()
+    on = d.T.ravel() >= 0
+    time = np.bincount(flat[on], weights=st.T.ravel()[on], minlength=n * U).reshape(n, U)
     return LayerChoices(i, cand.energy.shape[1], j, p, set_id.astype(np.int64),
                         cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))

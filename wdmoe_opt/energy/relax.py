@@ -30,7 +30,7 @@ from ..options import Options, option
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
-from .candidates import Candidates
+from .candidates import Candidates, lex_rank
 from .exact import ENUMERATION_TOLERANCE
 from .layer import LayerChoices, layer_choices
 from .problem import EnergyProblem
@@ -93,9 +93,11 @@ def group_tokens(lc: LayerChoices) -> Groups:
     ids = np.arange(n_sets)
     dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
     allowed &= ~((allowed.astype(np.int32) @ dominates.astype(np.int32)) > 0)
-    patterns, members, count = np.unique(allowed, axis=0, return_inverse=True,
+    # rows in the order np.unique(allowed, axis=0) gives (lexicographic)
+    _, first, members, count = np.unique(lex_rank(allowed.view(np.uint8), 2),
+                                         return_index=True, return_inverse=True,
                                          return_counts=True)
-    return Groups(patterns, count, members.ravel(), energy, time)
+    return Groups(allowed[first], count, members.ravel(), energy, time)
 
 
 def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
