@@ -51,12 +51,21 @@ def _bench(library_root, out) -> subprocess.Popen:
                              str(FIXTURES)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
-def _workers(proc: subprocess.Popen, timeout: float = 120.0) -> list[psutil.Process]:
-    """The bench's worker processes once the slow one is running."""
+def _workers(proc: subprocess.Popen, timeout: float = 120.0,
+             solver: str | None = None) -> list[psutil.Process]:
+    """The bench's worker processes (of ``solver`` only, if given) once one runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kids = [k for k in psutil.Process(proc.pid).children(recursive=True)
-                if "wdmoe_opt.harness.worker" in " ".join(k.cmdline())]
+        kids = []
+        for k in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                cmd = k.cmdline()
+                if "wdmoe_opt.harness.worker" not in " ".join(cmd):
+                    continue
+                if solver is None or f"{solver}.py" in Path(cmd[-1]).read_text():
+                    kids.append(k)
+            except (psutil.Error, OSError):
+                continue
         if kids:
             return kids
         time.sleep(0.2)
@@ -65,7 +74,7 @@ def _workers(proc: subprocess.Popen, timeout: float = 120.0) -> list[psutil.Proc
 
 def test_a_killed_bench_takes_its_workers_and_their_folders_with_it(library_root, tmp_path):
     proc = _bench(library_root, tmp_path / "out")
-    workers = _workers(proc)
+    workers = _workers(proc, solver="fix-slow")     # the one still running when killed
     task_dirs = [Path(w.cmdline()[-1]).parent for w in workers]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
