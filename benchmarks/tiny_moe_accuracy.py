@@ -14,8 +14,9 @@ model over ``--calibration`` bytes of training text), and we measure:
 
 * next-byte cross-entropy and top-1 accuracy against the text, and the KL
   divergence from the unmodified model (``KL(p_topk || p_policy)``);
-* the predicted latency per batch (eq. 13) at the uniform split and at the
-  optimal P3 bandwidth, and the energy (transmit + compute) at the latter;
+* the predicted latency per batch (eq. 13) and energy (transmit + compute) at the
+  uniform split and at the optimal P3 bandwidth (not for P4 points, which may leave
+  a token with no expert, outside P3's eq. 16);
 * the accuracy proxies: retained weight (SPEC §1) of the live selection and the P4
   bound ``Delta`` (SPEC §6, SiftMoE's Prop. 1) of its actions on the live weights (a
   dropped Top-K expert is a skip), summed over layers, mean over tokens.
