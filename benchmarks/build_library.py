@@ -45,7 +45,7 @@ def recorded(name, tokens, seed, decode=False):
     wdmoe-tiny-moe (``decode``: the last token of each sequence), channels from ``seed``."""
     return {"name": name, "tier": "recorded", "recording": {
         "model_spec": "wdmoe-tiny-moe", "tokens": tokens, "text": HELDOUT, "context": 128,
-        "decode": decode, "seed": seed}}
+        "decode": decode, "seed": seed, "similarity": True}}
 
 
 LIBRARY = [

@@ -200,17 +200,14 @@ def part_bound(tokens: int = 64) -> pd.DataFrame:
     from wdmoe_opt.torch import record_gating, recorded_instance, tiny_model, token_ids
     from wdmoe_opt.torch.models import load_model
     from wdmoe_opt.torch.similarity import measure_similarity, measured_deviation
-    from wdmoe_opt.torch.zoo import heldout_sequences, pydoc_corpus, split_documents
+    from wdmoe_opt.torch.zoo import calibration_ids, heldout_sequences
 
     torch.set_num_threads(1)
     rows = []
     for name in ("wdmoe-tiny-moe", "tiny-mixtral", "tiny-qwen2-moe", "tiny-olmoe"):
         if name == "wdmoe-tiny-moe":            # the trained model, on real text
             model = load_model(name)
-            topics, _ = pydoc_corpus()
-            train, _ = split_documents(topics)
-            text = "".join(topics[k] for k in train).encode("utf-8")
-            calib = torch.as_tensor(np.frombuffer(text[:tokens], np.uint8).astype(np.int64))[None]
+            calib = calibration_ids(tokens)
             ids = heldout_sequences(model, name)[0, :tokens][None]   # held-out text
         else:
             model = tiny_model(name, seed=0)

@@ -15,7 +15,9 @@ documents, and the same architecture untrained (initialized from ``--seed``):
 
     .venv/bin/python benchmarks/tiny_moe_evidence.py        # ~1 min on 2 cores
 
-Writes ``docs/figures/tiny_moe_evidence.{json,md,png}``. Needs the torch extra.
+Writes ``docs/figures/tiny_moe_evidence.{json,md,png}`` and the similarity tables,
+trained against untrained, ``docs/figures/tiny_moe_similarity.{md,png}``. Needs the
+torch extra.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import transformers  # noqa: E402
 
 from wdmoe_opt.model import topk_mask  # noqa: E402
 from wdmoe_opt.torch import LoadedModel, load_model, next_token_scores, record_gating  # noqa: E402
+from wdmoe_opt.torch.similarity import measure_similarity  # noqa: E402
 from wdmoe_opt.torch.zoo import (  # noqa: E402
     heldout_sequences,
     pydoc_corpus,
@@ -98,27 +101,13 @@ def router_stats(loaded: LoadedModel, held: torch.Tensor) -> dict:
 
 
 def similarity(loaded: LoadedModel, held: torch.Tensor) -> dict:
-    """``D [I,E,E]`` and ``S [I,E]`` of SPEC §6 over each MoE layer's input hidden
-    states on ``held``, and the nearest-other-expert ratio ``min_r D[e,r] / S[e]``."""
-    layers = [layer.mlp for layer in loaded.model.model.layers]
-    states: list[torch.Tensor] = []
-    handles = [m.register_forward_pre_hook(lambda _m, args: states.append(
-        args[0].reshape(-1, args[0].shape[-1]))) for m in layers]
-    with torch.no_grad():
-        loaded.model(held)
-        D, S = [], []
-        for block, x in zip(layers, states, strict=True):
-            ex = block.experts
-            gate, up = torch.einsum("nh,efh->enf", x, ex.gate_up_proj).chunk(2, dim=-1)
-            out = torch.einsum("enf,ehf->enh", ex.act_fn(gate) * up, ex.down_proj).double()
-            S.append(out.norm(dim=-1).mean(dim=1))
-            D.append(torch.stack([(out - out[r]).norm(dim=-1).mean(dim=1)
-                                  for r in range(out.shape[0])], dim=1))
-    for h in handles:
-        h.remove()
-    D, S = torch.stack(D).numpy(), torch.stack(S).numpy()
+    """``D [I,E,E]``, ``S [I,E]`` and the sensitivities of SPEC §6, measured by the
+    recorder (:func:`~wdmoe_opt.torch.similarity.measure_similarity`) on ``held``,
+    and per expert the nearest other expert's distance ``min_r D[e,r] / S[e]``."""
+    sim = measure_similarity(loaded.model, held)
+    D, S = np.asarray(sim.replace), np.asarray(sim.skip)
     masked = D + np.diag(np.full(D.shape[1], np.inf))
-    return {"D": D.tolist(), "S": S.tolist(),
+    return {"D": D.tolist(), "S": S.tolist(), "sensitivity": np.asarray(sim.sensitivity).tolist(),
             "nearest_ratio": (masked.min(axis=2) / S).tolist()}
 
 
@@ -151,6 +140,47 @@ def markdown(res: dict) -> str:
                         f"| {r['load_max_over_mean'][i]:.2f} | {r['specialisation'][i]:.3f} "
                         f"| {np.mean(s['nearest_ratio'][i]):.3f} |")
     return "\n".join(rows)
+
+
+def similarity_markdown(res: dict) -> str:
+    """Per layer and model: the spread of ``D[e,r] / S[e]`` over ordered pairs
+    ``e != r`` (a near-duplicate pair has a ratio well below 1), and the
+    sensitivity ``s_i``."""
+    rows = ["| layer | model | S mean | D/S min | D/S 10% | D/S median | pairs D/S < 0.5 "
+            "| sensitivity |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i in range(len(res["trained"]["similarity"]["S"])):
+        for name in ("trained", "untrained"):
+            sim = res[name]["similarity"]
+            r = _pair_ratios(sim, i)
+            rows.append(f"| {i} | {name} | {np.mean(sim['S'][i]):.3f} | {r.min():.3f} "
+                        f"| {np.quantile(r, 0.1):.3f} | {np.median(r):.3f} "
+                        f"| {int((r < 0.5).sum())} / {r.size} | {sim['sensitivity'][i]:.2f} |")
+    return "\n".join(rows)
+
+
+def _pair_ratios(sim: dict, layer: int) -> np.ndarray:
+    """``D[e,r] / S[e]`` over the ordered pairs ``e != r`` of one layer."""
+    D, S = np.asarray(sim["D"][layer]), np.asarray(sim["S"][layer])
+    return (D / S[:, None])[~np.eye(len(S), dtype=bool)]
+
+
+def plot_similarity(res: dict, path: Path) -> None:
+    """Heat maps of ``D[e,r] / S[e]``, trained above untrained, one column per layer."""
+    I = len(res["trained"]["similarity"]["S"])
+    fig, axes = plt.subplots(2, I, figsize=(3.2 * I, 6.2))
+    for row, name in enumerate(("trained", "untrained")):
+        sim = res[name]["similarity"]
+        for i in range(I):
+            D, S = np.asarray(sim["D"][i]), np.asarray(sim["S"][i])
+            im = axes[row, i].imshow(D / S[:, None], cmap="viridis", vmin=0, vmax=2)
+            axes[row, i].set_title(f"{name}, layer {i}", fontsize=9)
+            axes[row, i].set_xlabel("replacement r")
+        axes[row, 0].set_ylabel("expert e")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="D[e, r] / S[e]")
+    fig.suptitle(f"{NAME}: replacement distance relative to the expert's own output "
+                 "(SPEC §6 tables, held-out hidden states); < 1 = closer than skipping")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(res: dict, path: Path) -> None:
@@ -201,7 +231,12 @@ def main() -> None:
     (args.out / "tiny_moe_evidence.md").write_text(
         "Held-out text of wdmoe-tiny-moe (benchmarks/tiny_moe_evidence.py)\n\n" + table + "\n")
     plot(res, args.out / "tiny_moe_evidence.png")
-    print(table)
+    sim_table = similarity_markdown(res)
+    (args.out / "tiny_moe_similarity.md").write_text(
+        "SPEC §6 similarity tables of wdmoe-tiny-moe, trained vs untrained "
+        "(benchmarks/tiny_moe_evidence.py)\n\n" + sim_table + "\n")
+    plot_similarity(res, args.out / "tiny_moe_similarity.png")
+    print(table + "\n\n" + sim_table)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,16 @@ def test_relax_falls_back_where_the_repair_is_stuck():
     assert relax.extra["energy_lower_bound_j"] <= exact.extra["energy_j"] * (1 + 1e-7)
     assert relax.extra["energy_j"] >= exact.extra["energy_j"] * (1 - 1e-9)
     assert relax.extra["energy_gap"] < 0.01
+
+
+def test_skip_threshold_default_beta_is_the_median_ratio():
+    # Lu et al.'s default: per layer, the median over the batch of w/w_top of the
+    # non-top Top-K experts, so (without a budget) about half of them are skipped
+    inst = tiny_sift(7, tokens=40)
+    sol = get_method("p4/skip-threshold")(EnergyProblem(inst))
+    beta = np.asarray(sol.extra["beta"])
+    w = np.sort(inst.gating_weights, axis=2)[:, :, -2:]
+    ratio = w[..., 0] / w[..., 1]
+    assert np.allclose(beta, np.median(ratio, axis=1), rtol=1e-12)
+    skipped = (np.asarray(sol.extra["actions"])[..., 1] < 0).sum(axis=(1, 2))
+    assert ((skipped >= 1) & (skipped <= inst.n_tokens // 2)).all()

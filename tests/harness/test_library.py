@@ -90,3 +90,37 @@ def test_repository_index_is_consistent():
         for value in entry.best_known.values():
             assert value["status"] in ("optimal", "feasible")
             assert value["sense"] in ("min", "max")
+
+
+def test_recorded_tier_carries_similarity_tables():
+    from wdmoe_opt import solve
+    from wdmoe_opt.energy import EnergyProblem
+
+    lib = read_library(REPO_INDEX)
+    recorded = [e for e in lib.entries if e.tier == "recorded"]
+    assert recorded
+    for entry in recorded:
+        inst = read_instance(lib.root / entry.file)
+        sim = inst.similarity
+        assert sim is not None and sim.source.startswith("measured")
+        assert (sim.skip > 0).all() and (sim.sensitivity >= 1).all()
+    one = read_instance(lib.root / min(recorded, key=lambda e: e.sizes["tokens"]).file)
+    sol = solve(EnergyProblem(one, 1.0), "relax")
+    assert sol.status in ("optimal", "feasible")
+
+
+def test_added_similarity_block_keeps_best_known(tmp_path):
+    pytest.importorskip("transformers")
+    from wdmoe_opt.harness.library import Entry, make_recorded_entry
+
+    rec = {"model_spec": "tiny-mixtral", "tokens": 8, "context": 8, "seed": 0}
+    best = {"p3": {"objective": 1.0, "sense": "min", "status": "optimal"}}
+    plain = make_recorded_entry(tmp_path, "a", "recorded", rec)
+    prev = Entry(plain.name, plain.tier, plain.hash, plain.sizes, file=plain.file,
+                 best_known=best)
+    with_sim = make_recorded_entry(tmp_path, "a", "recorded", {**rec, "similarity": True}, prev)
+    assert with_sim.hash != prev.hash and with_sim.best_known == best
+    # another recording (other channels) is another instance: its values are dropped
+    other = make_recorded_entry(tmp_path, "a", "recorded",
+                                {**rec, "seed": 1, "similarity": True}, prev)
+    assert other.best_known == {}

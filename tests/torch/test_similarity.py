@@ -69,3 +69,39 @@ def test_table_estimate_is_reported_against_the_measurement(recorded):
     # much the measurement exceeds it); it is positive wherever something changed
     assert (table[changed] > 0).all()
     assert np.isfinite(m["measured"] / np.maximum(table, 1e-12)).all()
+
+
+def test_live_actions_keep_all_is_the_unmodified_model(recorded):
+    from wdmoe_opt.torch import run_with_actions, run_with_policy
+
+    model, ids, inst = recorded
+    ref, w_ref, _ = run_with_policy(model.model, ids, None)
+    e = topk_experts(inst)
+    logits, w, ran = run_with_actions(model.model, ids, lambda i, _w: e[i])
+    assert np.array_equal(ran, e)
+    assert np.allclose(w, w_ref, rtol=0, atol=1e-12)
+    assert torch_allclose(logits, ref)
+
+
+def torch_allclose(a, b) -> bool:
+    # the same float32 arithmetic on the same routing: equal up to float32 round-off
+    return bool(((a - b).abs() <= 1e-5 * (1 + b.abs())).all())
+
+
+@pytest.mark.parametrize("method", ["relax", "skip-threshold", "substitute"])
+def test_live_p4_policy_holds_each_layer_to_its_budget(recorded, method):
+    from wdmoe_opt.energy.problem import layer_budgets
+    from wdmoe_opt.torch import p4_policy, run_with_actions, run_with_policy
+
+    model, ids, inst = recorded
+    ref, _, _ = run_with_policy(model.model, ids, None)
+    eps = float(np.median(inst.similarity.skip))
+    logits, w, a = run_with_actions(model.model, ids, p4_policy(inst, method, eps))
+    live = inst.replace(gating_weights=w)
+    budget = layer_budgets(eps, inst.similarity.sensitivity)
+    assert (deviation(live, a) <= budget[:, None] * (1 + 1e-9)).all()
+    changed = (a != topk_experts(live)).any()
+    assert changed == (not torch_allclose(logits, ref))
+    # budget 0: every token keeps its Top-K, the model is unmodified
+    logits0, _, a0 = run_with_actions(model.model, ids, p4_policy(inst, method, 0.0))
+    assert np.array_equal(a0, topk_experts(inst)) and torch_allclose(logits0, ref)

@@ -53,8 +53,8 @@ def solve_skip_threshold(problem: EnergyProblem, options: SkipOptions) -> Soluti
     ratio = w / w.max(axis=2, keepdims=True)
     is_top = ratio >= 1.0
     if options.beta is None:
-        beta = np.median(np.where(is_top, np.nan, ratio).reshape(inst.n_layers, -1)
-                         if inst.model.top_k > 1 else np.zeros((inst.n_layers, 1)), axis=1)
+        beta = np.nanmedian(np.where(is_top, np.nan, ratio).reshape(inst.n_layers, -1)
+                            if inst.model.top_k > 1 else np.zeros((inst.n_layers, 1)), axis=1)
         beta = np.nan_to_num(beta)[:, None, None]
     else:
         beta = options.beta

@@ -203,13 +203,17 @@ def with_best_known(library: Library, updates: Mapping[tuple[str, str], Mapping]
     return replace(library, entries=tuple(entries))
 
 
-def make_recorded_entry(root: Path, name: str, tier: str, recording: Mapping) -> Entry:
+def make_recorded_entry(root: Path, name: str, tier: str, recording: Mapping,
+                        previous: Entry | None = None) -> Entry:
     """Record an instance from a torch model and store it as ``root/<tier>/<name>.npz``.
 
     ``recording`` holds the keyword arguments of :func:`wdmoe_opt.torch.record_text`
-    (``model_spec``, ``tokens``, ``text``, ``context``, ``decode``, ``seed``...); a
-    relative ``text`` is relative to the folder above ``root`` (the repository). The
-    entry has no generator: the stored file is the instance (needs the torch extra).
+    (``model_spec``, ``tokens``, ``text``, ``context``, ``decode``, ``seed``,
+    ``similarity``...); a relative ``text`` is relative to the folder above ``root``
+    (the repository). The entry has no generator: the stored file is the instance
+    (needs the torch extra). When the new instance is ``previous``'s plus a
+    ``similarity`` block (same hash without it), ``previous``'s best known values
+    carry over: P1-P3 do not read that block.
     """
     from ..torch import record_text
 
@@ -221,7 +225,10 @@ def make_recorded_entry(root: Path, name: str, tier: str, recording: Mapping) ->
         **inst.provenance["recording"], "text": recording.get("text")}})
     file = f"{tier}/{name}.npz"
     write_instance(inst, root / file)
-    return Entry(name=name, tier=tier, hash=inst.content_hash, sizes=sizes_of(inst), file=file)
+    same = (previous is not None and inst.similarity is not None
+            and replace(inst, similarity=None).content_hash == previous.hash)
+    return Entry(name=name, tier=tier, hash=inst.content_hash, sizes=sizes_of(inst), file=file,
+                 best_known=previous.best_known if same else {})
 
 
 def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
@@ -247,7 +254,7 @@ def build_library(root: str | Path, specs: Iterable[Mapping]) -> Library:
             entries.append(prev)
         elif "recording" in spec:
             entries.append(make_recorded_entry(root, spec["name"], spec["tier"],
-                                               spec["recording"]))
+                                               spec["recording"], prev))
         else:
             entries.append(make_entry(root, spec["name"], spec["tier"], spec["generator"],
                                       spec["store"]))

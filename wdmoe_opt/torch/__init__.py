@@ -17,6 +17,7 @@ This is the only package of wdmoe-opt that imports torch; see ``docs/torch.md``.
 
 from .adapters import MoEAdapter, Router, TransformersAdapter
 from .live import (
+    ActionPolicy,
     LiveReport,
     Policy,
     evaluate_policies,
@@ -24,6 +25,8 @@ from .live import (
     layer_instance,
     method_policy,
     output_divergence,
+    p4_policy,
+    run_with_actions,
     run_with_policy,
     topk_policy,
 )
@@ -48,7 +51,8 @@ from .zoo import ZOO_MODELS, evaluate_text, next_token_scores
 __all__ = [
     "MoEAdapter", "Router", "TransformersAdapter", "LiveReport", "Policy", "evaluate_policies",
     "fixed_policy", "layer_instance", "method_policy", "output_divergence", "run_with_policy",
-    "topk_policy", "TINY_MODELS", "LoadedModel", "load_model", "tiny_model", "token_ids",
+    "topk_policy", "ActionPolicy", "p4_policy", "run_with_actions",
+    "TINY_MODELS", "LoadedModel", "load_model", "tiny_model", "token_ids",
     "default_context", "windows", "ZOO_MODELS", "next_token_scores", "evaluate_text",
     "record_gating", "record_text", "recorded_instance", "router_hooks", "router_probabilities",
 ]

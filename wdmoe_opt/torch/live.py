@@ -29,6 +29,8 @@ from .record import router_hooks, router_probabilities
 
 #: ``(layer, weights[J, E]) -> mask[J, E]`` (bool, at least one expert per token).
 Policy = Callable[[int, np.ndarray], np.ndarray]
+#: ``(layer, weights[J, E]) -> actions[J, K]`` (P4 actions on the router Top-K, SPEC §6).
+ActionPolicy = Callable[[int, np.ndarray], np.ndarray]
 
 
 def topk_policy(k: int) -> Policy:
@@ -80,12 +82,19 @@ def method_policy(instance: Instance, method: str, *, support: str = "topk",
 
 
 def layer_instance(instance: Instance, layer: int, weights: np.ndarray) -> Instance:
-    """A one-layer instance: layer ``layer`` of ``instance`` with gating ``weights[J, E]``."""
+    """A one-layer instance: layer ``layer`` of ``instance`` with gating ``weights[J, E]``
+    (and that layer's ``similarity`` tables and deadline, where given)."""
     s = instance.system
     system = replace(s, gain_down=instance.gain_down_per_layer[layer],
                      gain_up=instance.gain_up_per_layer[layer])
+    sim, deadlines = instance.similarity, instance.deadlines_s
+    if sim is not None:
+        sim = replace(sim, replace=sim.replace[layer:layer + 1], skip=sim.skip[layer:layer + 1],
+                      sensitivity=None)
     return replace(instance, model=replace(instance.model, layers=1), system=system,
-                   gating_weights=weights[None], placement=instance.placement[layer:layer + 1])
+                   gating_weights=weights[None], placement=instance.placement[layer:layer + 1],
+                   similarity=sim,
+                   deadlines_s=None if deadlines is None else deadlines[layer:layer + 1])
 
 
 @dataclass(frozen=True)
@@ -127,23 +136,84 @@ def run_with_policy(model: nn.Module, input_ids: torch.Tensor, policy: Policy | 
     ``policy`` is None).
     """
     adapter = adapter_for(model, adapter)
+
+    def steer(i: int, router: Router, output, w: np.ndarray):
+        if policy is None:
+            return topk_mask(w, router.top_k), None
+        mask = _checked_mask(policy(i, w), w.shape, i)
+        device = adapter.logits(router, output).device
+        return mask, adapter.select(router, output, torch.tensor(mask, device=device))
+
+    return _steered_forward(model, input_ids, adapter, steer)
+
+
+def run_with_actions(model: nn.Module, input_ids: torch.Tensor, policy: ActionPolicy,
+                     adapter: MoEAdapter | None = None
+                     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Forward ``input_ids`` with the P4 ``actions`` of ``policy`` applied in every layer
+    (SPEC §6: a replacement ``r`` runs with the replaced expert's weight, a skip drops
+    the expert's output; see :func:`~.similarity.acted_routing`).
+
+    The router output must be the ``(logits, top_k_weights, top_k_index)`` triple of
+    :class:`~.adapters.TransformersAdapter` models. Returns the logits, the live router
+    probabilities ``[I, J, E]`` and the actions that ran ``[I, J, K]``.
+    """
+    from .similarity import acted_routing
+
+    adapter = adapter_for(model, adapter)
+
+    def steer(i: int, router: Router, output, w: np.ndarray):
+        logits, w_top, idx = output
+        a = np.asarray(policy(i, w))
+        if a.shape != idx.shape:
+            raise InputError(f"actions of layer {i}", f"must have shape {tuple(idx.shape)}",
+                             a.shape)
+        *_, index, weights = acted_routing(idx, w_top, a)
+        return a, (logits, weights, index)
+
+    return _steered_forward(model, input_ids, adapter, steer)
+
+
+def p4_policy(instance: Instance, method: str, deviation_budget: float = np.inf,
+              **options) -> ActionPolicy:
+    """Run the P4 method ``method`` (``relax``, ``skip-threshold``...) on each layer's
+    live weights, with ``instance``'s devices, channel and ``similarity`` tables of that
+    layer at the uniform bandwidth split; the global budget ``deviation_budget`` is
+    split over layers by the sensitivities (SiftMoE's Thm. 1), as P4 does."""
+    from ..energy.problem import EnergyProblem, layer_budgets
+    from ..model.deviation import require_similarity
+
+    m = get_method(method if "/" in method else f"p4/{method}", field="method")
+    if m.problem != "p4":
+        raise InputError("method", "must be a P4 method", method)
+    m.make_options(options)
+    sim = require_similarity(instance)
+    budgets = layer_budgets(deviation_budget, sim.sensitivities(instance.n_layers))
+
+    def policy(layer: int, weights: np.ndarray) -> np.ndarray:
+        problem = EnergyProblem(layer_instance(instance, layer, weights),
+                                budgets[layer:layer + 1])
+        sol = m(problem, options)
+        return np.asarray(sol.extra["actions"])[0, :, :, 1]
+    return policy
+
+
+def _steered_forward(model: nn.Module, input_ids: torch.Tensor, adapter: MoEAdapter, steer
+                     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Forward with ``steer(layer, router, output, weights) -> (record, new output or
+    None)`` on every router; returns the logits, the weights and the records, stacked."""
     routers = adapter.routers(model)
     weights: list[np.ndarray] = [None] * len(routers)  # type: ignore[list-item]
-    masks: list[np.ndarray] = [None] * len(routers)  # type: ignore[list-item]
+    records: list[np.ndarray] = [None] * len(routers)  # type: ignore[list-item]
 
-    def steer(i: int, router: Router, output):
-        w = router_probabilities(adapter, router, output)
-        weights[i] = w
-        if policy is None:
-            masks[i] = topk_mask(w, router.top_k)
-            return None
-        masks[i] = _checked_mask(policy(i, w), w.shape, i)
-        mask = torch.tensor(masks[i], device=adapter.logits(router, output).device)
-        return adapter.select(router, output, mask)
+    def hook(i: int, router: Router, output):
+        weights[i] = router_probabilities(adapter, router, output)
+        records[i], new = steer(i, router, output, weights[i])
+        return new
 
-    with router_hooks(routers, steer), torch.no_grad():
+    with router_hooks(routers, hook), torch.no_grad():
         logits = model(input_ids).logits
-    return logits, np.stack(weights), np.stack(masks)
+    return logits, np.stack(weights), np.stack(records)
 
 
 def _checked_mask(mask, shape: tuple[int, int], layer: int) -> np.ndarray:

@@ -130,6 +130,21 @@ def measure_similarity(model: nn.Module, input_ids: torch.Tensor,
                       sensitivity=layer_sensitivities(model, input_ids, adapter, seed))
 
 
+def acted_routing(index: torch.Tensor, weights: torch.Tensor, actions
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The router's Top-K ``(index, weights)`` ``[T, K]`` before and after P4
+    ``actions`` ``[T, K]`` (SPEC §6; slot ``s`` = the ``s``-th Top-K expert in
+    ascending id order): ``(index, weights, acted_index, acted_weights)``, the first
+    pair sorted by expert id. A replacement ``r`` runs with the replaced expert's
+    weight; a skip keeps the expert id at weight 0 (its output is dropped, the
+    other weights are not renormalized)."""
+    order = torch.argsort(index, dim=-1)                                 # ascending ids
+    index, weights = torch.gather(index, 1, order), torch.gather(weights, 1, order)
+    a = torch.as_tensor(np.asarray(actions), dtype=torch.long, device=index.device)
+    return (index, weights, torch.where(a >= 0, a, index),
+            torch.where(a >= 0, weights, torch.zeros((), dtype=weights.dtype)))
+
+
 def measured_deviation(model: nn.Module, input_ids: torch.Tensor, actions: np.ndarray,
                        adapter: MoEAdapter | None = None) -> dict[str, np.ndarray]:
     """Each token's measured change of every MoE layer's output under ``actions``
@@ -161,11 +176,10 @@ def measured_deviation(model: nn.Module, input_ids: torch.Tensor, actions: np.nd
     with torch.no_grad():
         for i, (r, mod, x) in enumerate(zip(routers, mods, xs, strict=True)):
             _, w_top, idx = outs[i]
-            order = torch.argsort(idx, dim=-1)                           # ascending ids
-            idx, g = torch.gather(idx, 1, order), torch.gather(w_top, 1, order).to(x.dtype)
+            idx, g, acted_idx, acted_g = acted_routing(idx, w_top.to(x.dtype), actions[i])
             a = torch.as_tensor(np.asarray(actions[i]), dtype=torch.long)
             y = mod(x, idx, g)
-            y2 = mod(x, torch.where(a >= 0, a, idx), torch.where(a >= 0, g, 0.0))
+            y2 = mod(x, acted_idx, acted_g)
             measured.append((y - y2).to(torch.float64).norm(dim=-1).numpy())
             f = expert_outputs(mod, x, r.experts).to(torch.float64)       # [E, T, H]
             t = torch.arange(x.shape[0])[:, None]

@@ -95,6 +95,15 @@ def split_documents(keys, every: int = 8, offset: int = 3) -> tuple[list[str], l
             [k for i, k in enumerate(ordered) if i % every == offset])
 
 
+def calibration_ids(tokens: int) -> torch.Tensor:
+    """``[1, tokens]`` byte ids: the first ``tokens`` bytes of the shipped models'
+    training documents (calibration text for the similarity tables, SPEC §6)."""
+    topics, _ = pydoc_corpus()
+    train, _ = split_documents(topics)
+    text = "".join(topics[k] for k in train).encode("utf-8")[:tokens]
+    return torch.as_tensor(np.frombuffer(text, np.uint8).astype(np.int64))[None]
+
+
 def next_token_scores(model: nn.Module, input_ids: torch.Tensor, policy: Policy | None = None,
                       batch: int = 64) -> dict:
     """Next-token cross-entropy and top-1 accuracy of ``model`` on ``input_ids``
