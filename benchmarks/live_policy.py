@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from _tables import markdown_table  # noqa: E402
 
 from wdmoe_opt import SelectionProblem, solve  # noqa: E402
 from wdmoe_opt.torch import (  # noqa: E402
@@ -73,13 +74,6 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return (rows.groupby(["model", "policy"], sort=False)[cols].mean().reset_index())
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """A GitHub markdown table, floats to 3 decimals."""
-    cells = table.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
-    lines = [list(table.columns), ["---"] * len(table.columns), *cells.to_numpy().tolist()]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
 def plot(summary: pd.DataFrame, path: Path) -> None:
     """Accuracy (KL, top-1 agreement) against predicted latency: colour = model,
     marker = policy."""
@@ -118,7 +112,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "torch_live_policy.csv", index=False)
     summary = summarize(rows)
-    table = markdown(summary)
+    table = markdown_table(summary, ".3f")
     (args.out / "torch_live_policy.md").write_text(
         f"Mean over seeds {args.seeds}, {args.tokens} tokens (benchmarks/live_policy.py)\n\n"
         + table + "\n")

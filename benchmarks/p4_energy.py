@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _tables import markdown_table  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from wdmoe_opt.energy import EnergyProblem  # noqa: E402
@@ -276,13 +277,6 @@ def bound_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    """A GitHub table, numbers to 4 significant digits."""
-    cells = df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
-    rows = [list(df.columns), ["---"] * len(df.columns), *cells.to_numpy().tolist()]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=["curves", "speed", "milp", "bound"])
@@ -299,11 +293,11 @@ def main() -> None:
     if args.part.startswith("curves"):
         show = df[df.fading == "fast"].dropna(subset=["dp_saving"])
         md = show.groupby("mode")[["uplink_dp_j", "uplink_equal_j", "dp_saving"]].mean()
-        table = _markdown(md.reset_index())
+        table = markdown_table(md.reset_index())
     elif args.part == "bound":
-        table = _markdown(bound_summary(df))
+        table = markdown_table(bound_summary(df))
     else:
-        table = _markdown(df)
+        table = markdown_table(df)
     (OUT / f"p4_{args.part}.md").write_text(table + "\n")
     print(table)
 

@@ -48,6 +48,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from _tables import markdown_table  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -209,12 +210,6 @@ def plot(table: pd.DataFrame, tokens: int, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    cells = table.map(lambda v: f"{v:.4f}" if isinstance(v, float) else str(v))
-    lines = [list(table.columns), ["---"] * len(table.columns), *cells.to_numpy().tolist()]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=3)
@@ -231,7 +226,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "tiny_moe_accuracy.csv", index=False)
     text = (f"{args.batches} held-out batches of {args.seqs} x 128 bytes, wdmoe-sim at Mixtral "
-            f"sizes (benchmarks/tiny_moe_accuracy.py); means over batches\n\n{markdown(table)}\n\n"
+            "sizes (benchmarks/tiny_moe_accuracy.py); means over batches\n\n"
+            + markdown_table(table, ".4f") + "\n\n"
             "Spearman rank correlation with the measured loss change vs Top-2, over all "
             "(policy, batch) points:\n\n" + "\n".join(f"* {k}: {v:.3f}" for k, v in corr.items()))
     (args.out / "tiny_moe_accuracy.md").write_text(text + "\n")
