@@ -51,10 +51,16 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
     key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
     _, set_all = np.unique(key, return_inverse=True)        # every set occurs: the same ids
-    pair = j * (int(set_all.max(initial=0)) + 1) + set_all           # (token, set), in order
-    order = np.lexsort((cand.deviation[i, j, p], pair))              # least deviation first
-    pair = pair[order]
-    keep = order[np.r_[True, pair[1:] != pair[:-1]]]
+    pair = j * (int(set_all.max(initial=0)) + 1) + set_all           # (token, set)
+    # per (token, set): the least deviation, ties the first profile (one stable integer
+    # sort and a segment minimum; the same pick as a lexsort by (pair, deviation))
+    order = np.argsort(pair, kind="stable")
+    pair, dev = pair[order], cand.deviation[i, j[order], p[order]]
+    start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    least = np.repeat(np.minimum.reduceat(dev, start), np.diff(np.r_[start, len(pair)]))
+    first = np.flatnonzero(dev == least)
+    seg = np.searchsorted(start, first, side="right") - 1
+    keep = order[first[np.r_[True, seg[1:] != seg[:-1]]]]
     j, p, set_id, d, st = j[keep], p[keep], set_all[keep], d[keep], st[keep]
     n = len(j)
     # slot by slot, in the order np.add.at would add them (same sums)

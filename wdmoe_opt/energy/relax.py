@@ -123,6 +123,10 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
+    if integer_s is None:
+        # the LP is small and has no redundancy left to remove (dominated sets dropped,
+        # tokens grouped): presolve costs about as much as the simplex itself
+        h.setOptionValue("presolve", "off")
     h.addVars(n, np.zeros(n), np.full(n, np.inf))
     h.changeColsCost(n, np.arange(n, dtype=np.int32), g.energy[si])
     h.addRows(len(lo), lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
