@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import Candidates
+from .candidates import Candidates, _on_axis
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,14 @@ class LayerChoices:
 
 def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     """Build layer ``i``'s columns from the candidate tables."""
+    _, J, K, _ = cand.slot_target.shape
     U = cand.problem.instance.n_devices
+    # each profile's invoked set as an expert bit mask, on the code axes (no gather)
+    tg = cand.slot_target[i]
+    bit = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0)
+    keys = sum(_on_axis(bit, s, K) for s in range(K)).reshape(J, -1)      # [J, P]
     j, p = np.nonzero(np.isfinite(cand.energy[i]))
-    tg, d, _, st = cand.gather(np.full(len(j), i), j, p)                # [n, K]
-    key = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0).sum(axis=1)
-    _, set_all = np.unique(key, return_inverse=True)        # every set occurs: the same ids
+    _, set_all = np.unique(keys[j, p], return_inverse=True)  # every set occurs: same ids
     pair = j * (int(set_all.max(initial=0)) + 1) + set_all           # (token, set)
     # per (token, set): the least deviation, ties the first profile (one stable integer
     # sort and a segment minimum; the same pick as a lexsort by (pair, deviation))
@@ -61,11 +64,15 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     first = np.flatnonzero(dev == least)
     seg = np.searchsorted(start, first, side="right") - 1
     keep = order[first[np.r_[True, seg[1:] != seg[:-1]]]]
-    j, p, set_id, d, st = j[keep], p[keep], set_all[keep], d[keep], st[keep]
-    n = len(j)
-    # slot by slot, in the order np.add.at would add them (same sums)
-    flat = (np.arange(n)[:, None] * U + d).T.ravel()
+    j, p, set_id = j[keep], p[keep], set_all[keep].astype(np.int64)
+    # the device time of a column depends on its set only (per device, the first
+    # invoked expert adds a + c and every later one a, in any slot order): sum it once
+    # per set, slot by slot in the order np.add.at would add them (same sums)
+    _, rep = np.unique(set_id, return_index=True)
+    _, d, _, st = cand.gather(np.full(len(rep), i), j[rep], p[rep])     # [S, K]
+    flat = (np.arange(len(rep))[:, None] * U + d).T.ravel()
     on = d.T.ravel() >= 0
-    time = np.bincount(flat[on], weights=st.T.ravel()[on], minlength=n * U).reshape(n, U)
-    return LayerChoices(i, cand.energy.shape[1], j, p, set_id.astype(np.int64),
-                        cand.energy[i, j, p], time, float(cand.problem.layer_deadline[i]))
+    set_time = np.bincount(flat[on], weights=st.T.ravel()[on],
+                           minlength=len(rep) * U).reshape(len(rep), U)
+    return LayerChoices(i, J, j, p, set_id, cand.energy[i, j, p], set_time[set_id],
+                        float(cand.problem.layer_deadline[i]))
