@@ -93,8 +93,9 @@ def group_tokens(lc: LayerChoices) -> Groups:
     ids = np.arange(n_sets)
     dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
     allowed &= ~((allowed.astype(np.int32) @ dominates.astype(np.int32)) > 0)
-    # rows in the order np.unique(allowed, axis=0) gives (lexicographic)
-    _, first, members, count = np.unique(lex_rank(allowed.view(np.uint8), 2),
+    # rows in the order np.unique(allowed, axis=0) gives (lexicographic; packing the
+    # bits, first column in the high bit, keeps that order)
+    _, first, members, count = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
                                          return_index=True, return_inverse=True,
                                          return_counts=True)
     return Groups(allowed[first], count, members.ravel(), energy, time)
