@@ -92,7 +92,8 @@ def group_tokens(lc: LayerChoices) -> Groups:
         time[:, None, :] < time[None, :, :]).any(axis=2)
     ids = np.arange(n_sets)
     dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
-    allowed &= ~((allowed.astype(np.int32) @ dominates.astype(np.int32)) > 0)
+    # 0/1 products summed exactly in floating point (BLAS; integer matmul has none)
+    allowed &= ~((allowed.astype(np.float32) @ dominates.astype(np.float32)) > 0)
     # rows in the order np.unique(allowed, axis=0) gives (lexicographic; packing the
     # bits, first column in the high bit, keeps that order)
     _, first, members, count = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
