@@ -109,17 +109,16 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
     that many seconds): ``(y, its dual bound)``, ``y`` None without an incumbent
     (bound ``inf`` when proved infeasible)."""
     import highspy
-    from scipy.sparse import coo_matrix
 
     gi, si = np.nonzero(g.allowed)
     n = len(gi)
     devs = lc.timed_devices
-    sub = g.time[si][:, devs]
-    cols, rows = np.nonzero(sub)
     G = len(g.count)
-    a = coo_matrix((np.r_[np.ones(n), sub[cols, rows]], (np.r_[gi, G + rows], np.r_[np.arange(n),
-                                                                                   cols])),
-                   shape=(G + len(devs), n)).tocsr()
+    # column by column (rows increasing): its group row, then its nonzero device rows
+    vals = np.c_[np.ones(n), g.time[si][:, devs]]                           # [n, 1 + D]
+    on = vals != 0
+    rows = np.c_[gi, np.broadcast_to(G + np.arange(len(devs)), (n, len(devs)))][on]
+    starts = np.r_[0, np.cumsum(on.sum(axis=1))[:-1]].astype(np.int32)
     lo = np.r_[g.count.astype(float), np.full(len(devs), -np.inf)]
     hi = np.r_[g.count.astype(float), np.full(len(devs), lc.deadline)]
     h = highspy.Highs()
@@ -129,10 +128,10 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
         # the LP is small and has no redundancy left to remove (dominated sets dropped,
         # tokens grouped): presolve costs about as much as the simplex itself
         h.setOptionValue("presolve", "off")
-    h.addVars(n, np.zeros(n), np.full(n, np.inf))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), g.energy[si])
-    h.addRows(len(lo), lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
-              a.indices.astype(np.int32), a.data)
+    none = np.zeros(0, dtype=np.int32)
+    h.addRows(len(lo), lo, hi, 0, none, none, np.zeros(0))
+    h.addCols(n, g.energy[si], np.zeros(n), np.full(n, np.inf), len(rows), starts,
+              rows.astype(np.int32), vals[on])
     if integer_s is not None:
         h.setOptionValue("time_limit", float(integer_s))
         h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
