@@ -77,12 +77,20 @@ class Flags:
 
 def _solution_doc(instance: Instance, path: str, flag: str) -> dict:
     doc = read_solution_dict(path)
-    found = (doc.get("instance") or {}).get("hash") if isinstance(doc.get("instance"), dict) \
-        else None
+    ref = doc.get("instance")
+    found = ref.get("hash") if isinstance(ref, dict) else None
     if found != instance.content_hash:
         raise InputError(flag, f"is a solution of another instance (hash {found}, this "
                          f"instance {instance.content_hash})", path)
     return doc
+
+
+def _saved_bandwidth(instance: Instance, flags: Flags):
+    """The allocation of ``--bandwidth-from SOL`` (validated), or None: the uniform split."""
+    if not flags.given("bandwidth_from"):
+        return None
+    doc = _solution_doc(instance, flags.take("bandwidth_from"), "--bandwidth-from")
+    return bandwidth_from_document(doc, instance, "--bandwidth-from")
 
 
 def _step(flags: Flags, name: str, problem: str, default: str) -> Step:
@@ -106,11 +114,8 @@ def _p3(instance: Instance, flags: Flags):
 
 def _p2(instance: Instance, flags: Flags):
     """P2 at a saved allocation (``--bandwidth-from``) or at the uniform split."""
-    bandwidth = None
-    if flags.given("bandwidth_from"):
-        doc = _solution_doc(instance, flags.take("bandwidth_from"), "--bandwidth-from")
-        bandwidth = bandwidth_from_document(doc, instance, "--bandwidth-from")
-    problem = SelectionProblem(instance, bandwidth, support=flags.take("support", "topk"))
+    problem = SelectionProblem(instance, _saved_bandwidth(instance, flags),
+                               support=flags.take("support", "topk"))
     return problem, _step(flags, "selection", "p2", "topk")
 
 
@@ -152,11 +157,8 @@ def _p4(instance: Instance, flags: Flags):
 
     if not flags.given("deviation_budget"):
         raise InputError("--deviation-budget", "is required by --problem p4")
-    bandwidth = None
-    if flags.given("bandwidth_from"):
-        doc = _solution_doc(instance, flags.take("bandwidth_from"), "--bandwidth-from")
-        bandwidth = bandwidth_from_document(doc, instance, "--bandwidth-from")
-    problem = EnergyProblem(instance, flags.take("deviation_budget"), bandwidth,
+    problem = EnergyProblem(instance, flags.take("deviation_budget"),
+                            _saved_bandwidth(instance, flags),
                             deadlines_s=flags.take("deadline_s"))
     return problem, _step(flags, "selection", "p4", "relax")
 
