@@ -49,9 +49,9 @@ from .selection.alg1 import Alg1Options, algorithm1
 from .selection.common import LayerTimes
 from .solution import Status
 
-#: Kernel return codes (``bandwidth/exact.py``): before a certified point, a failure.
-_FAILED_BEFORE_POINT = (3, 4, 5, 6)
-_TIME_LIMIT = 2
+#: ``_p3kernel.solve_batch``'s status codes.
+_STATUS = np.array([s.value for s in (Status.OPTIMAL, Status.FEASIBLE, Status.TIME_LIMIT,
+                                      Status.ERROR)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,24 +182,6 @@ class P3Batch:
         """The P3 objective (eq. 19) of every instance, ``[N]``."""
         return self.device_time_s(bandwidth_hz).max(axis=-1).sum(axis=-1)
 
-    def normalized(self) -> tuple[np.ndarray, ...]:
-        """``(kappa, pi, g_down, g_up, T0)`` of :mod:`.bandwidth.structure`, batched.
-
-        ``T0 [N]`` is the mean layer latency of the uniform split ``B / U``.
-        """
-        total = self.total_bandwidth_hz
-        g = self.signal_w / (self.noise_psd_w_per_hz * total)
-        kappa = self.tokens * (self.token_bits * lat.LN2 / total)
-        pi = self.pairs * self.compute_s[:, None, :]
-        U = self.tokens.shape[-1]
-        b0 = 1.0 / U
-        inv = 1.0 / (b0 * np.log1p(g / b0))
-        t0 = (kappa * (inv[:, 0] + inv[:, 1]) + pi).max(axis=-1).mean(axis=-1)
-        t0 = np.where(t0 > 0, t0, 1.0)
-        kappa = np.ascontiguousarray(kappa / t0[:, None, None])
-        pi = np.ascontiguousarray(pi / t0[:, None, None])
-        return (kappa, pi, np.ascontiguousarray(g[:, 0]), np.ascontiguousarray(g[:, 1]), t0)
-
 
 def _constants(inst: Instance) -> tuple:
     s = inst.system
@@ -241,6 +223,13 @@ def solve_p3(batch: P3Batch, tol: float = 1e-9, max_iter: int = 200,
              time_limit: float = 60.0, workers: int | None = None) -> P3BatchResult:
     """Solve every P3 instance of ``batch`` exactly (``p3/exact``'s kernel and certificate).
 
+    One compiled call per thread (``_p3kernel.solve_batch``) takes each instance of
+    its range from the physical arrays to the certified answer without the GIL:
+    normalized as :class:`~.bandwidth.structure.P3Data`, solved by the interior point
+    with its Lagrangian-dual bound, and answered in seconds by
+    :func:`~.bandwidth.common.finish`'s rules (the objective recomputed at the
+    allocation in Hz; a bound above it beyond ``_BOUND_ROUNDOFF`` is ``error``).
+
     Parameters
     ----------
     batch : P3Batch
@@ -251,49 +240,37 @@ def solve_p3(batch: P3Batch, tol: float = 1e-9, max_iter: int = 200,
     """
     ExactOptions(tol=tol, max_iter=max_iter, time_limit=time_limit).validate("batch.solve_p3")
     kernel = compiled_kernel()
-    kappa, pi, gd, gu, t0 = batch.normalized()
-    n, _, U = kappa.shape
-    b = np.zeros((n, U))
-    info = np.zeros((n, 5))
+    n, _, U = batch.tokens.shape
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), max(1, n // 64))
     if workers < 1:
         raise InputError("workers", "must be a positive integer", workers)
+    arrays = (_rows(batch.tokens), _rows(batch.pairs), _rows(batch.compute_s),
+              np.ascontiguousarray(batch.signal_w, dtype=np.float64))
+    hz = np.empty((n, U))
+    out = np.empty((4, n))               # objective, bound, status, iterations
     edges = np.linspace(0, n, min(workers, max(n, 1)) + 1).astype(int)
 
     def run(lo: int, hi: int) -> None:
-        kernel.interior_point_batch(kappa, pi, gd, gu, b, info, tol, max_iter,
-                                    time_limit, int(lo), int(hi))
+        kernel.solve_batch(*arrays, hz, out, batch.token_bits, batch.total_bandwidth_hz,
+                           batch.noise_psd_w_per_hz, tol, max_iter, time_limit,
+                           _BOUND_ROUNDOFF, int(lo), int(hi))
 
     if len(edges) <= 2:
         run(0, n)
     else:
         with ThreadPoolExecutor(len(edges) - 1) as pool:
             list(pool.map(run, edges[:-1], edges[1:]))
-    return _certified(batch, b, info, t0, tol)
+    return P3BatchResult(bandwidth_hz=hz, objective_s=out[0], lower_bound_s=out[1],
+                         status=_STATUS[out[2].astype(int)], iterations=out[3].astype(int))
 
 
-def _certified(batch: P3Batch, b: np.ndarray, info: np.ndarray, t0: np.ndarray,
-               tol: float) -> P3BatchResult:
-    """Seconds, bounds and statuses by ``bandwidth.common.finish``'s rules, vectorized."""
-    code = info[:, 0].astype(int)
-    loaded = (batch.tokens > 0).any(axis=1)                      # [N, U]
-    failed = np.isin(code, _FAILED_BEFORE_POINT)
-    b = np.where(failed[:, None], loaded / np.maximum(loaded.sum(axis=1), 1)[:, None], b)
-    hz = b / b.sum(axis=1, keepdims=True) * batch.total_bandwidth_hz
-    objective = batch.objective_s(hz)
-    trivial = loaded.sum(axis=1) <= 1
-    bound = np.where(trivial, objective, info[:, 2] * t0)
-    bound[failed] = np.nan
-    above = bound > objective * (1 + _BOUND_ROUNDOFF)
-    bound = np.where(above, np.nan, np.minimum(bound, objective))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.where(objective == bound, 0.0, (objective - bound) / np.abs(objective))
-    status = np.where(gap <= tol, Status.OPTIMAL.value, Status.FEASIBLE.value).astype(object)
-    status[code == _TIME_LIMIT] = Status.TIME_LIMIT.value
-    status[failed | above] = Status.ERROR.value
-    return P3BatchResult(bandwidth_hz=hz, objective_s=objective, lower_bound_s=bound,
-                         status=status.astype(str), iterations=info[:, 4].astype(int))
+def _rows(a) -> np.ndarray:
+    """``a`` as contiguous float64, its batch axis cut to 1 where it is a broadcast
+    (stride 0: the same loads or compute times for every instance)."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a[:1] if a.shape[0] and a.strides[0] == 0 else a,
+                                dtype=np.float64)
 
 
 def solve_p3_robust(batch: P3Batch, sigma_db: float, scenarios: int = 32, seed=0,

@@ -49,7 +49,7 @@
 #define MAX_BISECTION_STEPS 2100
 
 enum { ST_OPTIMAL = 0, ST_FEASIBLE = 1, ST_TIME_LIMIT = 2, ST_SINGULAR = 3,
-       ST_NOT_FINITE = 4, ST_NO_BRACKET = 5, ST_NO_MEMORY = 6 };
+       ST_NOT_FINITE = 4, ST_NO_BRACKET = 5 };
 /* Added to a failure code when the method broke down after a certified point,
  * which it returns (status feasible unless the point meets the tolerance). */
 #define ST_AFTER_INCUMBENT 10
@@ -392,7 +392,7 @@ typedef struct {
     double *z, *dz;                 /* [s (I), b (n), lam (m), slack (m)] */
     double *s, *b, *lam, *slack, *ds, *db, *dlam, *dslack;
     double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled, *inv_slack;  /* [m] */
-    double *hb, *hs, *rb, *rs, *acc;    /* [n], [I], [n], [I], [n] */
+    double *hb, *hs, *ihs, *rb, *rs, *acc;  /* [n], [I], [I]: 1 / hs, [n], [I], [n] */
     double *cf, *cm, *cc;               /* [R, n]: the curve f, -f', f'' */
     double *kkt, *rhs;             /* [(K+1)^2] (LU-factored in place), [K+1] */
     int *piv;
@@ -507,22 +507,22 @@ static double linearize(Ipm *w, int *status)
             hb[k] += l * kap * f2[k] + q * q1;
         }
         hs[i] = sum(d + (size_t)i * n, n);
+        w->ihs[i] = 1.0 / hs[i];
     }
     double gap = dot(lam, slack, w->m);
     w->budget = 1.0 - sum(b, n);
-    if (w->onto_b)
-        for (int k = 0; k < n; k++)
-            for (int i = 0; i < I; i++)
-                w->dt1T[(size_t)k * I + i] = dt1[(size_t)i * n + k];
     /* the negated reduced system, (K+1)-square, bordered by the budget row */
     int m = K + 1;
     double *a = w->kkt;
     memset(a, 0, sizeof(double) * (size_t)m * m);
     double *sx = w->scaled;
     if (w->onto_b) {                     /* K = n: eliminate s */
-        for (int k = 0; k < n; k++)
-            for (int i = 0; i < I; i++)
-                sx[(size_t)k * I + i] = w->dt1T[(size_t)k * I + i] / w->hs[i];
+        for (int k = 0; k < n; k++)     /* dt1 transposed, and scaled by 1 / hs */
+            for (int i = 0; i < I; i++) {
+                double v = dt1[(size_t)i * n + k];
+                w->dt1T[(size_t)k * I + i] = v;
+                sx[(size_t)k * I + i] = v * w->ihs[i];
+            }
         gram_upper(sx, w->dt1T, n, I, a, m);
         for (int r = 0; r < n; r++) {
             a[(size_t)r * m + r] -= w->hb[r];
@@ -569,7 +569,7 @@ static double direction(Ipm *w, const double *restrict wt)
     double *restrict db = w->db, *restrict ds = w->ds;
     double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
     const double *restrict t1 = w->t1, *restrict dt1 = w->dt1;
-    const double *restrict hb = w->hb, *restrict hs = w->hs, *restrict d = w->d;
+    const double *restrict hb = w->hb, *restrict ihs = w->ihs, *restrict d = w->d;
     const double *restrict lam = w->lam, *restrict res = w->res, *restrict slack = w->slack;
     memset(rb, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++) {
@@ -583,7 +583,7 @@ static double direction(Ipm *w, const double *restrict wt)
             rhs[k] = -rb[k];
         rhs[n] = -w->budget;
         for (int i = 0; i < I; i++) {
-            double c = rs[i] / hs[i];
+            double c = rs[i] * ihs[i];
             const double *row = dt1 + (size_t)i * n;
             for (int k = 0; k < n; k++)
                 rhs[k] += row[k] * c;
@@ -591,7 +591,7 @@ static double direction(Ipm *w, const double *restrict wt)
         lu_solve(w->kkt, K + 1, w->piv, rhs);
         memcpy(db, rhs, sizeof(double) * n);
         for (int i = 0; i < I; i++)
-            ds[i] = (rs[i] - dot(dt1 + (size_t)i * n, db, n)) / hs[i];
+            ds[i] = (rs[i] - dot(dt1 + (size_t)i * n, db, n)) * ihs[i];
     } else {
         double total = 0.0;
         for (int k = 0; k < n; k++) {
@@ -705,10 +705,23 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
     return ST_OPTIMAL;
 }
 
-/* The whole solve; outputs b_best [n], lam_best [I, n] and the scalars. */
+/* The workspace of interior_point for I layers, n devices and R gain rows: the
+ * doubles it needs, and the pivots (ints) into *pivots. It grows with n, so one
+ * workspace for n serves every problem with fewer devices. */
+static size_t ipm_workspace(int I, int n, int R, size_t *pivots)
+{
+    size_t m = (size_t)I * n, K = n <= I ? (size_t)n : (size_t)I;
+    size_t zlen = (size_t)I + n + 2 * m, rn = (size_t)R * n;
+    *pivots = K + 1;
+    return 2 * zlen + 10 * m + 3 * (size_t)n + 3 * rn + 3 * (size_t)I + (K + 1) * (K + 1)
+           + (K + 1) + (m + 3 * (size_t)n) + m + n;   /* + certificate scratch, lam_norm, x */
+}
+
+/* The whole solve in the workspace mem, piv (ipm_workspace); outputs b_best [n],
+ * lam_best [I, n] and the scalars. */
 static int interior_point(const P3 *p, double tol, int max_iter,
                           double time_limit, double *b_best, double *lam_best, Best *best,
-                          int *iterations)
+                          int *iterations, double *mem, int *piv)
 {
     Ipm w;
     int I = p->I, n = p->n;
@@ -720,15 +733,6 @@ static int interior_point(const P3 *p, double tol, int max_iter,
     size_t km = (size_t)(w.K + 1) * (w.K + 1);
     size_t zlen = (size_t)I + n + 2 * m;
     size_t rn = (size_t)p->R * n;
-    size_t total = 2 * zlen + 10 * m + 3 * (size_t)n + 3 * rn + 2 * (size_t)I + km + (w.K + 1)
-                   + (m + 3 * (size_t)n) + m + n;     /* + certificate scratch, lam_norm, x */
-    double *mem = malloc(sizeof(double) * total);
-    int *piv = malloc(sizeof(int) * (w.K + 1));
-    if (!mem || !piv) {
-        free(mem);
-        free(piv);
-        return ST_NO_MEMORY;
-    }
     double *q = mem;
 #define TAKE(ptr, len) do { (ptr) = q; q += (len); } while (0)
     TAKE(w.z, zlen); TAKE(w.dz, zlen);
@@ -737,7 +741,7 @@ static int interior_point(const P3 *p, double tol, int max_iter,
     TAKE(w.inv_slack, m);
     TAKE(w.hb, n); TAKE(w.rb, n); TAKE(w.acc, n);
     TAKE(w.cf, rn); TAKE(w.cm, rn); TAKE(w.cc, rn);
-    TAKE(w.hs, I); TAKE(w.rs, I);
+    TAKE(w.hs, I); TAKE(w.ihs, I); TAKE(w.rs, I);
     TAKE(w.kkt, km); TAKE(w.rhs, w.K + 1);
     double *scratch, *lam_norm, *x;
     TAKE(scratch, m + 3 * (size_t)n); TAKE(lam_norm, m); TAKE(x, n);
@@ -781,8 +785,6 @@ static int interior_point(const P3 *p, double tol, int max_iter,
             err = certify(&w, best, b_best, lam_best, scratch, lam_norm, x);
     }
     *iterations = it;
-    free(mem);
-    free(piv);
     int met = best->have && best->objective - best->bound <= ACCEPT * tol * best->objective;
     if (err != ST_OPTIMAL)
         return !best->have ? err : met ? ST_OPTIMAL : ST_AFTER_INCUMBENT + err;
@@ -792,23 +794,17 @@ static int interior_point(const P3 *p, double tol, int max_iter,
 /* ------------------------------------------------------------------- batches */
 
 /* One instance of a batch whose arrays keep every device (idle ones: kappa = 0 in
- * every layer). The loaded devices are packed into `work` (kappa, pi [I, n'], gains
- * [R, n'], then b [n'] and lam [I, n']) and solved as above; the point goes back to
- * b_out [n] with 0 for idle devices. With one loaded device it takes the whole
- * budget (its times decrease) and its objective is its own bound; with none the
- * split is uniform and every layer takes 0. info: code, nu, bound, objective,
- * iterations. */
-static void solve_packed(const P3 *full, double tol, int max_iter, double time_limit,
-                         double *work, int *cols, double *b_out, double *info)
+ * every layer). The loaded devices (listed in cols, `used` of them) are packed into
+ * `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and lam [I, n']) and solved
+ * as above in the workspace mem, piv; the point goes back to b_out [n] with 0 for
+ * idle devices. With one loaded device it takes the whole budget (its times
+ * decrease) and its objective is its own bound; with none the split is uniform and
+ * every layer takes 0. info: code, nu, bound, objective, iterations. */
+static void solve_packed(const P3 *full, const int *cols, int used, double tol, int max_iter,
+                         double time_limit, double *work, double *mem, int *piv,
+                         double *b_out, double *info)
 {
-    int I = full->I, n = full->n, R = full->R, used = 0;
-    for (int k = 0; k < n; k++) {
-        int loaded = 0;
-        for (int i = 0; i < I && !loaded; i++)
-            loaded = full->kappa[(size_t)i * n + k] > 0.0;
-        if (loaded)
-            cols[used++] = k;
-    }
+    int I = full->I, n = full->n, R = full->R;
     Best best = {0};
     int code = ST_OPTIMAL, iterations = 0;
     for (int k = 0; k < n; k++)
@@ -838,7 +834,8 @@ static void solve_packed(const P3 *full, double tol, int max_iter, double time_l
                 gu[(size_t)r * used + j] = full->gu[(size_t)r * n + cols[j]];
             }
         P3 packed = {I, used, R, kappa, pi, gd, gu};
-        code = interior_point(&packed, tol, max_iter, time_limit, b, lam, &best, &iterations);
+        code = interior_point(&packed, tol, max_iter, time_limit, b, lam, &best, &iterations,
+                              mem, piv);
         if (best.have)
             for (int j = 0; j < used; j++)
                 b_out[cols[j]] = b[j];
@@ -850,6 +847,164 @@ static void solve_packed(const P3 *full, double tol, int max_iter, double time_l
     info[2] = best.bound;
     info[3] = best.objective;
     info[4] = iterations;
+}
+
+/* A batch in physical units, as batch.py's P3Batch: loads u, p [I, n] (eq. 9) and
+ * compute times per token a [n] (eq. 7), each per instance or shared by the whole
+ * batch (stride 0); received powers S = P g [2, R, n] (eqs. 2-3, downlink then uplink)
+ * per instance; the token size L, the band B and the noise density N0. */
+typedef struct {
+    int I, n, R;
+    const double *tokens, *pairs, *compute, *signal;
+    size_t load_stride, compute_stride;
+    double token_bits, total_hz, noise_psd;
+} Batch;
+
+/* Instance j in the normalized units of structure.py (P3Data): g = S / (N0 B) into
+ * g [2, R, n], kappa = u L ln 2 / (B T0) and pi = p a / T0 into kappa, pi [I, n],
+ * with T0 the mean layer latency of the uniform split b = 1/n (idle devices take no
+ * time; 1 when it is 0), returned; cf [R, n] is scratch. */
+static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi, double *g,
+                        double *cf)
+{
+    int I = bt->I, n = bt->n, R = bt->R;
+    size_t rn = (size_t)R * n;
+    const double *u = bt->tokens + j * bt->load_stride, *p = bt->pairs + j * bt->load_stride;
+    const double *a = bt->compute + j * bt->compute_stride, *s = bt->signal + j * 2 * rn;
+    double noise = bt->noise_psd * bt->total_hz, per_token = bt->token_bits * M_LN2 / bt->total_hz;
+    for (size_t r = 0; r < 2 * rn; r++)
+        g[r] = s[r] / noise;
+    P3 raw = {I, n, R, kappa, pi, g, g + rn};
+    curve_values(&raw, NULL, 1.0 / n, cf);
+    double t0 = 0.0;
+    for (int i = 0; i < I; i++) {
+        const double *f = cf + (R > 1 ? (size_t)i * n : 0);
+        double top = 0.0;              /* every time is >= 0 */
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            kappa[idx] = u[idx] * per_token;
+            pi[idx] = p[idx] * a[k];
+            double t = kappa[idx] * f[k] + pi[idx];
+            top = t > top ? t : top;
+        }
+        t0 += top;
+    }
+    t0 /= I;
+    if (!(t0 > 0.0))
+        t0 = 1.0;
+    for (size_t idx = 0; idx < (size_t)I * n; idx++) {
+        kappa[idx] /= t0;
+        pi[idx] /= t0;
+    }
+    return t0;
+}
+
+/* Statuses of solve_batch, in the order of batch.py's _STATUS. */
+enum { OUT_OPTIMAL = 0, OUT_FEASIBLE = 1, OUT_TIME_LIMIT = 2, OUT_ERROR = 3 };
+
+/* The answer in seconds for instance j from the kernel's normalized point b [n] and
+ * info (solve_packed), by bandwidth/common.py's finish: after a failure before any
+ * certified point (codes 3-5) the point is the uniform split over the loaded devices,
+ * without a bound, status error. b rescaled onto the simplex gives hz [n]; the
+ * objective (eq. 19) is recomputed in seconds from the physical data at hz, as
+ * P3Batch.objective_s (R = B log2(1 + S / (N0 B)), 0 at B = 0; t = u L (1/R_down +
+ * 1/R_up) + p a, 0 without load). The bound is the kernel's times T0 (the objective
+ * itself with at most one loaded device); one above the objective by more than
+ * `roundoff` (relative) is dropped, status error; else it is capped at the objective
+ * and the status is optimal when the relative gap is at most tol, feasible otherwise,
+ * time_limit when the kernel stopped on its clock. out: objective, bound, status;
+ * link [R, n]: scratch. */
+static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *info, double t0,
+                       double tol, double roundoff, double *b, double *hz, double *link,
+                       double *out)
+{
+    int I = bt->I, n = bt->n, R = bt->R, code = (int)info[0];
+    int failed = code >= ST_SINGULAR && code <= ST_NO_BRACKET;
+    size_t rn = (size_t)R * n;
+    const double *u = bt->tokens + j * bt->load_stride, *p = bt->pairs + j * bt->load_stride;
+    const double *a = bt->compute + j * bt->compute_stride, *s = bt->signal + j * 2 * rn;
+    if (failed)
+        for (int k = 0; k < n; k++) {
+            int loaded = 0;
+            for (int i = 0; i < I && !loaded; i++)
+                loaded = u[(size_t)i * n + k] > 0.0;
+            b[k] = loaded ? 1.0 / used : 0.0;
+        }
+    double total = 0.0;
+    for (int k = 0; k < n; k++)
+        total += b[k];
+    for (int k = 0; k < n; k++)
+        hz[k] = b[k] / total * bt->total_hz;
+    for (size_t r = 0; r < rn; r++) {   /* link [R, n]: seconds per token, both ways */
+        double h = hz[r % n], noise = bt->noise_psd * h;
+        double down = h > 0.0 ? h * log1p(s[r] / noise) / M_LN2 : 0.0;
+        double up = h > 0.0 ? h * log1p(s[rn + r] / noise) / M_LN2 : 0.0;
+        link[r] = bt->token_bits / down + bt->token_bits / up;
+    }
+    double objective = 0.0;
+    for (int i = 0; i < I; i++) {
+        const double *c = link + (R > 1 ? (size_t)i * n : 0);
+        double top = -INFINITY;
+        for (int k = 0; k < n; k++) {
+            size_t idx = (size_t)i * n + k;
+            double t = p[idx] * a[k] + (u[idx] > 0.0 ? u[idx] * c[k] : 0.0);
+            top = t > top ? t : top;
+        }
+        objective += top;
+    }
+    double bound = failed ? NAN : used <= 1 ? objective : info[2] * t0;
+    int above = bound > objective * (1.0 + roundoff), status;
+    if (above)
+        bound = NAN;
+    else if (bound > objective)
+        bound = objective;
+    double gap = objective == bound ? 0.0 : (objective - bound) / fabs(objective);
+    status = gap <= tol ? OUT_OPTIMAL : OUT_FEASIBLE;   /* NaN: feasible */
+    if (code == ST_TIME_LIMIT)
+        status = OUT_TIME_LIMIT;
+    if (failed || above)
+        status = OUT_ERROR;
+    out[0] = objective;
+    out[1] = bound;
+    out[2] = status;
+}
+
+/* Instance j whole: normalized, solved (solve_packed) and answered in seconds
+ * (in_seconds). work: per-instance scratch of batch_work doubles; mem, piv: the
+ * interior point's workspace for n devices; cols [n]. out: objective, bound,
+ * status, iterations, at stride `stride` (rows of a [4, N] array). */
+static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_iter,
+                           double time_limit, double roundoff, double *work, double *mem,
+                           int *piv, int *cols, double *hz, double *out, Py_ssize_t stride)
+{
+    int I = bt->I, n = bt->n, R = bt->R, used = 0;
+    size_t m = (size_t)I * n, rn = (size_t)R * n;
+    double *kappa = work, *pi = kappa + m, *g = pi + m, *cf = g + 2 * rn, *b = cf + rn;
+    double *info = b + n, *packed = info + 5;
+    const double *u = bt->tokens + j * bt->load_stride;
+    for (int k = 0; k < n; k++) {
+        int loaded = 0;
+        for (int i = 0; i < I && !loaded; i++)
+            loaded = u[(size_t)i * n + k] > 0.0;
+        if (loaded)
+            cols[used++] = k;
+    }
+    double t0 = normalize(bt, j, kappa, pi, g, cf);
+    P3 full = {I, n, R, kappa, pi, g, g + rn};
+    solve_packed(&full, cols, used, tol, max_iter, time_limit, packed, mem, piv, b, info);
+    double answer[3];
+    in_seconds(bt, j, used, info, t0, tol, roundoff, b, hz, cf, answer);
+    for (int r = 0; r < 3; r++)
+        out[r * stride] = answer[r];
+    out[3 * stride] = info[4];
+}
+
+/* Doubles of solve_instance's per-instance scratch (its own arrays, then
+ * solve_packed's). */
+static size_t batch_work(int I, int n, int R)
+{
+    size_t m = (size_t)I * n, rn = (size_t)R * n;
+    return 2 * m + 3 * rn + n + 5 + (3 * m + 2 * rn + n);
 }
 
 /* ------------------------------------------------------------ Python bindings */
@@ -870,23 +1025,34 @@ static int get_array(PyObject *obj, Py_ssize_t len, int writable, const char *na
     return 0;
 }
 
+/* The shape [ndim] of a C-contiguous float64 array of ndim dimensions (the axes
+ * named in `axes` for the error message). */
+static int get_shape(PyObject *obj, int ndim, const char *name, const char *axes,
+                     Py_ssize_t *shape)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return -1;
+    int ok = view.ndim == ndim && view.itemsize == 8 && view.format
+             && strcmp(view.format, "d") == 0;
+    for (int d = 0; ok && d < ndim; d++)
+        shape[d] = view.shape[d];
+    PyBuffer_Release(&view);
+    if (!ok)
+        PyErr_Format(PyExc_ValueError, "%s: expected a %d-D [%s] contiguous float64 array",
+                     name, ndim, axes);
+    return ok ? 0 : -1;
+}
+
 /* Layers I and devices n from the shape of kappa, a 2-D float64 array. */
 static int get_sizes(PyObject *kappa, Py_ssize_t *I, Py_ssize_t *n)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(kappa, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+    Py_ssize_t shape[2];
+    if (get_shape(kappa, 2, "kappa", "layers, devices", shape) != 0)
         return -1;
-    int ok = view.ndim == 2 && view.itemsize == 8 && view.format
-             && strcmp(view.format, "d") == 0;
-    if (ok) {
-        *I = view.shape[0];
-        *n = view.shape[1];
-    }
-    PyBuffer_Release(&view);
-    if (!ok)
-        PyErr_SetString(PyExc_ValueError,
-                        "kappa: expected a 2-D [layers, devices] contiguous float64 array");
-    return ok ? 0 : -1;
+    *I = shape[0];
+    *n = shape[1];
+    return 0;
 }
 
 /* Parse (kappa, pi, g_down, g_up) for n_layers layers and n devices. */
@@ -938,8 +1104,8 @@ PyDoc_STRVAR(interior_point_doc,
 "Solve normalized P3 from its closed-form start; kappa, pi are [I, n], the gains\n"
 "[I, n] or [1, n]. Writes the best point into b_out [n] and the multipliers of the\n"
 "best bound into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit,\n"
-"3 singular Newton system, 4 non-finite iterate, 5 certificate could not bracket,\n"
-"6 no memory; 10 + (3, 4 or 5): that failure after a certified point, returned.");
+"3 singular Newton system, 4 non-finite iterate, 5 certificate could not bracket;\n"
+"10 + (3, 4 or 5): that failure after a certified point, returned.");
 
 static PyObject *py_interior_point(PyObject *self, PyObject *args)
 {
@@ -969,15 +1135,24 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
         release(views, 5);
         return NULL;
     }
+    size_t pivots, doubles = ipm_workspace((int)I, (int)n, p.R, &pivots);
+    double *mem = malloc(sizeof(double) * doubles);
+    int *piv = malloc(sizeof(int) * pivots);
+    if (!mem || !piv) {
+        free(mem);
+        free(piv);
+        release(views, 6);
+        return PyErr_NoMemory();
+    }
     Best best = {0};
     int iterations = 0, code;
     Py_BEGIN_ALLOW_THREADS
     code = interior_point(&p, tol, max_iter, time_limit, views[4].buf, views[5].buf, &best,
-                          &iterations);
+                          &iterations, mem, piv);
     Py_END_ALLOW_THREADS
+    free(mem);
+    free(piv);
     release(views, 6);
-    if (code == ST_NO_MEMORY)
-        return PyErr_NoMemory();
     if (!best.have)
         best.bound = best.objective = best.nu = NAN;
     return Py_BuildValue("(idddi)", code, best.nu, best.bound, best.objective, iterations);
@@ -1049,79 +1224,76 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
 }
 
 
-PyDoc_STRVAR(interior_point_batch_doc,
-"interior_point_batch(kappa, pi, g_down, g_up, b_out, info_out, tol, max_iter,\n"
-"                     time_limit, start, stop) -> None\n\n"
-"Solve instances start..stop-1 of a batch of normalized P3 problems sharing a shape:\n"
-"kappa, pi [N, I, n] (idle devices: kappa = 0 in every layer), gains [N, I, n] or\n"
-"[N, 1, n]. Writes each point into b_out [N, n] (0 for idle devices; uniform when no\n"
-"device is loaded) and (code, nu, bound, objective, iterations) into info_out [N, 5];\n"
-"codes as interior_point (bound and objective NaN without a certified point). The GIL\n"
-"is released for the whole range, so threads can solve disjoint ranges at once.");
+PyDoc_STRVAR(solve_batch_doc,
+"solve_batch(tokens, pairs, compute_s, signal_w, hz_out, out, token_bits,\n"
+"            total_bandwidth_hz, noise_psd_w_per_hz, tol, max_iter, time_limit,\n"
+"            bound_roundoff, start, stop) -> None\n\n"
+"Solve and certify instances start..stop-1 of a batch of P3 problems in physical\n"
+"units (batch.P3Batch): loads tokens, pairs [N, I, n] or [1, I, n] (shared), compute\n"
+"times per token compute_s [N, n] or [1, n], received powers signal_w [N, 2, R, n]\n"
+"(R = I or 1). Per instance, with the GIL released: normalized as structure.P3Data,\n"
+"solved by the interior point with its dual certificate (idle devices packed out),\n"
+"then answered in seconds by bandwidth.common.finish's rules with bound_roundoff as\n"
+"its round-off allowance. Writes the allocation in Hz into hz_out [N, n] and\n"
+"(objective_s, lower_bound_s, status, iterations) into the columns of out [4, N];\n"
+"status 0 optimal, 1 feasible, 2 time limit, 3 error (no bound: NaN).");
 
-static PyObject *py_interior_point_batch(PyObject *self, PyObject *args)
+static PyObject *py_solve_batch(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *objs[6];
-    double tol, time_limit;
+    double token_bits, total_hz, noise_psd, tol, time_limit, roundoff;
     int max_iter;
-    Py_ssize_t start, stop;
-    if (!PyArg_ParseTuple(args, "OOOOOOdidnn", &objs[0], &objs[1], &objs[2], &objs[3],
-                          &objs[4], &objs[5], &tol, &max_iter, &time_limit, &start, &stop))
+    Py_ssize_t start, stop, ts[3], cs[2], ss[4];
+    if (!PyArg_ParseTuple(args, "OOOOOOddddiddnn", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &token_bits, &total_hz, &noise_psd, &tol,
+                          &max_iter, &time_limit, &roundoff, &start, &stop))
         return NULL;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(objs[0], &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+    if (get_shape(objs[0], 3, "tokens", "batch or 1, layers, devices", ts) != 0
+            || get_shape(objs[2], 2, "compute_s", "batch or 1, devices", cs) != 0
+            || get_shape(objs[3], 4, "signal_w", "batch, 2, layers or 1, devices", ss) != 0)
         return NULL;
-    int ok = probe.ndim == 3 && probe.itemsize == 8 && probe.format
-             && strcmp(probe.format, "d") == 0;
-    Py_ssize_t N = ok ? probe.shape[0] : 0, I = ok ? probe.shape[1] : 0,
-               n = ok ? probe.shape[2] : 0;
-    PyBuffer_Release(&probe);
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError,
-                        "kappa: expected a 3-D [batch, layers, devices] contiguous float64 array");
-        return NULL;
-    }
-    if (n < 1 || I < 1 || max_iter < 1 || start < 0 || stop > N || start > stop) {
-        PyErr_SetString(PyExc_ValueError,
-                        "need 1 device, 1 layer, max_iter >= 1 and 0 <= start <= stop <= N");
+    Py_ssize_t N = ss[0], I = ts[1], n = ts[2], R = ss[2], m = I * n;
+    if (ss[1] != 2 || ss[3] != n || (R != 1 && R != I) || (ts[0] != 1 && ts[0] != N)
+            || cs[1] != n || (cs[0] != 1 && cs[0] != N)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: need tokens, pairs [N or 1, I, n], "
+                        "compute_s [N or 1, n] and signal_w [N, 2, I or 1, n]");
         return NULL;
     }
-    Py_ssize_t m = I * n;
-    if (PyObject_GetBuffer(objs[2], &probe, PyBUF_SIMPLE) != 0)
+    if (n < 1 || I < 1 || max_iter < 1 || start < 0 || stop > N || start > stop
+            || !(total_hz > 0.0) || !(noise_psd > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "need 1 device, 1 layer, max_iter >= 1, a positive "
+                        "band and noise, and 0 <= start <= stop <= N");
         return NULL;
-    Py_ssize_t R = N && probe.len / 8 == N * m ? I : 1;
-    PyBuffer_Release(&probe);
-    static const char *names[6] = {"kappa", "pi", "g_down", "g_up", "b_out", "info_out"};
-    Py_ssize_t lens[6] = {N * m, N * m, N * R * n, N * R * n, N * n, N * 5};
+    }
+    static const char *names[6] = {"tokens", "pairs", "compute_s", "signal_w", "hz_out", "out"};
+    Py_ssize_t lens[6] = {ts[0] * m, ts[0] * m, cs[0] * n, N * 2 * R * n, N * n, 4 * N};
     Py_buffer views[6];
     for (int j = 0; j < 6; j++)
         if (get_array(objs[j], lens[j], j >= 4, names[j], &views[j]) != 0) {
             release(views, j);
             return NULL;
         }
-    size_t work_len = 4 * (size_t)m + 2 * (size_t)R * n + n;
-    double *work = malloc(sizeof(double) * work_len);
-    int *cols = malloc(sizeof(int) * n);
-    if (!work || !cols) {
+    size_t pivots, doubles = ipm_workspace((int)I, (int)n, (int)R, &pivots);
+    double *work = malloc(sizeof(double) * (batch_work((int)I, (int)n, (int)R) + doubles));
+    int *ints = malloc(sizeof(int) * (pivots + n));
+    if (!work || !ints) {
         free(work);
-        free(cols);
+        free(ints);
         release(views, 6);
         return PyErr_NoMemory();
     }
-    const double *kappa = views[0].buf, *pi = views[1].buf, *gd = views[2].buf,
-                 *gu = views[3].buf;
-    double *b_out = views[4].buf, *info = views[5].buf;
+    Batch bt = {(int)I, (int)n, (int)R, views[0].buf, views[1].buf, views[2].buf, views[3].buf,
+                ts[0] == 1 ? 0 : (size_t)m, cs[0] == 1 ? 0 : (size_t)n,
+                token_bits, total_hz, noise_psd};
+    double *hz = views[4].buf, *out = views[5].buf, *mem = work + batch_work(bt.I, bt.n, bt.R);
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = start; j < stop; j++) {
-        P3 full = {(int)I, (int)n, (int)R, kappa + j * m, pi + j * m, gd + j * R * n,
-                   gu + j * R * n};
-        solve_packed(&full, tol, max_iter, time_limit, work, cols, b_out + j * n,
-                     info + 5 * j);
-    }
+    for (Py_ssize_t j = start; j < stop; j++)
+        solve_instance(&bt, j, tol, max_iter, time_limit, roundoff, work, mem, ints, ints + pivots,
+                       hz + j * n, out + j, N);
     Py_END_ALLOW_THREADS
     free(work);
-    free(cols);
+    free(ints);
     release(views, 6);
     Py_RETURN_NONE;
 }
@@ -1129,8 +1301,7 @@ static PyObject *py_interior_point_batch(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"interior_point", py_interior_point, METH_VARARGS, interior_point_doc},
     {"dual_bound", py_dual_bound, METH_VARARGS, dual_bound_doc},
-    {"interior_point_batch", py_interior_point_batch, METH_VARARGS,
-     interior_point_batch_doc},
+    {"solve_batch", py_solve_batch, METH_VARARGS, solve_batch_doc},
     {NULL, NULL, 0, NULL},
 };
 
