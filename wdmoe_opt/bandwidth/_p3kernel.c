@@ -468,6 +468,34 @@ static void ipm_start(Ipm *w)
     w->nu = 0.0;
 }
 
+/* Layer i's part of linearize: from kappa, pi, lam, slack [n] of the layer, its
+ * bound si and the curves f, -f', f'' [n], the times t, slopes t1 = kappa (-f'),
+ * residuals res = t - si + slack, d = lam / slack, dres = d res, dt1 = d t1 and
+ * 1 / slack, each [n]; adds the layer's curvature to hb [n]. (Its own function, so
+ * that the compiler sees restrict parameters and vectorizes it.) */
+static void linearize_row(int n, double si, const double *restrict kappa,
+                          const double *restrict pi, const double *restrict lam,
+                          const double *restrict slack, const double *restrict f,
+                          const double *restrict mf1, const double *restrict f2,
+                          double *restrict t, double *restrict t1, double *restrict res,
+                          double *restrict d, double *restrict dres, double *restrict dt1,
+                          double *restrict inv_slack, double *restrict hb)
+{
+    for (int k = 0; k < n; k++) {
+        double kap = kappa[k], l = lam[k], sl = slack[k];
+        double tt = kap * f[k] + pi[k], q1 = kap * mf1[k];
+        double is = 1.0 / sl, r = tt - si + sl, dd = l * is, q = dd * q1;
+        inv_slack[k] = is;
+        t[k] = tt;
+        t1[k] = q1;
+        res[k] = r;
+        d[k] = dd;
+        dres[k] = dd * r;
+        dt1[k] = q;
+        hb[k] += l * kap * f2[k] + q * q1;
+    }
+}
+
 /* Derivatives, residual and the reduced Newton matrix (LU-factored) at the
  * iterate; returns the duality gap sum lam * slack, or NaN on failure. */
 static double linearize(Ipm *w, int *status)
@@ -489,24 +517,11 @@ static double linearize(Ipm *w, int *status)
         }
     memset(hb, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++) {
-        size_t row = R > 1 ? (size_t)i * n : 0;
-        const double *restrict f = cf + row, *restrict mf1 = cm + row, *restrict f2 = cc + row;
-        double si = s[i];
-        for (int k = 0; k < n; k++) {
-            size_t idx = (size_t)i * n + k;
-            double kap = kappa[idx], l = lam[idx], sl = slack[idx];
-            double tt = kap * f[k] + pi[idx], q1 = kap * mf1[k];
-            double is = 1.0 / sl, r = tt - si + sl, dd = l * is, q = dd * q1;
-            inv_slack[idx] = is;
-            t[idx] = tt;
-            t1[idx] = q1;
-            res[idx] = r;
-            d[idx] = dd;
-            dres[idx] = dd * r;
-            dt1[idx] = q;
-            hb[k] += l * kap * f2[k] + q * q1;
-        }
-        hs[i] = sum(d + (size_t)i * n, n);
+        size_t row = R > 1 ? (size_t)i * n : 0, at = (size_t)i * n;
+        linearize_row(n, s[i], kappa + at, pi + at, lam + at, slack + at, cf + row, cm + row,
+                      cc + row, t + at, t1 + at, res + at, d + at, dres + at, dt1 + at,
+                      inv_slack + at, hb);
+        hs[i] = sum(d + at, n);
         w->ihs[i] = 1.0 / hs[i];
     }
     double gap = dot(lam, slack, w->m);
