@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples, small_instance
 from wdmoe_opt import BandwidthProblem, InputError, Selection, SelectionProblem, batch, solve
+from wdmoe_opt.bandwidth.certificate import compiled_kernel
 from wdmoe_opt.model import latency as lat
+from wdmoe_opt.solution import relative_gap
 
 TOL = 1e-9
 
@@ -27,6 +29,21 @@ def _channels(inst, n, rng):
     shape = (n,) + inst.system.gain_down.shape
     return (inst.system.gain_down * rng.exponential(size=shape),
             inst.system.gain_up * rng.exponential(size=shape))
+
+
+def _random_batch(seed, devices, layers, fast, idle, n, spread=3):
+    """``(inst, sel, gain_down, gain_up, batch)``: ``n`` channels over ``2 spread`` orders
+    of magnitude, up to ``idle`` idle devices."""
+    inst = small_instance(seed=seed, devices=devices, experts=devices, layers=layers,
+                          top_k=1, fast_fading=fast)
+    w = np.array(inst.gating_weights)
+    w[..., devices - min(idle, devices - 1):] = -1.0
+    sel = Selection(batch.topk_masks(w, 1))
+    rng = np.random.default_rng(seed)
+    shape = (n,) + inst.system.gain_down.shape
+    gd = inst.system.gain_down * 10 ** rng.uniform(-spread, spread, shape)
+    gu = inst.system.gain_up * 10 ** rng.uniform(-spread, spread, shape)
+    return inst, sel, gd, gu, batch.P3Batch.from_channels(inst, sel, gd, gu)
 
 
 def _assert_same(res, n, sol):
@@ -139,16 +156,77 @@ def test_batch_robust_equals_p3_robust(fast_fading, rng):
        fast=st.booleans(), idle=st.integers(0, 2), n=st.integers(1, 4))
 def test_batch_equals_per_call_on_random_shapes(seed, devices, layers, fast, idle, n):
     """Random shapes, channels spread over 6 orders of magnitude, up to two idle devices."""
-    inst = small_instance(seed=seed, devices=devices, experts=devices, layers=layers,
-                          top_k=1, fast_fading=fast)
-    w = np.array(inst.gating_weights)
-    w[..., devices - min(idle, devices - 1):] = -1.0            # never chosen: idle
-    sel = Selection(batch.topk_masks(w, 1))
-    rng = np.random.default_rng(seed)
-    shape = (n,) + inst.system.gain_down.shape
-    gd = inst.system.gain_down * 10 ** rng.uniform(-3, 3, shape)
-    gu = inst.system.gain_up * 10 ** rng.uniform(-3, 3, shape)
-    res = batch.solve_p3(batch.P3Batch.from_channels(inst, sel, gd, gu))
+    inst, sel, gd, gu, p3 = _random_batch(seed, devices, layers, fast, idle, n)
+    res = batch.solve_p3(p3)
     for j in range(n):
         one = inst.with_system(gain_down=gd[j], gain_up=gu[j])
         _assert_same(res, j, solve(BandwidthProblem(one, sel), "exact"))
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(seed=st.integers(0, 10_000), devices=st.integers(2, 9), layers=st.integers(1, 6),
+       fast=st.booleans(), idle=st.integers(0, 3), n=st.integers(1, 5),
+       tol=st.sampled_from([1e-9, 1e-6, 1e-3]))
+def test_compiled_certificate_agrees_with_the_model_and_finish_rule(seed, devices, layers,
+                                                                    fast, idle, n, tol):
+    """``solve_batch`` answers in C; re-derive it in numpy: the objective is the model's
+    eq. (19) at the returned allocation, the allocation is on the budget, the bound is
+    at most the objective, and the status is ``common.finish``'s rule on them."""
+    p3 = _random_batch(seed, devices, layers, fast, idle, n)[-1]
+    res = batch.solve_p3(p3, tol=tol)
+    np.testing.assert_allclose(res.bandwidth_hz.sum(axis=1), p3.total_bandwidth_hz, rtol=1e-13)
+    assert (res.bandwidth_hz >= 0).all()
+    assert ((res.bandwidth_hz > 0) == (p3.tokens > 0).any(axis=1)).all()
+    np.testing.assert_allclose(res.objective_s, p3.objective_s(res.bandwidth_hz), rtol=1e-13)
+    assert (res.lower_bound_s <= res.objective_s).all()
+    for j in range(n):
+        gap = relative_gap(res.objective_s[j], res.lower_bound_s[j])
+        assert res.status[j] == ("optimal" if gap <= tol else "feasible")
+
+
+def test_time_and_iteration_limits_are_reported_like_per_call(rng):
+    """A deadline already past stops every solve after one iteration (``time_limit``, a
+    certified point); one iteration ends ``feasible``: both as ``p3/exact``."""
+    inst = small_instance(fast_fading=True)
+    sel = Selection.topk(inst)
+    gd, gu = _channels(inst, 4, rng)
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    for limits, status in (({"time_limit": 1e-12}, "time_limit"), ({"max_iter": 1}, "feasible")):
+        res = batch.solve_p3(p3, **limits)
+        assert (res.status == status).all() and (res.iterations == 1).all()
+        for n in range(4):
+            one = inst.with_system(gain_down=gd[n], gain_up=gu[n])
+            _assert_same(res, n, solve(BandwidthProblem(one, sel), "exact", **limits))
+
+
+def test_shared_and_per_instance_loads_give_the_same_answer(rng):
+    """Loads and compute times broadcast over the batch (passed once to the kernel) or
+    stored per instance: the same arrays out."""
+    inst = small_instance()
+    sel = _selections(inst)[1]
+    gd, gu = _channels(inst, 5, rng)
+    shared = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    assert shared.tokens.strides[0] == 0
+    copied = batch.P3Batch(*(np.array(a) for a in (shared.tokens, shared.pairs,
+                                                    shared.signal_w, shared.compute_s)),
+                           shared.token_bits, shared.total_bandwidth_hz,
+                           shared.noise_psd_w_per_hz)
+    a, b = batch.solve_p3(shared), batch.solve_p3(copied, workers=2)
+    for field in ("bandwidth_hz", "objective_s", "lower_bound_s", "status", "iterations"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_compiled_batch_entry_rejects_bad_shapes():
+    kernel = compiled_kernel()
+    tokens, compute = np.ones((1, 3, 4)), np.ones((1, 4))
+    good = [tokens, tokens, compute, np.ones((2, 2, 1, 4)), np.empty((2, 4)), np.empty((4, 2))]
+    scalars = (8.0, 1e6, 1e-20, 1e-9, 50, 1.0, 1e-12, 0, 2)
+    kernel.solve_batch(*good, *scalars)
+    for index, bad in ((3, np.ones((2, 2, 2, 4))), (2, np.ones((3, 4))),
+                       (0, np.ones((3, 3, 4))), (4, np.empty((2, 3)))):
+        args = list(good)
+        args[index] = bad
+        with pytest.raises(ValueError):
+            kernel.solve_batch(*args, *scalars)
+    with pytest.raises(ValueError, match="start <= stop"):
+        kernel.solve_batch(*good, *scalars[:-1], 3)
