@@ -6,16 +6,21 @@ selection) it draws ``N`` Rayleigh channel realizations and solves P3 on each
 (and again with the instances built outside the timer),
 (b) with ``batch.solve_p3`` on one thread and (c) on ``--workers`` threads (each batch
 timed ``--repeat`` times, the run with the least CPU time kept: a shared machine only
-ever adds time); then the same for Top-K and Algorithm 1 selection over ``N`` gating
-batches. It reports solves per second of wall time and per second of CPU time ("per
-core": this process's CPU seconds, so threads count once per core and other
-processes' load mostly drops out), the ratios in this run, and checks that the
-per-call and batch results agree (objective, bound, status) on every realization.
+ever adds time); with ``--against TREE``, the same batches are solved by the
+``wdmoe_opt`` of another source tree (the code before a change) in a child process,
+timed in turn with this tree's runs so that both see the same load; then the same
+for Top-K and Algorithm 1 selection over ``N`` gating batches. It reports solves per
+second of wall time and per second of CPU time ("per core": the solving process's CPU
+seconds, so threads count once per core and other processes' load mostly drops out),
+the ratios in this run, and checks that the per-call and batch results agree
+(objective, bound, status) on every realization.
 
     .venv/bin/python benchmarks/batch_p3.py --n 4000 --workers 2 --out docs/results
 
-It imports ``wdmoe_opt`` from ``PYTHONPATH``, so the same script measures two trees
-(before and after a change) alternately in one command.
+Before and after a change, in one run (``BEFORE``: a built checkout of the old commit)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/batch_p3.py --n 4000 --workers 2 \
+        --against BEFORE --out docs/results
 """
 
 from __future__ import annotations
@@ -23,34 +28,70 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread: idle OpenBLAS workers spin after a call (the per-call solves make
+# some), and their CPU time would count in this process's, not in the child's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 from wdmoe_opt import BandwidthProblem, Selection, SelectionProblem, batch, solve
 from wdmoe_opt.generate import generate
 
+#: The child process of ``--against``: the other tree's ``wdmoe_opt`` first on the
+#: path, the same channels; each line in names the threads, each line out is the
+#: ``wall cpu`` seconds of one ``solve_p3`` over the batch.
+_CHILD = """
+import sys, time
+sys.path[:0] = sys.argv[1:3]
+from batch_p3 import channels
+from wdmoe_opt import batch
+inst, sel, gd, gu = channels(int(sys.argv[3]), sys.argv[4] == "fast", int(sys.argv[5]))
+p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+for line in sys.stdin:
+    wall, cpu = time.perf_counter(), time.process_time()
+    batch.solve_p3(p3, workers=int(line))
+    print(time.perf_counter() - wall, time.process_time() - cpu, flush=True)
+"""
 
-def timed(fn, repeat: int = 1):
-    """``(result, wall seconds, CPU seconds of this process)`` of the run (of
-    ``repeat``) with the least CPU time."""
-    best = None
+
+def timed(fn):
+    """``(result, wall seconds, CPU seconds of this process)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def least_cpu(runs: dict[str, Callable[[], tuple]], repeat: int) -> dict[str, tuple]:
+    """Each run (returning ``timed``'s triple) called in turn, ``repeat`` rounds, so a
+    change of load hits them alike; per run, the round with the least CPU time."""
+    best: dict[str, tuple] = {}
     for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        run = (out, time.perf_counter() - wall, time.process_time() - cpu)
-        best = run if best is None or run[2] < best[2] else best
+        for name, run in runs.items():
+            out = run()
+            if name not in best or out[2] < best[name][2]:
+                best[name] = out
     return best
 
 
-def p3_rows(n: int, workers: int, fast_fading: bool, seed: int, repeat: int) -> list[dict]:
+def channels(n: int, fast_fading: bool, seed: int):
+    """The paper-scale instance, its Top-K selection and ``n`` Rayleigh channels."""
     inst = generate("wdmoe-sim", seed=seed, tokens=512, fast_fading=fast_fading)
-    sel = Selection.topk(inst)
     rng = np.random.default_rng(seed)
     shape = (n,) + inst.system.gain_down.shape
-    gd = inst.system.gain_down * rng.exponential(size=shape)
-    gu = inst.system.gain_up * rng.exponential(size=shape)
+    return (inst, Selection.topk(inst), inst.system.gain_down * rng.exponential(size=shape),
+            inst.system.gain_up * rng.exponential(size=shape))
+
+
+def p3_rows(n: int, workers: int, fast_fading: bool, seed: int, repeat: int,
+            against: Path | None) -> list[dict]:
+    inst, sel, gd, gu = channels(n, fast_fading, seed)
+    fading = "fast" if fast_fading else "slow"
     n_call = max(n // 10, 20)
     per_call, wall_c, cpu_c = timed(lambda: [
         solve(BandwidthProblem(inst.with_system(gain_down=gd[j], gain_up=gu[j]), sel), "exact")
@@ -59,19 +100,38 @@ def p3_rows(n: int, workers: int, fast_fading: bool, seed: int, repeat: int) -> 
                 for j in range(n_call)]
     _, wall_p, cpu_p = timed(lambda: [solve(pb, "exact") for pb in problems])
     p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
-    one, wall_1, cpu_1 = timed(lambda: batch.solve_p3(p3, workers=1), repeat)
-    many, wall_w, cpu_w = timed(lambda: batch.solve_p3(p3, workers=workers), repeat)
+    runs = {"batch, 1 thread": lambda: timed(lambda: batch.solve_p3(p3, workers=1)),
+            f"batch, {workers} threads":
+                lambda: timed(lambda: batch.solve_p3(p3, workers=workers))}
+    child = None
+    if against is not None:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(against), str(Path(__file__).parent), str(n),
+             fading, str(seed)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+        def remote(threads: int) -> tuple:
+            child.stdin.write(f"{threads}\n")
+            child.stdin.flush()
+            wall, cpu = map(float, child.stdout.readline().split())
+            return None, wall, cpu
+
+        runs[f"batch, 1 thread, {against}"] = lambda: remote(1)
+        runs[f"batch, {workers} threads, {against}"] = lambda: remote(workers)
+    best = least_cpu(runs, repeat)
+    if child is not None:
+        child.stdin.close()
+        child.wait()
+    one, many = best["batch, 1 thread"][0], best[f"batch, {workers} threads"][0]
     agree = all(
         one.status[j] == s.status.value and many.status[j] == s.status.value
         and abs(one.objective_s[j] - s.objective_s) <= 1e-12 * s.objective_s
         and abs(one.lower_bound_s[j] - s.lower_bound_s) <= 1e-12 * s.objective_s
         for j, s in enumerate(per_call))
-    fading = "fast" if fast_fading else "slow"
     rows = []
-    for label, count, wall, cpu in (("per-call", n_call, wall_c, cpu_c),
-                                    ("per-call, instances built before", n_call, wall_p, cpu_p),
-                                    ("batch, 1 thread", n, wall_1, cpu_1),
-                                    (f"batch, {workers} threads", n, wall_w, cpu_w)):
+    for label, count, wall, cpu in (
+            ("per-call", n_call, wall_c, cpu_c),
+            ("per-call, instances built before", n_call, wall_p, cpu_p),
+            *((name, n, wall, cpu) for name, (_, wall, cpu) in best.items())):
         rows.append({"task": f"P3 exact, {fading} fading", "api": label, "n": count,
                      "per_s": count / wall, "per_s_per_core": count / cpu,
                      "optimal": int((many.status == "optimal").sum()), "agree": agree,
@@ -109,10 +169,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=5,
                         help="time each batch this many times, keep the least CPU time")
+    parser.add_argument("--against", type=Path,
+                        help="also time the batches with the wdmoe_opt of this source tree "
+                             "(built), in turn with this one's")
     parser.add_argument("--out", type=Path, help="write batch_p3.{md,json} here")
     args = parser.parse_args()
-    rows = p3_rows(args.n, args.workers, False, args.seed, args.repeat)
-    rows += p3_rows(args.n, args.workers, True, args.seed, args.repeat)
+    rows = p3_rows(args.n, args.workers, False, args.seed, args.repeat, args.against)
+    rows += p3_rows(args.n, args.workers, True, args.seed, args.repeat, args.against)
     rows += selection_rows(min(args.n, 128), args.seed)
     lines = ["| task | API | N | per second | per second per core | vs per-call |",
              "|---|---|---|---|---|---|"]
