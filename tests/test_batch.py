@@ -230,3 +230,25 @@ def test_compiled_batch_entry_rejects_bad_shapes():
             kernel.solve_batch(*args, *scalars)
     with pytest.raises(ValueError, match="start <= stop"):
         kernel.solve_batch(*good, *scalars[:-1], 3)
+
+
+def test_a_kernel_failure_is_an_error_at_the_uniform_split(rng):
+    """A received power near the float range (per call refused as an overflowing link
+    budget) breaks the interior point before a certified point: that instance is
+    ``error`` at the uniform split over its loaded devices, without a bound, as
+    ``common.finish`` reports it; the other instances are solved as usual."""
+    inst = small_instance(layers=3)
+    sel = _selections(inst)[1]                                   # device 3 idle
+    gd, gu = _channels(inst, 3, rng)
+    gd[1, 0] = 1e300 / inst.system.bs_power_w
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    res = batch.solve_p3(p3)
+    assert res.status[1] == "error" and np.isnan(res.lower_bound_s[1])
+    loaded = (p3.tokens[1] > 0).any(axis=0)
+    np.testing.assert_allclose(res.bandwidth_hz[1], loaded / loaded.sum()
+                               * p3.total_bandwidth_hz, rtol=1e-15)
+    np.testing.assert_allclose(res.objective_s[1], p3.objective_s(res.bandwidth_hz)[1],
+                               rtol=1e-13)
+    for n in (0, 2):
+        one = inst.with_system(gain_down=gd[n], gain_up=gu[n])
+        _assert_same(res, n, solve(BandwidthProblem(one, sel), "exact"))
