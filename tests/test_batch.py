@@ -247,8 +247,9 @@ def test_a_kernel_failure_is_an_error_at_the_uniform_split(rng):
     loaded = (p3.tokens[1] > 0).any(axis=0)
     np.testing.assert_allclose(res.bandwidth_hz[1], loaded / loaded.sum()
                                * p3.total_bandwidth_hz, rtol=1e-15)
-    np.testing.assert_allclose(res.objective_s[1], p3.objective_s(res.bandwidth_hz)[1],
-                               rtol=1e-13)
+    with np.errstate(over="ignore"):                             # S / (N0 B) overflows
+        model = p3.objective_s(res.bandwidth_hz)
+    np.testing.assert_allclose(res.objective_s, model, rtol=1e-13)
     for n in (0, 2):
         one = inst.with_system(gain_down=gd[n], gain_up=gu[n])
         _assert_same(res, n, solve(BandwidthProblem(one, sel), "exact"))
