@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="instances per batch")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=5,
+    parser.add_argument("--repeat", type=int, default=15,
                         help="time each batch this many times, keep the least CPU time")
     parser.add_argument("--against", type=Path,
                         help="also time the batches with the wdmoe_opt of this source tree "
