@@ -27,6 +27,8 @@ from .problem import EnergyProblem
 
 #: Profiles per token above which building the tables is refused (memory).
 MAX_PROFILES = 200_000
+#: Elements of a chunk of the deviation table kept in cache while the mask is built.
+_CHUNK = 1 << 17
 
 
 @functools.cache
@@ -44,6 +46,9 @@ class Candidates:
     as ``[I, J, P, K]`` arrays. The energy and validity depend on the layer and the
     Top-K tuple only, so they are built once per distinct (layer, tuple) and
     gathered per token; the deviation (weighted by the token's gate) is per token.
+    The token-sized ``[I, J, P]`` tables (:attr:`deviation`, :attr:`energy`,
+    :attr:`allowed`) are built on first use, layer by layer where a method needs a
+    few layers only (:meth:`layer_deviation`, :meth:`layer_energy`).
     :meth:`gather` rebuilds the slots of chosen profiles.
     """
 
@@ -51,8 +56,10 @@ class Candidates:
     codes: np.ndarray          # [P, K] profile codes
     slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
     slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
-    deviation: np.ndarray      # [I, J, P]
-    energy: np.ndarray         # [I, J, P]; inf unless allowed (valid, within the budget)
+    slot_deviation: np.ndarray  # [I, K, C, J] the slot's deviation (weighted by the gate),
+    #                             tokens last: sums over the code axes run along them
+    row: np.ndarray            # [I, J] the token's (layer, Top-K tuple) row
+    row_energy: np.ndarray     # [n, P] energy per row and profile; inf unless valid
     comm_s: np.ndarray         # [I, U] per-token communication time c
     compute_s: np.ndarray      # [U] per-pair compute time a
 
@@ -107,26 +114,78 @@ class Candidates:
                 seen = np.zeros(energy.shape, dtype=bool)
                 for t in range(s):
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
-                energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+                with np.errstate(invalid="ignore"):     # inf - inf: invalid anyway
+                    energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
         energy = np.where(valid, energy, np.inf).reshape(len(row), len(codes))
-        # per token: the deviation (weighted by the gate), and the budget on top
+        # per token: the deviation of each slot (weighted by the gate); the profile
+        # deviation (their sum) and the budget mask are token-sized, built on use
         w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
-        slot_dev = w[..., None] * unit_dev[inv]                           # [I, J, K, C]
-        shape = (I, J, len(codes))
-        deviation = sum(ax(slot_dev, s) for s in range(K)).reshape(shape)
-        energy = np.take(energy, inv, axis=0)
-        budget = problem.layer_budget[:, None, None] * (1 + FEASIBILITY_RTOL)
-        np.copyto(energy, np.inf, where=~(deviation <= budget))
-        target, device = target[inv], device[inv]
-        return cls(problem, codes, target, device, deviation, energy,
+        slot_dev = w.transpose(0, 2, 1)[:, :, None, :] * np.take(
+            unit_dev, inv, axis=0).transpose(0, 2, 3, 1)                  # [I, K, C, J]
+        return cls(problem, codes, target[inv], device[inv], slot_dev, inv, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
 
-    @property
+    # -- the token-sized tables, on use ---------------------------------------------
+    def profile_deviation(self, i) -> np.ndarray:
+        """``[..., P, J]`` deviation of every profile of layer(s) ``i`` (an index or a
+        slice), tokens last: the slots' deviations summed in slot order."""
+        K = self.codes.shape[1]
+        t = self.slot_deviation[i]
+        dev = sum(_on_axis(t, s, K, tokens_last=True) for s in range(K))
+        return dev.reshape(t.shape[:-3] + (len(self.codes), t.shape[-1]))
+
+    def layer_deviation(self, i) -> np.ndarray:
+        """``[..., J, P]``: :meth:`profile_deviation` with the tokens first (a view)."""
+        return np.swapaxes(self.profile_deviation(i), -1, -2)
+
+    def deviation_at(self, i: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Deviation of profiles ``p`` of tokens ``(i, j)`` (broadcast index arrays):
+        the same sums, in the same order, as :meth:`profile_deviation`."""
+        _, K, C, J = self.slot_deviation.shape
+        return sum(np.take(self.slot_deviation, ((i * K + s) * C + self.codes[p, s]) * J + j)
+                   for s in range(K))
+
+    def within_budget(self, i, deviation: np.ndarray) -> np.ndarray:
+        """Whether ``deviation`` (of layer(s) ``i``, broadcast on the left) is within
+        the layer's budget (with the feasibility tolerance)."""
+        budget = self.problem.layer_budget[i] * (1 + FEASIBILITY_RTOL)
+        return deviation <= np.reshape(budget, np.shape(budget) + (1,) * (
+            deviation.ndim - np.ndim(budget)))
+
+    def layer_allowed(self, i) -> np.ndarray:
+        """``[..., J, P]`` :attr:`allowed` of layer(s) ``i`` (an index or a slice)."""
+        ok = self.within_budget(i, self.layer_deviation(i))
+        ok &= np.take(np.isfinite(self.row_energy), self.row[i], axis=0)
+        return ok
+
+    def layer_energy(self, i: int) -> np.ndarray:
+        """``[J, P]`` energy of layer ``i``'s profiles, ``inf`` unless allowed."""
+        return np.where(self.layer_allowed(i), np.take(self.row_energy, self.row[i], axis=0),
+                        np.inf)
+
+    def layer_chunks(self):
+        """Slices of consecutive layers whose ``[., J, P]`` tables stay in cache."""
+        I, J = self.row.shape
+        step = max(1, _CHUNK // (J * self.codes.shape[0]))
+        return [slice(i, i + step) for i in range(0, I, step)]
+
+    @functools.cached_property
+    def deviation(self) -> np.ndarray:
+        """``[I, J, P]`` deviation of every profile (weighted by the gates)."""
+        return self.layer_deviation(slice(None))
+
+    @functools.cached_property
+    def energy(self) -> np.ndarray:
+        """``[I, J, P]`` energy of every profile; ``inf`` unless allowed."""
+        return np.where(self.allowed, np.take(self.row_energy, self.row, axis=0), np.inf)
+
+    @functools.cached_property
     def allowed(self) -> np.ndarray:
         """``[I, J, P]``: valid (distinct experts, linked devices with bandwidth) and
-        within the layer's budget."""
-        return np.isfinite(self.energy)
+        within the layer's budget (built a few layers at a time: only the mask is
+        token-sized)."""
+        return np.concatenate([self.layer_allowed(i) for i in self.layer_chunks()])
 
     # -- the slots of chosen profiles ------------------------------------------------
     def gather(self, i: np.ndarray, j: np.ndarray, p: np.ndarray):
@@ -230,8 +289,11 @@ def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
     return row, inv.reshape(I, J)
 
 
-def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
+def _on_axis(table: np.ndarray, s: int, K: int, tokens_last: bool = False) -> np.ndarray:
     """Slot ``s`` of ``[..., K, C]`` viewed as ``[..., 1, .., C (axis s of the K code
-    axes), .., 1]``."""
-    t = table[..., s, :]
-    return t.reshape(t.shape[:-1] + (1,) * s + (t.shape[-1],) + (1,) * (K - 1 - s))
+    axes), .., 1]``; with ``tokens_last``, of ``[..., K, C, J]`` as ``[..., 1, .., C,
+    .., 1, J]``."""
+    t = table[..., s, :, :] if tokens_last else table[..., s, :]
+    lead, tail = (t.shape[:-2], t.shape[-1:]) if tokens_last else (t.shape[:-1], ())
+    C = t.shape[len(lead)]
+    return t.reshape(lead + (1,) * s + (C,) + (1,) * (K - 1 - s) + tail)

@@ -52,13 +52,14 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     tg = cand.slot_target[i]
     bit = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0)
     keys = sum(_on_axis(bit, s, K) for s in range(K)).reshape(J, -1)      # [J, P]
-    j, p = np.nonzero(np.isfinite(cand.energy[i]))
+    energy = cand.layer_energy(i)                                       # [J, P]
+    j, p = np.nonzero(np.isfinite(energy))
     _, set_all = np.unique(keys[j, p], return_inverse=True)  # every set occurs: same ids
     pair = j * (int(set_all.max(initial=0)) + 1) + set_all           # (token, set)
     # per (token, set): the least deviation, ties the first profile (one stable integer
     # sort and a segment minimum; the same pick as a lexsort by (pair, deviation))
     order = np.argsort(pair, kind="stable")
-    pair, dev = pair[order], cand.deviation[i, j[order], p[order]]
+    pair, dev = pair[order], cand.layer_deviation(i)[j[order], p[order]]
     start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
     least = np.repeat(np.minimum.reduceat(dev, start), np.diff(np.r_[start, len(pair)]))
     first = np.flatnonzero(dev == least)
@@ -74,5 +75,5 @@ def layer_choices(cand: Candidates, i: int) -> LayerChoices:
     on = d.T.ravel() >= 0
     set_time = np.bincount(flat[on], weights=st.T.ravel()[on],
                            minlength=len(rep) * U).reshape(len(rep), U)
-    return LayerChoices(i, J, j, p, set_id, cand.energy[i, j, p], set_time[set_id],
+    return LayerChoices(i, J, j, p, set_id, energy[j, p], set_time[set_id],
                         float(cand.problem.layer_deadline[i]))

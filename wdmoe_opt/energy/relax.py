@@ -49,18 +49,54 @@ class RelaxOptions(Options):
                                "of a layer the repair cannot fix")
 
 
-def separable_choice(cand: Candidates) -> np.ndarray:
-    """``[I, J]``: each token's least-energy allowed profile (ties: least deviation)."""
-    energy = cand.energy
-    choice = np.argmin(energy, axis=2)
-    best = np.take_along_axis(energy, choice[..., None], axis=2)
-    tied = np.flatnonzero(((energy == best).sum(axis=2) > 1).ravel())
-    if tied.size:                                      # few tokens: least deviation among ties
-        flat_e = energy.reshape(-1, energy.shape[2])[tied]
-        flat_d = cand.deviation.reshape(-1, energy.shape[2])[tied]
-        pick = np.argmin(np.where(flat_e == best.ravel()[tied, None], flat_d, np.inf), axis=1)
-        choice.ravel()[tied] = pick
-    return choice
+def separable_choice(cand: Candidates) -> tuple[np.ndarray, np.ndarray]:
+    """``(choice, energy)``, each ``[I, J]``: each token's least-energy allowed profile
+    (ties: least deviation, then the first) and its energy (``inf`` if none is allowed:
+    then the least-deviation profile).
+
+    The energy of a profile depends on the token's row only. Each row's profiles are
+    sorted by energy once; equal energies (the profiles of one invoked set share one)
+    form a *class*. Per token, the best allowed class is the largest of ``score *
+    allowed`` (``score``: ``P`` minus the class's first sorted position, ``0`` for an
+    invalid profile; small integers, built a few layers at a time, tokens last,
+    without the ``[I, J, P]`` energies); the deviation is then compared among that
+    class's few profiles only."""
+    I, J = cand.row.shape
+    n, P = cand.row_energy.shape
+    order = np.argsort(cand.row_energy, axis=1, kind="stable")           # [n, P]
+    ranked = np.take_along_axis(cand.row_energy, order, axis=1)
+    new = np.c_[np.ones(n, dtype=bool), ranked[:, 1:] != ranked[:, :-1]]
+    start = np.maximum.accumulate(np.where(new, np.arange(P), 0), axis=1)  # class start
+    finite = np.isfinite(ranked)
+    m = int((np.arange(P) - start)[finite].max(initial=0)) + 1            # largest class
+    dtype = np.min_scalar_type(P)
+    score = np.zeros((P, n), dtype=dtype)                                 # [P, n]
+    np.put_along_axis(score.T, order, np.where(finite, P - start, 0).astype(dtype), axis=1)
+    best = np.empty((I, J), dtype=dtype)
+    for i in cand.layer_chunks():
+        v = np.take(score, cand.row[i], axis=1)                           # [P, ., J]
+        ok = cand.within_budget(i, cand.profile_deviation(i))            # [., P, J]
+        np.multiply(v, np.swapaxes(ok, 0, 1), out=v)
+        best[i] = v.max(axis=0)
+    # the class of each token's best: sorted positions first, first + 1, ... (same class)
+    t = np.flatnonzero(best.ravel() > 0)
+    rows = cand.row.ravel()[t]
+    at = (P - best.ravel()[t].astype(np.intp))[:, None] + np.arange(m)   # [T, m]
+    flat = rows[:, None] * P + np.minimum(at, P - 1)
+    same = (at < P) & (np.take(start, flat) == at[:, :1])
+    q = np.take(order, flat)
+    ti, tj = np.divmod(t, J)
+    dev = cand.deviation_at(ti[:, None], tj[:, None], q)
+    pick = np.argmin(np.where(same & cand.within_budget(ti[:, None], dev), dev, np.inf),
+                     axis=1)
+    choice = np.empty(I * J, dtype=np.intp)
+    choice[t] = q[np.arange(len(t)), pick]
+    energy = np.full(I * J, np.inf)
+    energy[t] = cand.row_energy[rows, choice[t]]
+    none = np.flatnonzero(best.ravel() == 0)          # nothing allowed: least deviation
+    ni, nj = np.divmod(none, J)
+    choice[none] = np.argmin(cand.deviation_at(ni[:, None], nj[:, None], np.arange(P)), axis=1)
+    return choice.reshape(I, J), energy.reshape(I, J)
 
 
 @dataclass(frozen=True)
@@ -92,14 +128,19 @@ def group_tokens(lc: LayerChoices) -> Groups:
         time[:, None, :] < time[None, :, :]).any(axis=2)
     ids = np.arange(n_sets)
     dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
-    # 0/1 products summed exactly in floating point (BLAS; integer matmul has none)
-    allowed &= ~((allowed.astype(np.float32) @ dominates.astype(np.float32)) > 0)
-    # rows in the order np.unique(allowed, axis=0) gives (lexicographic; packing the
-    # bits, first column in the high bit, keeps that order)
-    _, first, members, count = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
-                                         return_index=True, return_inverse=True,
-                                         return_counts=True)
-    return Groups(allowed[first], count, members.ravel(), energy, time)
+    # tokens with the same allowed sets first (rows in the order np.unique(allowed,
+    # axis=0) gives: packing the bits, first column in the high bit, keeps it), then the
+    # dominated sets dropped per distinct row (an integer product: exact, and small
+    # enough for numpy's own loop, no BLAS threads), then the reduced rows grouped
+    _, first, inv = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
+                              return_index=True, return_inverse=True)
+    rows = allowed[first]
+    rows &= (rows.astype(np.int32) @ dominates.astype(np.int32)) == 0
+    _, first, members = np.unique(lex_rank(np.packbits(rows, axis=1), 256),
+                                  return_index=True, return_inverse=True)
+    members = members.ravel()[inv.ravel()]
+    count = np.bincount(members, minlength=len(first))
+    return Groups(rows[first], count, members, energy, time)
 
 
 def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
@@ -202,8 +243,8 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     """Fast prefill P4: separable choice where the deadline allows, else the LP
     relaxation of the layer's knapsack, rounded and repaired; reports the LP bound."""
     cand = Candidates.build(problem, options.replacements)
-    choice = separable_choice(cand)
-    energy0 = np.take_along_axis(cand.energy, choice[..., None], axis=2)[..., 0].sum(axis=1)
+    choice, chosen_energy = separable_choice(cand)
+    energy0 = chosen_energy.sum(axis=1)
     late = (cand.device_times(choice).max(axis=1)
             > problem.layer_deadline * (1 + FEASIBILITY_RTOL))
     bound = np.where(late, np.nan, energy0)
