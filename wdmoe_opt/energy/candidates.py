@@ -119,7 +119,7 @@ class Candidates:
         energy = np.where(valid, energy, np.inf).reshape(len(row), len(codes))
         # per token: the deviation of each slot (weighted by the gate); the profile
         # deviation (their sum) and the budget mask are token-sized, built on use
-        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
+        w = inst.router_topk_weights                                      # [I, J, K]
         slot_dev = w.transpose(0, 2, 1)[:, :, None, :] * np.take(
             unit_dev, inv, axis=0).transpose(0, 2, 3, 1)                  # [I, K, C, J]
         return cls(problem, codes, target[inv], device[inv], slot_dev, inv, energy,

@@ -24,9 +24,8 @@ FEASIBILITY_RTOL = 1e-9
 
 
 def topk_experts(instance: Instance) -> np.ndarray:
-    """``[I, J, K]`` int64: each token's router Top-K expert ids, ascending."""
-    I, J, E = instance.gating_weights.shape
-    return np.nonzero(instance.router_topk_mask)[2].reshape(I, J, instance.model.top_k)
+    """``[I, J, K]`` int64, read-only: each token's router Top-K expert ids, ascending."""
+    return instance.router_topk_experts
 
 
 def keep_all_actions(instance: Instance) -> np.ndarray:
@@ -47,12 +46,11 @@ def deviation(instance: Instance, actions: np.ndarray) -> np.ndarray:
     ``actions`` is ``[..., I, J, K]``; leading axes broadcast (candidate profiles).
     """
     sim = require_similarity(instance)
-    e = topk_experts(instance)                                        # [I, J, K]
-    w = np.take_along_axis(instance.gating_weights, e, axis=2)        # [I, J, K]
-    i = np.arange(instance.n_layers)[:, None, None]
+    I, J, E = instance.gating_weights.shape
+    row = np.arange(I)[:, None, None] * E + topk_experts(instance)    # [I, J, K]: (i, e)
     a = np.asarray(actions)
-    d = np.where(a < 0, sim.skip[i, e], sim.replace[i, e, np.maximum(a, 0)])
-    return (w * d).sum(axis=-1)
+    d = np.where(a < 0, np.take(sim.skip, row), np.take(sim.replace, row * E + np.maximum(a, 0)))
+    return (instance.router_topk_weights * d).sum(axis=-1)
 
 
 def check_actions(instance: Instance, actions, field: str = "actions") -> np.ndarray:
@@ -98,10 +96,10 @@ def selection_from_actions(instance: Instance, actions: np.ndarray) -> Selection
     """The experts actually invoked, as a :class:`Selection` (a token may invoke none)."""
     I, J, E = instance.gating_weights.shape
     a = np.asarray(actions)
-    i, j, s = np.nonzero(a >= 0)
-    mask = np.zeros((I, J, E), dtype=bool)
-    mask[i, j, a[i, j, s]] = True
-    return Selection(mask)
+    on = np.flatnonzero(a >= 0)
+    mask = np.zeros(I * J * E, dtype=bool)
+    mask[on // a.shape[-1] * E + a.ravel()[on]] = True
+    return Selection(mask.reshape(I, J, E))
 
 
 def action_pairs(instance: Instance, actions: np.ndarray) -> np.ndarray:
