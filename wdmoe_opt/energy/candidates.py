@@ -232,18 +232,25 @@ class Candidates:
             latency = np.maximum(latency, np.where(dev[s] >= 0, per_slot, 0.0))
         return latency.reshape(I, J, -1)
 
-    def _chosen(self, choice: np.ndarray):
-        I, J = choice.shape
-        i, j = np.meshgrid(np.arange(I), np.arange(J), indexing="ij")
-        return self.gather(i.ravel(), j.ravel(), choice.ravel())
+    def _chosen(self, choice: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """``[I * J, K]`` entries of a slot table for the chosen profile of every token
+        (flat indices: one np.take)."""
+        I, J, K, C = table.shape
+        tok = np.arange(I * J)[:, None]
+        return np.take(table, (tok * K + np.arange(K)) * C + self.codes[choice.ravel()])
 
     def loads(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loads ``(u, p)`` ``[I, U]`` of the chosen profile ``choice[i, j]``."""
         I, J = choice.shape
         U = self.problem.instance.n_devices
-        _, dev, first, _ = self._chosen(choice)
+        dev = self._chosen(choice, self.slot_device)
+        on = dev >= 0
+        first = on.copy()
+        for s in range(1, dev.shape[1]):
+            for t in range(s):
+                first[:, s] &= dev[:, s] != dev[:, t]
         rows = np.repeat(np.arange(I) * U, J)[:, None] + dev
-        p = np.bincount(rows[dev >= 0], minlength=I * U).reshape(I, U)
+        p = np.bincount(rows[on], minlength=I * U).reshape(I, U)
         u = np.bincount(rows[first], minlength=I * U).reshape(I, U)
         return u, p
 
@@ -256,7 +263,7 @@ class Candidates:
     def actions(self, choice: np.ndarray) -> np.ndarray:
         """``[I, J, K]`` action array of ``choice[i, j]``."""
         I, J = choice.shape
-        return self._chosen(choice)[0].reshape(I, J, -1).astype(np.int64)
+        return self._chosen(choice, self.slot_target).reshape(I, J, -1).astype(np.int64)
 
     def keep_index(self) -> int:
         """The profile keeping every Top-K expert (all codes 1)."""
