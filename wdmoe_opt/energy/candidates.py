@@ -120,8 +120,9 @@ class Candidates:
         # per token: the deviation of each slot (weighted by the gate); the profile
         # deviation (their sum) and the budget mask are token-sized, built on use
         w = inst.router_topk_weights                                      # [I, J, K]
-        slot_dev = w.transpose(0, 2, 1)[:, :, None, :] * np.take(
-            unit_dev, inv, axis=0).transpose(0, 2, 3, 1)                  # [I, K, C, J]
+        slot_dev = np.empty((I, K, R + 2, J))                             # [I, K, C, J]
+        np.multiply(w.transpose(0, 2, 1)[:, :, None, :],
+                    np.take(unit_dev, inv, axis=0).transpose(0, 2, 3, 1), out=slot_dev)
         return cls(problem, codes, target[inv], device[inv], slot_dev, inv, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))

@@ -32,7 +32,7 @@ from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
 from .candidates import Candidates, lex_rank
 from .exact import ENUMERATION_TOLERANCE
-from .layer import LayerChoices, layer_choices
+from .layer import LayerSets, layer_sets
 from .problem import EnergyProblem
 from .result import p4_solution
 
@@ -110,18 +110,13 @@ class Groups:
     time: np.ndarray         # [S, U]
 
 
-def group_tokens(lc: LayerChoices) -> Groups:
+def group_tokens(ls: LayerSets) -> Groups:
     """Group the tokens by their allowed sets, after dropping every set another
     allowed set dominates (no more energy, no more time on any device: it can replace
     it in any solution, integer or fractional, so neither the optimum nor the LP bound
     changes)."""
-    n_sets = int(lc.set_id.max()) + 1
-    allowed = np.zeros((lc.n_tokens, n_sets), dtype=bool)
-    allowed[lc.token, lc.set_id] = True
-    energy = np.empty(n_sets)
-    time = np.empty((n_sets, lc.time.shape[1]))
-    energy[lc.set_id] = lc.energy
-    time[lc.set_id] = lc.time
+    allowed, energy, time = ls.allowed, ls.energy, ls.time
+    n_sets = len(energy)
     no_worse = (energy[:, None] <= energy[None, :]) & (
         time[:, None, :] <= time[None, :, :]).all(axis=2)               # [S', S]
     better = (energy[:, None] < energy[None, :]) | (
@@ -143,7 +138,7 @@ def group_tokens(lc: LayerChoices) -> Groups:
     return Groups(rows[first], count, members, energy, time)
 
 
-def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
+def solve_lp(g: Groups, ls: LayerSets, integer_s: float | None = None
              ) -> tuple[np.ndarray | None, float]:
     """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible.
     With ``integer_s``, the grouped integer program instead (counts integral, at most
@@ -153,7 +148,7 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
 
     gi, si = np.nonzero(g.allowed)
     n = len(gi)
-    devs = lc.timed_devices
+    devs = ls.timed_devices
     G = len(g.count)
     # column by column (rows increasing): its group row, then its nonzero device rows
     vals = np.c_[np.ones(n), g.time[si][:, devs]]                           # [n, 1 + D]
@@ -161,7 +156,7 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
     rows = np.c_[gi, np.broadcast_to(G + np.arange(len(devs)), (n, len(devs)))][on]
     starts = np.r_[0, np.cumsum(on.sum(axis=1))[:-1]].astype(np.int32)
     lo = np.r_[g.count.astype(float), np.full(len(devs), -np.inf)]
-    hi = np.r_[g.count.astype(float), np.full(len(devs), lc.deadline)]
+    hi = np.r_[g.count.astype(float), np.full(len(devs), ls.deadline)]
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
@@ -227,15 +222,13 @@ def repair(counts: np.ndarray, g: Groups, deadline: float, max_moves: int) -> bo
     return False
 
 
-def assign(counts: np.ndarray, g: Groups, lc: LayerChoices) -> np.ndarray:
+def assign(counts: np.ndarray, g: Groups, ls: LayerSets, cand: Candidates) -> np.ndarray:
     """``[J]`` profile of every token from the group counts."""
     G, S = counts.shape
     by_group = np.argsort(g.members, kind="stable")                 # tokens, group by group
-    sets = np.empty(lc.n_tokens, dtype=np.int64)
+    sets = np.empty(ls.n_tokens, dtype=np.int64)
     sets[by_group] = np.repeat(np.tile(np.arange(S), G), counts.ravel())
-    # columns are sorted by (token, set): find each token's (token, set) column
-    col = np.searchsorted(lc.token * S + lc.set_id, np.arange(lc.n_tokens) * S + sets)
-    return lc.choice(col)
+    return ls.profiles(cand, np.arange(ls.n_tokens), sets)
 
 
 @register("p4", "relax", options=RelaxOptions, backends=("highspy",))
@@ -252,21 +245,21 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     if late.any():
         silence_highs_banner()
     for i in np.flatnonzero(late):
-        lc = layer_choices(cand, int(i))
-        if len(np.unique(lc.token)) < lc.n_tokens:
+        ls = layer_sets(cand, int(i))
+        if not ls.allowed.any(axis=1).all():
             infeasible.append(int(i))
             continue
-        g = group_tokens(lc)
-        y, value = solve_lp(g, lc)
+        g = group_tokens(ls)
+        y, value = solve_lp(g, ls)
         if y is None:
             infeasible.append(int(i))
             continue
         bound[i] = value
         counts = round_counts(y, g.count, g.allowed)
-        if not repair(counts, g, lc.deadline, options.max_moves):
+        if not repair(counts, g, ls.deadline, options.max_moves):
             # the greedy repair is stuck: the grouped integer program (small: one
             # integer per group and set), for the point and a better bound
-            y_int, int_bound = solve_lp(g, lc, integer_s=options.fallback_s)
+            y_int, int_bound = solve_lp(g, ls, integer_s=options.fallback_s)
             if int_bound == np.inf:
                 infeasible.append(int(i))
                 continue
@@ -275,7 +268,7 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
                 failed.append(int(i))
                 continue
             counts = y_int.astype(np.int64)
-        choice[i] = assign(counts, g, lc)
+        choice[i] = assign(counts, g, ls, cand)
     extra = {"layers_relaxed": int(late.sum()), "infeasible_layers": infeasible,
              "repair_failed_layers": failed}
     # with fewer replacements the bound and infeasibility hold for the restricted
