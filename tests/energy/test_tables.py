@@ -95,3 +95,13 @@ def test_lazy_tables_agree(devices):
     valid = np.isfinite(cand.row_energy[cand.row])
     assert np.array_equal(cand.allowed, within & valid)
     assert np.array_equal(np.isfinite(cand.energy), cand.allowed)
+
+
+def test_deviation_at_paper_size():
+    """The gathered deviations at the paper's size (32 layers, 8 experts: flat indices
+    far beyond the int8 codes) are the table's."""
+    from wdmoe_opt.generate import generate
+    cand = Candidates.build(EnergyProblem(generate("wdmoe-sift", seed=0, tokens=3), 1.0))
+    I, J, P = cand.deviation.shape
+    i, j, p = np.meshgrid(np.arange(I), np.arange(J), np.arange(P), indexing="ij")
+    assert np.array_equal(cand.deviation_at(i, j, p), cand.deviation)

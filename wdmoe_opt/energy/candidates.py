@@ -56,7 +56,7 @@ class Candidates:
     codes: np.ndarray          # [P, K] profile codes
     slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
     slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
-    slot_deviation: np.ndarray  # [I, K, C, J] the slot's deviation (weighted by the gate),
+    slot_deviation: np.ndarray  # [K, C, I, J] the slot's deviation (weighted by the gate),
     #                             tokens last: sums over the code axes run along them
     row: np.ndarray            # [I, J] the token's (layer, Top-K tuple) row
     row_energy: np.ndarray     # [n, P] energy per row and profile; inf unless valid
@@ -120,9 +120,8 @@ class Candidates:
         # per token: the deviation of each slot (weighted by the gate); the profile
         # deviation (their sum) and the budget mask are token-sized, built on use
         w = inst.router_topk_weights                                      # [I, J, K]
-        slot_dev = np.empty((I, K, R + 2, J))                             # [I, K, C, J]
-        np.multiply(w.transpose(0, 2, 1)[:, :, None, :],
-                    np.take(unit_dev, inv, axis=0).transpose(0, 2, 3, 1), out=slot_dev)
+        slot_dev = np.take(unit_dev.transpose(1, 2, 0), inv, axis=2)     # [K, C, I, J]
+        slot_dev *= w.transpose(2, 0, 1)[:, None]
         return cls(problem, codes, target[inv], device[inv], slot_dev, inv, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
@@ -132,7 +131,9 @@ class Candidates:
         """``[..., P, J]`` deviation of every profile of layer(s) ``i`` (an index or a
         slice), tokens last: the slots' deviations summed in slot order."""
         K = self.codes.shape[1]
-        t = self.slot_deviation[i]
+        t = self.slot_deviation[:, :, i]                                  # [K, C, (.,) J]
+        if t.ndim == 4:
+            t = np.moveaxis(t, 2, 0)                                       # [., K, C, J]
         dev = sum(_on_axis(t, s, K, tokens_last=True) for s in range(K))
         return dev.reshape(t.shape[:-3] + (len(self.codes), t.shape[-1]))
 
@@ -143,8 +144,9 @@ class Candidates:
     def deviation_at(self, i: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Deviation of profiles ``p`` of tokens ``(i, j)`` (broadcast index arrays):
         the same sums, in the same order, as :meth:`profile_deviation`."""
-        _, K, C, J = self.slot_deviation.shape
-        return sum(np.take(self.slot_deviation, ((i * K + s) * C + self.codes[p, s]) * J + j)
+        K, C, I, J = self.slot_deviation.shape
+        code = self.codes[p].astype(np.intp)                              # [..., K]
+        return sum(np.take(self.slot_deviation, ((s * C + code[..., s]) * I + i) * J + j)
                    for s in range(K))
 
     def within_budget(self, i, deviation: np.ndarray) -> np.ndarray:
