@@ -54,11 +54,12 @@ class Candidates:
 
     problem: EnergyProblem
     codes: np.ndarray          # [P, K] profile codes
-    slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
-    slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
+    slot_target: np.ndarray    # [n, K, C] per row: invoked expert (-1: skip)
+    slot_device: np.ndarray    # [n, K, C] per row: its device (-1: skip)
     slot_deviation: np.ndarray  # [K, C, I, J] the slot's deviation (weighted by the gate),
     #                             tokens last: sums over the code axes run along them
     row: np.ndarray            # [I, J] the token's (layer, Top-K tuple) row
+    row_layer: np.ndarray      # [n] the layer of each row
     row_energy: np.ndarray     # [n, P] energy per row and profile; inf unless valid
     comm_s: np.ndarray         # [I, U] per-token communication time c
     compute_s: np.ndarray      # [U] per-pair compute time a
@@ -122,7 +123,7 @@ class Candidates:
         w = inst.router_topk_weights                                      # [I, J, K]
         slot_dev = np.take(unit_dev.transpose(1, 2, 0), inv, axis=2)     # [K, C, I, J]
         slot_dev *= w.transpose(2, 0, 1)[:, None]
-        return cls(problem, codes, target[inv], device[inv], slot_dev, inv, energy,
+        return cls(problem, codes, target, device, slot_dev, inv, ri, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
 
@@ -196,10 +197,10 @@ class Candidates:
         ``p`` of tokens ``(i, j)`` (index arrays of one shape ``[n]``): the invoked
         expert, its device, whether the slot is its device's first invocation, and the
         time the slot adds to that device (``a``, plus ``c`` if first)."""
-        _, J, K, C = self.slot_target.shape
+        _, K, C = self.slot_target.shape
         i, j = np.asarray(i)[:, None], np.asarray(j)[:, None]
-        # flat indices: one np.take per table (much faster than 4-index fancy indexing)
-        flat = ((i * J + j) * K + np.arange(K)) * C + self.codes[np.asarray(p)]
+        # flat indices: one np.take per table (much faster than 3-index fancy indexing)
+        flat = (self.row[i, j] * K + np.arange(K)) * C + self.codes[np.asarray(p)]
         targets = np.take(self.slot_target, flat)
         device = np.take(self.slot_device, flat)
         first = device >= 0
@@ -217,12 +218,12 @@ class Candidates:
         """``[I, J, P]`` layer latency if the token were alone (decode): the largest
         device time over the devices it visits (built on the code axes, like the
         energy, with the sums in :meth:`gather`'s order)."""
-        I, J, K, _ = self.slot_device.shape
+        K = self.codes.shape[1]
         ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
         dev = [ax(self.slot_device, s) for s in range(K)]
         d0 = np.maximum(self.slot_device, 0)
         a = self.compute_s[d0]
-        c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1] + d0)
+        c = np.take(self.comm_s, self.row_layer[:, None, None] * self.comm_s.shape[1] + d0)
         st = []
         for t in range(K):
             first = functools.reduce(np.logical_and, (dev[t] != dev[u] for u in range(t)),
@@ -233,14 +234,14 @@ class Candidates:
         for s in range(K):
             per_slot = sum(np.where(dev[t] == dev[s], st[t], 0.0) for t in range(K))
             latency = np.maximum(latency, np.where(dev[s] >= 0, per_slot, 0.0))
-        return latency.reshape(I, J, -1)
+        return np.take(latency.reshape(len(self.row_layer), -1), self.row, axis=0)
 
     def _chosen(self, choice: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """``[I * J, K]`` entries of a slot table for the chosen profile of every token
-        (flat indices: one np.take)."""
-        I, J, K, C = table.shape
-        tok = np.arange(I * J)[:, None]
-        return np.take(table, (tok * K + np.arange(K)) * C + self.codes[choice.ravel()])
+        """``[I * J, K]`` entries of a row slot table for the chosen profile of every
+        token (flat indices: one np.take)."""
+        _, K, C = table.shape
+        rows = self.row.reshape(-1, 1)
+        return np.take(table, (rows * K + np.arange(K)) * C + self.codes[choice.ravel()])
 
     def loads(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loads ``(u, p)`` ``[I, U]`` of the chosen profile ``choice[i, j]``."""
@@ -288,14 +289,21 @@ def lex_rank(columns: np.ndarray, radix: int) -> np.ndarray:
 
 def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
     """``(row, inv)``: one token (flat index ``i * J + j``) per distinct (layer, Top-K
-    tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), and the ``[I, J]`` index of each
-    token's in ``row``."""
+    tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), the rows in key order, and the
+    ``[I, J]`` index of each token's in ``row``."""
     I, J, K = e.shape
     if J == 1:                                       # one token per layer: all distinct
         return np.arange(I), np.arange(I)[:, None]
     layer = np.repeat(np.arange(I, dtype=np.int64), J)[:, None]
     key = lex_rank(np.concatenate([layer, e.reshape(I * J, K)], axis=1), max(E, I))
-    _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+    if int(key.max()) >= 8 * key.size:               # sparse keys: sort them
+        _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+        return row, inv.reshape(I, J)
+    present = np.zeros(int(key.max()) + 1, dtype=bool)   # dense keys: a lookup table
+    present[key] = True
+    inv = (np.cumsum(present) - 1)[key]
+    row = np.empty(int(present.sum()), dtype=np.intp)
+    row[inv] = np.arange(key.size)                   # any token of the row will do
     return row, inv.reshape(I, J)
 
 

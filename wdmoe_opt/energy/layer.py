@@ -61,12 +61,12 @@ def _least_deviation(cand: Candidates, i: int, q: np.ndarray, token: np.ndarray)
 def layer_sets(cand: Candidates, i: int) -> LayerSets:
     """Build layer ``i``'s sets from the candidate tables (tokens of one row share its
     profiles' sets: they are built once per row)."""
-    _, J, K, _ = cand.slot_target.shape
+    J, K = cand.row.shape[1], cand.codes.shape[1]
     P = len(cand.codes)
     U = cand.problem.instance.n_devices
-    rows, first, token_row = np.unique(cand.row[i], return_index=True, return_inverse=True)
+    rows, token_row = np.unique(cand.row[i], return_inverse=True)
     # each profile's invoked set as an expert bit mask, per row on the code axes
-    tg = cand.slot_target[i, first]                                   # [R, K, C]
+    tg = cand.slot_target[rows]                                       # [R, K, C]
     bit = np.where(tg >= 0, np.left_shift(np.int64(1), np.maximum(tg, 0)), 0)
     keys = sum(_on_axis(bit, s, K) for s in range(K)).reshape(len(rows), P)   # [R, P]
     j, p = np.nonzero(cand.layer_allowed(i))
