@@ -125,12 +125,13 @@ def group_tokens(ls: LayerSets) -> Groups:
     dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
     # tokens with the same allowed sets first (rows in the order np.unique(allowed,
     # axis=0) gives: packing the bits, first column in the high bit, keeps it), then the
-    # dominated sets dropped per distinct row (an integer product: exact, and small
-    # enough for numpy's own loop, no BLAS threads), then the reduced rows grouped
+    # dominated sets dropped per distinct row (a float32 BLAS product of 0/1 tables:
+    # exact below 2^24 sets; this few rows stay under BLAS's threading threshold at
+    # paper scale), then the reduced rows grouped
     _, first, inv = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
                               return_index=True, return_inverse=True)
     rows = allowed[first]
-    rows &= (rows.astype(np.int32) @ dominates.astype(np.int32)) == 0
+    rows &= (rows.astype(np.float32) @ dominates.astype(np.float32)) == 0
     _, first, members = np.unique(lex_rank(np.packbits(rows, axis=1), 256),
                                   return_index=True, return_inverse=True)
     members = members.ravel()[inv.ravel()]
