@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import latency as lat
-from ..model.deviation import FEASIBILITY_RTOL, topk_experts
+from ..model.deviation import FEASIBILITY_RTOL
 from .problem import EnergyProblem
 
 #: Profiles per token above which building the tables is refused (memory).
@@ -76,7 +76,7 @@ class Candidates:
                              "take this model; use p4/relax with a smaller 'replacements' "
                              "option", R)
         sim = inst.similarity
-        e = topk_experts(inst)                                            # [I, J, K]
+        e = inst.router_topk_experts                                      # [I, J, K]
         # everything but the deviation depends on the layer and the Top-K tuple only:
         # build those tables once per distinct (layer, tuple) row, then gather
         row, inv = _distinct_topk(e, E)

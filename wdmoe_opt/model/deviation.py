@@ -24,13 +24,14 @@ FEASIBILITY_RTOL = 1e-9
 
 
 def topk_experts(instance: Instance) -> np.ndarray:
-    """``[I, J, K]`` int64, read-only: each token's router Top-K expert ids, ascending."""
-    return instance.router_topk_experts
+    """``[I, J, K]`` int64: each token's router Top-K expert ids, ascending (a copy of
+    the instance's read-only :attr:`~Instance.router_topk_experts`)."""
+    return instance.router_topk_experts.copy()
 
 
 def keep_all_actions(instance: Instance) -> np.ndarray:
     """The ideal Top-K: every token keeps its router Top-K (``a = e``)."""
-    return topk_experts(instance).copy()
+    return topk_experts(instance)
 
 
 def require_similarity(instance: Instance):
@@ -47,7 +48,7 @@ def deviation(instance: Instance, actions: np.ndarray) -> np.ndarray:
     """
     sim = require_similarity(instance)
     I, J, E = instance.gating_weights.shape
-    row = np.arange(I)[:, None, None] * E + topk_experts(instance)    # [I, J, K]: (i, e)
+    row = np.arange(I)[:, None, None] * E + instance.router_topk_experts   # [I, J, K]: (i, e)
     a = np.asarray(actions)
     d = np.where(a < 0, np.take(sim.skip, row), np.take(sim.replace, row * E + np.maximum(a, 0)))
     return (instance.router_topk_weights * d).sum(axis=-1)
@@ -105,7 +106,7 @@ def selection_from_actions(instance: Instance, actions: np.ndarray) -> Selection
 def action_pairs(instance: Instance, actions: np.ndarray) -> np.ndarray:
     """Schema form as an ``[I, J, K, 2]`` array of ``[e, r]`` pairs (``r = e`` keep,
     ``-1`` skip); ``.tolist()`` gives the document's ``[I][J]`` lists."""
-    return np.stack([topk_experts(instance), np.asarray(actions)], axis=-1)
+    return np.stack([instance.router_topk_experts, np.asarray(actions)], axis=-1)
 
 
 def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.ndarray:
@@ -116,7 +117,7 @@ def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.
                        "pairs")
     order = np.argsort(pairs[..., 0], axis=-1, kind="stable")
     pairs = np.take_along_axis(pairs, order[..., None], axis=2)
-    wrong = (pairs[..., 0] != topk_experts(instance)).any(axis=-1)
+    wrong = (pairs[..., 0] != instance.router_topk_experts).any(axis=-1)
     if wrong.any():
         i, j = (int(x) for x in np.argwhere(wrong)[0])
         raise InputError(f"{field}[{i}][{j}]", "must name each router Top-K expert once",
