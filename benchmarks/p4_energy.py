@@ -4,6 +4,7 @@ speed, MILP limits, and the deviation bound against measured layer outputs.
     .venv/bin/python benchmarks/p4_energy.py curves [--deadline topk|preset]   # ~4 min
     .venv/bin/python benchmarks/p4_energy.py speed    # decode 32 layers, relax 32x1024x8
     .venv/bin/python benchmarks/p4_energy.py speed --before main   # alternating with main
+    .venv/bin/python benchmarks/p4_energy.py answers --before main # same answers as main?
     .venv/bin/python benchmarks/p4_energy.py milp     # largest prefill MILP proved in 60 s
     .venv/bin/python benchmarks/p4_energy.py bound    # torch: bound vs measured (torch extra)
 
@@ -163,10 +164,64 @@ def part_speed() -> pd.DataFrame:
     return df
 
 
-def speed_against(ref: str, rounds: int = 2) -> pd.DataFrame:
-    """``speed`` of the git revision ``ref`` (*before*) and of this checkout (*after*),
-    each in its own process, alternately (before, after, before, after, ...), so that
-    both see the same load; one row per case and side, the rounds side by side."""
+def part_answers() -> pd.DataFrame:
+    """A digest of every answer on a grid of instances, for comparing two revisions:
+    ``p4/relax`` on 108 runs (seeds 0-5, 16-1024 tokens, slow and fast fading, a shared
+    placement, a top-3 model, three budgets, three deadlines, all and 2 replacements),
+    the MILP columns of some layers, and ``p4/exact`` decode. Floats as ``repr``
+    (exact), arrays as SHA-256 of their bytes."""
+    import hashlib
+
+    from wdmoe_opt.energy.layer import layer_choices
+
+    def digest(*arrays) -> str:
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    rows = []
+    cases = [(0, 16, False, {}), (1, 64, False, {}), (2, 256, True, {}), (3, 1024, False, {}),
+             (4, 128, False, {"devices": 4, "placement": "round-robin"}),
+             (5, 64, True, {"top_k": 3, "experts": 6, "devices": 6})]
+    relax = get_method("p4/relax")
+    for seed, J, fast, extra in track(cases, description="p4 answers"):
+        inst = generate("wdmoe-sift", seed=seed, tokens=J, fast_fading=fast, **extra)
+        top = lat.layer_latency_s(inst, Selection.topk(inst), lat.uniform_bandwidth_hz(inst))
+        for eps in (0.0, 0.5, 1.5):
+            for frac in (1.0, 0.6, 0.4):
+                problem = EnergyProblem(inst, eps, deadlines_s=float(np.median(top) * frac))
+                for repl in (None, 2):
+                    sol = relax(problem, {} if repl is None else {"replacements": repl})
+                    x = sol.extra
+                    rows.append({"run": f"relax seed={seed} J={J} eps={eps} frac={frac} "
+                                        f"replacements={repl}",
+                                 "status": str(sol.status), "energy_j": repr(x["energy_j"]),
+                                 "bound_j": repr(x.get("energy_lower_bound_j")),
+                                 "digest": digest(x["actions"], x["deviation_max"],
+                                                  sol.layer_latency_s, x["layer_energy_j"])})
+                if eps == 1.5:
+                    cand = Candidates.build(problem)
+                    cols = [layer_choices(cand, i) for i in range(0, inst.n_layers, 7)]
+                    rows.append({"run": f"tables seed={seed} J={J} frac={frac}",
+                                 "digest": digest(cand.energy, cand.deviation, cand.allowed,
+                                                  *(a for lc in cols for a in (
+                                                      lc.token, lc.profile, lc.set_id,
+                                                      lc.energy, lc.time)))})
+    for seed in range(4):
+        for eps in (0.0, 0.5, 1.5):
+            sol = get_method("p4/exact")(EnergyProblem(generate("wdmoe-sift", seed=seed), eps))
+            rows.append({"run": f"exact decode seed={seed} eps={eps}",
+                         "status": str(sol.status), "energy_j": repr(sol.extra["energy_j"]),
+                         "digest": digest(sol.extra["actions"])})
+    return pd.DataFrame(rows)
+
+
+def against(ref: str, part: str, rounds: int) -> pd.DataFrame:
+    """``part`` (``speed`` or ``answers``) of the git revision ``ref`` (*before*) and of
+    this checkout (*after*), each in its own process, alternately (before, after,
+    before, after, ...), so that both see the same load; the rows of every run with
+    its side and round."""
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
@@ -181,14 +236,25 @@ def speed_against(ref: str, rounds: int = 2) -> pd.DataFrame:
             for side, tree in (("before", before), ("after", root)):
                 out = Path(tmp) / f"{side}{k}.json"
                 env = {**os.environ, "PYTHONPATH": str(tree)}
-                subprocess.run([sys.executable, __file__, "speed", "--json", str(out)],
+                subprocess.run([sys.executable, __file__, part, "--json", str(out)],
                                check=True, env=env, cwd=tree)
-                df = pd.read_json(out)
+                df = pd.read_json(out, dtype=False)
                 df["side"], df["round"] = side, k
                 runs.append(df)
     df = pd.concat(runs, ignore_index=True)
     df["ref"] = ref
     return df
+
+
+def answers_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose answers (status, energy, bound, digest) differ between the sides."""
+    cols = [c for c in ("status", "energy_j", "bound_j", "digest") if c in df]
+    b, a = (df[df.side == s].set_index("run")[cols].fillna("-").astype(str)
+            for s in ("before", "after"))
+    differ = (b != a).any(axis=1)
+    return pd.DataFrame([{"runs": len(b), "identical": int((~differ).sum()),
+                          "differing": ", ".join(b.index[differ]) or "none",
+                          "ref": df.ref.iloc[0]}])
 
 
 def speed_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -328,28 +394,32 @@ def bound_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["curves", "speed", "milp", "bound"])
+    ap.add_argument("part", choices=["curves", "speed", "milp", "bound", "answers"])
     ap.add_argument("--deadline", choices=["topk", "preset"], default="topk",
                     help="curves: the deadline (see _instance)")
     ap.add_argument("--before", metavar="REF",
-                    help="speed: also time the git revision REF, alternately with this "
-                         "checkout, each in its own process (writes p4_speed_before_after)")
-    ap.add_argument("--json", metavar="PATH", help=argparse.SUPPRESS)   # speed, one side
+                    help="speed, answers: also run the git revision REF, alternately with "
+                         "this checkout, each in its own process (p4_<part>_before_after)")
+    ap.add_argument("--json", metavar="PATH", help=argparse.SUPPRESS)   # one side's rows
     args = ap.parse_args()
-    if (args.before or args.json) and args.part != "speed":
-        ap.error("--before and --json are for the speed part")
+    if (args.before or args.json) and args.part not in ("speed", "answers"):
+        ap.error("--before is for the speed and answers parts")
+    parts = {"speed": part_speed, "milp": part_milp, "bound": part_bound,
+             "answers": part_answers}
     if args.json:
-        part_speed().to_json(args.json)
+        parts[args.part]().to_json(args.json)
         return
     OUT.mkdir(parents=True, exist_ok=True)
     if args.part == "curves":
         df = part_curves(deadline=args.deadline)
         args.part = f"curves_{args.deadline}"
     elif args.before:
-        df = speed_against(args.before)
-        args.part = "speed_before_after"
+        df = against(args.before, args.part, rounds=2 if args.part == "speed" else 1)
+        args.part += "_before_after"
+    elif args.part == "answers":
+        ap.error("answers compares two revisions: give --before REF")
     else:
-        df = {"speed": part_speed, "milp": part_milp, "bound": part_bound}[args.part]()
+        df = parts[args.part]()
     df.to_csv(OUT / f"p4_{args.part}.csv", index=False)
     if args.part.startswith("curves"):
         show = df[df.fading == "fast"].dropna(subset=["dp_saving"])
@@ -359,6 +429,8 @@ def main() -> None:
         table = markdown_table(bound_summary(df))
     elif args.part == "speed_before_after":
         table = markdown_table(speed_summary(df))
+    elif args.part == "answers_before_after":
+        table = markdown_table(answers_summary(df))
     else:
         table = markdown_table(df)
     (OUT / f"p4_{args.part}.md").write_text(table + "\n")
