@@ -105,3 +105,26 @@ def test_deviation_at_paper_size():
     I, J, P = cand.deviation.shape
     i, j, p = np.meshgrid(np.arange(I), np.arange(J), np.arange(P), indexing="ij")
     assert np.array_equal(cand.deviation_at(i, j, p), cand.deviation)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_dominance_by_supports_is_the_pairwise_one(S, U, seed):
+    """:func:`dominance` (candidates from the device supports only) finds exactly the
+    pairs of the all-pairs definition, ties and repeated sets included."""
+    from wdmoe_opt.energy.relax import dominance
+    rng = np.random.default_rng(seed)
+    levels = np.array([0.0, 0.5, 1.0, 2.0])               # few values: many ties
+    time = levels[rng.integers(0, 4, (S, U))] * (rng.random((S, U)) < 0.5)
+    energy = levels[rng.integers(0, 4, S)]
+    if S > 2:
+        time[1], energy[1] = time[0], energy[0]            # a repeated set
+    no_worse = (energy[:, None] <= energy[None, :]) & (
+        time[:, None, :] <= time[None, :, :]).all(axis=2)
+    better = (energy[:, None] < energy[None, :]) | (time[:, None, :] < time[None, :, :]).any(axis=2)
+    ids = np.arange(S)
+    dst, src = np.nonzero((no_worse & (better | (ids[:, None] < ids[None, :]))).T)
+    got_src, got_dst = dominance(energy, time)
+    assert (np.diff(got_dst) >= 0).all()                   # grouped by dst
+    order = np.lexsort((got_src, got_dst))
+    assert np.array_equal(got_dst[order], dst) and np.array_equal(got_src[order], src)
