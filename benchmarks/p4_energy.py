@@ -3,6 +3,8 @@ speed, MILP limits, and the deviation bound against measured layer outputs.
 
     .venv/bin/python benchmarks/p4_energy.py curves [--deadline topk|preset]   # ~4 min
     .venv/bin/python benchmarks/p4_energy.py speed    # decode 32 layers, relax 32x1024x8
+    .venv/bin/python benchmarks/p4_energy.py speed --before main   # alternating with main
+    .venv/bin/python benchmarks/p4_energy.py answers --before main # same answers as main?
     .venv/bin/python benchmarks/p4_energy.py milp     # largest prefill MILP proved in 60 s
     .venv/bin/python benchmarks/p4_energy.py bound    # torch: bound vs measured (torch extra)
 
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,45 +122,154 @@ def _calibration_s() -> float:
     return float(np.median(t))
 
 
-def _times(fn, repeats: int) -> tuple[float, float]:
-    """``(median, best)`` seconds of ``fn`` over ``repeats`` runs: the best is the
-    figure least disturbed by other load on a shared machine."""
-    t = []
+def _times(fn, repeats: int) -> dict:
+    """Median and best wall seconds of ``fn`` over ``repeats`` runs (the best is the
+    figure least disturbed by other load on a shared machine), with the median CPU
+    seconds of the process (all its threads) and of the calling thread: on a busy
+    machine these, not the wall, compare code."""
+    wall, cpu, thread = [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
         fn()
-        t.append(time.perf_counter() - t0)
-    return float(np.median(t)), float(np.min(t))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        thread.append(time.thread_time() - h0)
+    return {"time_s": float(np.median(wall)), "best_s": float(np.min(wall)),
+            "cpu_s": float(np.median(cpu)), "thread_s": float(np.median(thread))}
 
 
 def part_speed() -> pd.DataFrame:
     """Decode step (32 layers) and paper-scale prefill, with the run's calibration unit."""
     unit = _calibration_s()
-    rows = []
     dec = EnergyProblem(generate("wdmoe-sift", seed=0), 1.5)
-    step = _times(lambda: decode_exact(Candidates.build(dec)), 500)
-    full = _times(lambda: get_method("p4/exact")(dec), 100)
-    rows += [{"case": "decode step (tables + enumeration), 32 layers x (E+1)^K = 81",
-              "time_s": step[0], "best_s": step[1], "target_s": 1e-3},
-             {"case": "p4/exact decode incl. the Solution", "time_s": full[0],
-              "best_s": full[1], "target_s": None}]
+    rows = [{"case": "decode step (tables + enumeration), 32 layers x (E+1)^K = 81",
+             **_times(lambda: decode_exact(Candidates.build(dec)), 500), "target_s": 1e-3},
+            {"case": "p4/exact decode incl. the Solution",
+             **_times(lambda: get_method("p4/exact")(dec), 100), "target_s": None}]
     inst = generate("wdmoe-sift", seed=0, tokens=1024, total_bandwidth_hz=20e6)
     top = lat.layer_latency_s(inst, Selection.topk(inst), lat.uniform_bandwidth_hz(inst))
     relax = get_method("p4/relax")
     for frac in (1.0, 0.6):
         problem = EnergyProblem(inst, 1.5, deadlines_s=float(np.median(top) * frac))
-        t, best = _times(lambda p=problem: relax(p), 9)
         sol = relax(problem)
         rows.append({"case": f"p4/relax 32x1024x8, deadline {frac} x median Top-K layer, "
                              f"{sol.extra['layers_relaxed']} layers relaxed, "
                              f"gap {sol.extra['energy_gap']:.2e}, {sol.status}",
-                     "time_s": t, "best_s": best, "target_s": 0.1})
+                     **_times(lambda p=problem: relax(p), 9), "target_s": 0.1})
     df = pd.DataFrame(rows)
     df["ratio_to_unit"] = df.time_s / unit
     df["best_ratio_to_unit"] = df.best_s / unit
     df["unit_s"] = unit
     df["load_avg_1min"] = os.getloadavg()[0]
     return df
+
+
+def part_answers() -> pd.DataFrame:
+    """A digest of every answer on a grid of instances, for comparing two revisions:
+    ``p4/relax`` on 108 runs (seeds 0-5, 16-1024 tokens, slow and fast fading, a shared
+    placement, a top-3 model, three budgets, three deadlines, all and 2 replacements),
+    the MILP columns of some layers, and ``p4/exact`` decode. Floats as ``repr``
+    (exact), arrays as SHA-256 of their bytes."""
+    import hashlib
+
+    from wdmoe_opt.energy.layer import layer_choices
+
+    def digest(*arrays) -> str:
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    rows = []
+    cases = [(0, 16, False, {}), (1, 64, False, {}), (2, 256, True, {}), (3, 1024, False, {}),
+             (4, 128, False, {"devices": 4, "placement": "round-robin"}),
+             (5, 64, True, {"top_k": 3, "experts": 6, "devices": 6})]
+    relax = get_method("p4/relax")
+    for seed, J, fast, extra in track(cases, description="p4 answers"):
+        inst = generate("wdmoe-sift", seed=seed, tokens=J, fast_fading=fast, **extra)
+        top = lat.layer_latency_s(inst, Selection.topk(inst), lat.uniform_bandwidth_hz(inst))
+        for eps in (0.0, 0.5, 1.5):
+            for frac in (1.0, 0.6, 0.4):
+                problem = EnergyProblem(inst, eps, deadlines_s=float(np.median(top) * frac))
+                for repl in (None, 2):
+                    sol = relax(problem, {} if repl is None else {"replacements": repl})
+                    x = sol.extra
+                    rows.append({"run": f"relax seed={seed} J={J} eps={eps} frac={frac} "
+                                        f"replacements={repl}",
+                                 "status": str(sol.status), "energy_j": repr(x["energy_j"]),
+                                 "bound_j": repr(x.get("energy_lower_bound_j")),
+                                 "digest": digest(x["actions"], x["deviation_max"],
+                                                  sol.layer_latency_s, x["layer_energy_j"])})
+                if eps == 1.5:
+                    cand = Candidates.build(problem)
+                    cols = [layer_choices(cand, i) for i in range(0, inst.n_layers, 7)]
+                    rows.append({"run": f"tables seed={seed} J={J} frac={frac}",
+                                 "digest": digest(cand.energy, cand.deviation, cand.allowed,
+                                                  *(a for lc in cols for a in (
+                                                      lc.token, lc.profile, lc.set_id,
+                                                      lc.energy, lc.time)))})
+    for seed in range(4):
+        for eps in (0.0, 0.5, 1.5):
+            sol = get_method("p4/exact")(EnergyProblem(generate("wdmoe-sift", seed=seed), eps))
+            rows.append({"run": f"exact decode seed={seed} eps={eps}",
+                         "status": str(sol.status), "energy_j": repr(sol.extra["energy_j"]),
+                         "digest": digest(sol.extra["actions"])})
+    return pd.DataFrame(rows)
+
+
+def against(ref: str, part: str, rounds: int) -> pd.DataFrame:
+    """``part`` (``speed`` or ``answers``) of the git revision ``ref`` (*before*) and of
+    this checkout (*after*), each in its own process, alternately (before, after,
+    before, after, ...), so that both see the same load; the rows of every run with
+    its side and round."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        before.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", ref], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        for so in (root / "wdmoe_opt").rglob("*.so"):       # compiled kernels: untracked
+            shutil.copy(so, before / so.relative_to(root))
+        runs = []
+        for k in range(rounds):
+            for side, tree in (("before", before), ("after", root)):
+                out = Path(tmp) / f"{side}{k}.json"
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                subprocess.run([sys.executable, __file__, part, "--json", str(out)],
+                               check=True, env=env, cwd=tree)
+                df = pd.read_json(out, dtype=False)
+                df["side"], df["round"] = side, k
+                runs.append(df)
+    df = pd.concat(runs, ignore_index=True)
+    df["ref"] = ref
+    return df
+
+
+def answers_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose answers (status, energy, bound, digest) differ between the sides."""
+    cols = [c for c in ("status", "energy_j", "bound_j", "digest") if c in df]
+    b, a = (df[df.side == s].set_index("run")[cols].fillna("-").astype(str)
+            for s in ("before", "after"))
+    differ = (b != a).any(axis=1)
+    return pd.DataFrame([{"runs": len(b), "identical": int((~differ).sum()),
+                          "differing": ", ".join(b.index[differ]) or "none",
+                          "ref": df.ref.iloc[0]}])
+
+
+def speed_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per case and side: each round's median wall and thread milliseconds (best wall
+    in brackets) and the process CPU, rounds separated by ``/``."""
+    out = []
+    def ms(g, col):
+        return " / ".join(f"{1e3 * v:.3g}" for v in g[col])
+
+    for (case, side), g in df.groupby(["case", "side"], sort=False):
+        out.append({"case": case, "side": side,
+                    "wall_ms": f"{ms(g, 'time_s')} ({ms(g, 'best_s')})",
+                    "cpu_ms": ms(g, "cpu_s"), "thread_ms": ms(g, "thread_s"),
+                    "load_avg": " / ".join(f"{v:.2f}" for v in g.load_avg_1min)})
+    return pd.DataFrame(out)
 
 
 def _binding_problem(inst) -> tuple[EnergyProblem, float]:
@@ -279,16 +394,32 @@ def bound_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["curves", "speed", "milp", "bound"])
+    ap.add_argument("part", choices=["curves", "speed", "milp", "bound", "answers"])
     ap.add_argument("--deadline", choices=["topk", "preset"], default="topk",
                     help="curves: the deadline (see _instance)")
+    ap.add_argument("--before", metavar="REF",
+                    help="speed, answers: also run the git revision REF, alternately with "
+                         "this checkout, each in its own process (p4_<part>_before_after)")
+    ap.add_argument("--json", metavar="PATH", help=argparse.SUPPRESS)   # one side's rows
     args = ap.parse_args()
+    if (args.before or args.json) and args.part not in ("speed", "answers"):
+        ap.error("--before is for the speed and answers parts")
+    parts = {"speed": part_speed, "milp": part_milp, "bound": part_bound,
+             "answers": part_answers}
+    if args.json:
+        parts[args.part]().to_json(args.json)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     if args.part == "curves":
         df = part_curves(deadline=args.deadline)
         args.part = f"curves_{args.deadline}"
+    elif args.before:
+        df = against(args.before, args.part, rounds=2 if args.part == "speed" else 1)
+        args.part += "_before_after"
+    elif args.part == "answers":
+        ap.error("answers compares two revisions: give --before REF")
     else:
-        df = {"speed": part_speed, "milp": part_milp, "bound": part_bound}[args.part]()
+        df = parts[args.part]()
     df.to_csv(OUT / f"p4_{args.part}.csv", index=False)
     if args.part.startswith("curves"):
         show = df[df.fading == "fast"].dropna(subset=["dp_saving"])
@@ -296,6 +427,10 @@ def main() -> None:
         table = markdown_table(md.reset_index())
     elif args.part == "bound":
         table = markdown_table(bound_summary(df))
+    elif args.part == "speed_before_after":
+        table = markdown_table(speed_summary(df))
+    elif args.part == "answers_before_after":
+        table = markdown_table(answers_summary(df))
     else:
         table = markdown_table(df)
     (OUT / f"p4_{args.part}.md").write_text(table + "\n")

@@ -49,7 +49,7 @@ def solve_skip_threshold(problem: EnergyProblem, options: SkipOptions) -> Soluti
     ``beta`` times the token's top weight, where the budget allows it."""
     inst = problem.instance
     e = topk_experts(inst)
-    w = np.take_along_axis(inst.gating_weights, e, axis=2)                # [I, J, K]
+    w = inst.router_topk_weights                                          # [I, J, K]
     ratio = w / w.max(axis=2, keepdims=True)
     is_top = ratio >= 1.0
     if options.beta is None:

@@ -22,11 +22,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import latency as lat
-from ..model.deviation import FEASIBILITY_RTOL, topk_experts
+from ..model.deviation import FEASIBILITY_RTOL
 from .problem import EnergyProblem
 
 #: Profiles per token above which building the tables is refused (memory).
 MAX_PROFILES = 200_000
+#: Elements of a chunk of the deviation table kept in cache while the mask is built.
+_CHUNK = 1 << 17
 
 
 @functools.cache
@@ -44,15 +46,21 @@ class Candidates:
     as ``[I, J, P, K]`` arrays. The energy and validity depend on the layer and the
     Top-K tuple only, so they are built once per distinct (layer, tuple) and
     gathered per token; the deviation (weighted by the token's gate) is per token.
+    The token-sized ``[I, J, P]`` tables (:attr:`deviation`, :attr:`energy`,
+    :attr:`allowed`) are built on first use, layer by layer where a method needs a
+    few layers only (:meth:`layer_deviation`, :meth:`layer_energy`).
     :meth:`gather` rebuilds the slots of chosen profiles.
     """
 
     problem: EnergyProblem
     codes: np.ndarray          # [P, K] profile codes
-    slot_target: np.ndarray    # [I, J, K, C] invoked expert (-1: skip)
-    slot_device: np.ndarray    # [I, J, K, C] its device (-1: skip)
-    deviation: np.ndarray      # [I, J, P]
-    energy: np.ndarray         # [I, J, P]; inf unless allowed (valid, within the budget)
+    slot_target: np.ndarray    # [n, K, C] per row: invoked expert (-1: skip)
+    slot_device: np.ndarray    # [n, K, C] per row: its device (-1: skip)
+    slot_deviation: np.ndarray  # [K, C, I, J] the slot's deviation (weighted by the gate),
+    #                             tokens last: sums over the code axes run along them
+    row: np.ndarray            # [I, J] the token's (layer, Top-K tuple) row
+    row_layer: np.ndarray      # [n] the layer of each row
+    row_energy: np.ndarray     # [n, P] energy per row and profile; inf unless valid
     comm_s: np.ndarray         # [I, U] per-token communication time c
     compute_s: np.ndarray      # [U] per-pair compute time a
 
@@ -68,7 +76,7 @@ class Candidates:
                              "take this model; use p4/relax with a smaller 'replacements' "
                              "option", R)
         sim = inst.similarity
-        e = topk_experts(inst)                                            # [I, J, K]
+        e = inst.router_topk_experts                                      # [I, J, K]
         # everything but the deviation depends on the layer and the Top-K tuple only:
         # build those tables once per distinct (layer, tuple) row, then gather
         row, inv = _distinct_topk(e, E)
@@ -107,26 +115,81 @@ class Candidates:
                 seen = np.zeros(energy.shape, dtype=bool)
                 for t in range(s):
                     seen = seen | ((ax(device, s) >= 0) & (ax(device, s) == ax(device, t)))
-                energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
+                with np.errstate(invalid="ignore"):     # inf - inf: invalid anyway
+                    energy = energy - np.where(seen, ax(unit_tok, s), 0.0)
         energy = np.where(valid, energy, np.inf).reshape(len(row), len(codes))
-        # per token: the deviation (weighted by the gate), and the budget on top
-        w = np.take_along_axis(inst.gating_weights, e, axis=2)            # [I, J, K]
-        slot_dev = w[..., None] * unit_dev[inv]                           # [I, J, K, C]
-        shape = (I, J, len(codes))
-        deviation = sum(ax(slot_dev, s) for s in range(K)).reshape(shape)
-        energy = np.take(energy, inv, axis=0)
-        budget = problem.layer_budget[:, None, None] * (1 + FEASIBILITY_RTOL)
-        np.copyto(energy, np.inf, where=~(deviation <= budget))
-        target, device = target[inv], device[inv]
-        return cls(problem, codes, target, device, deviation, energy,
+        # per token: the deviation of each slot (weighted by the gate); the profile
+        # deviation (their sum) and the budget mask are token-sized, built on use
+        w = inst.router_topk_weights                                      # [I, J, K]
+        slot_dev = np.take(unit_dev.transpose(1, 2, 0), inv, axis=2)     # [K, C, I, J]
+        slot_dev *= w.transpose(2, 0, 1)[:, None]
+        return cls(problem, codes, target, device, slot_dev, inv, ri, energy,
                    np.ascontiguousarray(lat.comm_time_per_token_s(inst, b)),
                    lat.compute_time_per_token_s(inst))
 
-    @property
+    # -- the token-sized tables, on use ---------------------------------------------
+    def profile_deviation(self, i) -> np.ndarray:
+        """``[..., P, J]`` deviation of every profile of layer(s) ``i`` (an index or a
+        slice), tokens last: the slots' deviations summed in slot order."""
+        K = self.codes.shape[1]
+        t = self.slot_deviation[:, :, i]                                  # [K, C, (.,) J]
+        if t.ndim == 4:
+            t = np.moveaxis(t, 2, 0)                                       # [., K, C, J]
+        dev = sum(_on_axis(t, s, K, tokens_last=True) for s in range(K))
+        return dev.reshape(t.shape[:-3] + (len(self.codes), t.shape[-1]))
+
+    def layer_deviation(self, i) -> np.ndarray:
+        """``[..., J, P]``: :meth:`profile_deviation` with the tokens first (a view)."""
+        return np.swapaxes(self.profile_deviation(i), -1, -2)
+
+    def deviation_at(self, i: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Deviation of profiles ``p`` of tokens ``(i, j)`` (broadcast index arrays):
+        the same sums, in the same order, as :meth:`profile_deviation`."""
+        K, C, I, J = self.slot_deviation.shape
+        code = self.codes[p].astype(np.intp)                              # [..., K]
+        return sum(np.take(self.slot_deviation, ((s * C + code[..., s]) * I + i) * J + j)
+                   for s in range(K))
+
+    def within_budget(self, i, deviation: np.ndarray) -> np.ndarray:
+        """Whether ``deviation`` (of layer(s) ``i``, broadcast on the left) is within
+        the layer's budget (with the feasibility tolerance)."""
+        budget = self.problem.layer_budget[i] * (1 + FEASIBILITY_RTOL)
+        return deviation <= np.reshape(budget, np.shape(budget) + (1,) * (
+            deviation.ndim - np.ndim(budget)))
+
+    def layer_allowed(self, i) -> np.ndarray:
+        """``[..., J, P]`` :attr:`allowed` of layer(s) ``i`` (an index or a slice)."""
+        ok = self.within_budget(i, self.layer_deviation(i))
+        ok &= np.take(np.isfinite(self.row_energy), self.row[i], axis=0)
+        return ok
+
+    def layer_energy(self, i: int) -> np.ndarray:
+        """``[J, P]`` energy of layer ``i``'s profiles, ``inf`` unless allowed."""
+        return np.where(self.layer_allowed(i), np.take(self.row_energy, self.row[i], axis=0),
+                        np.inf)
+
+    def layer_chunks(self):
+        """Slices of consecutive layers whose ``[., J, P]`` tables stay in cache."""
+        I, J = self.row.shape
+        step = max(1, _CHUNK // (J * self.codes.shape[0]))
+        return [slice(i, i + step) for i in range(0, I, step)]
+
+    @functools.cached_property
+    def deviation(self) -> np.ndarray:
+        """``[I, J, P]`` deviation of every profile (weighted by the gates)."""
+        return self.layer_deviation(slice(None))
+
+    @functools.cached_property
+    def energy(self) -> np.ndarray:
+        """``[I, J, P]`` energy of every profile; ``inf`` unless allowed."""
+        return np.where(self.allowed, np.take(self.row_energy, self.row, axis=0), np.inf)
+
+    @functools.cached_property
     def allowed(self) -> np.ndarray:
         """``[I, J, P]``: valid (distinct experts, linked devices with bandwidth) and
-        within the layer's budget."""
-        return np.isfinite(self.energy)
+        within the layer's budget (built a few layers at a time: only the mask is
+        token-sized)."""
+        return np.concatenate([self.layer_allowed(i) for i in self.layer_chunks()])
 
     # -- the slots of chosen profiles ------------------------------------------------
     def gather(self, i: np.ndarray, j: np.ndarray, p: np.ndarray):
@@ -134,10 +197,10 @@ class Candidates:
         ``p`` of tokens ``(i, j)`` (index arrays of one shape ``[n]``): the invoked
         expert, its device, whether the slot is its device's first invocation, and the
         time the slot adds to that device (``a``, plus ``c`` if first)."""
-        _, J, K, C = self.slot_target.shape
+        _, K, C = self.slot_target.shape
         i, j = np.asarray(i)[:, None], np.asarray(j)[:, None]
-        # flat indices: one np.take per table (much faster than 4-index fancy indexing)
-        flat = ((i * J + j) * K + np.arange(K)) * C + self.codes[np.asarray(p)]
+        # flat indices: one np.take per table (much faster than 3-index fancy indexing)
+        flat = (self.row[i, j] * K + np.arange(K)) * C + self.codes[np.asarray(p)]
         targets = np.take(self.slot_target, flat)
         device = np.take(self.slot_device, flat)
         first = device >= 0
@@ -155,12 +218,12 @@ class Candidates:
         """``[I, J, P]`` layer latency if the token were alone (decode): the largest
         device time over the devices it visits (built on the code axes, like the
         energy, with the sums in :meth:`gather`'s order)."""
-        I, J, K, _ = self.slot_device.shape
+        K = self.codes.shape[1]
         ax = lambda table, s: _on_axis(table, s, K)                       # noqa: E731
         dev = [ax(self.slot_device, s) for s in range(K)]
         d0 = np.maximum(self.slot_device, 0)
         a = self.compute_s[d0]
-        c = np.take(self.comm_s, np.arange(I)[:, None, None, None] * self.comm_s.shape[1] + d0)
+        c = np.take(self.comm_s, self.row_layer[:, None, None] * self.comm_s.shape[1] + d0)
         st = []
         for t in range(K):
             first = functools.reduce(np.logical_and, (dev[t] != dev[u] for u in range(t)),
@@ -171,20 +234,27 @@ class Candidates:
         for s in range(K):
             per_slot = sum(np.where(dev[t] == dev[s], st[t], 0.0) for t in range(K))
             latency = np.maximum(latency, np.where(dev[s] >= 0, per_slot, 0.0))
-        return latency.reshape(I, J, -1)
+        return np.take(latency.reshape(len(self.row_layer), -1), self.row, axis=0)
 
-    def _chosen(self, choice: np.ndarray):
-        I, J = choice.shape
-        i, j = np.meshgrid(np.arange(I), np.arange(J), indexing="ij")
-        return self.gather(i.ravel(), j.ravel(), choice.ravel())
+    def _chosen(self, choice: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """``[I * J, K]`` entries of a row slot table for the chosen profile of every
+        token (flat indices: one np.take)."""
+        _, K, C = table.shape
+        rows = self.row.reshape(-1, 1)
+        return np.take(table, (rows * K + np.arange(K)) * C + self.codes[choice.ravel()])
 
     def loads(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loads ``(u, p)`` ``[I, U]`` of the chosen profile ``choice[i, j]``."""
         I, J = choice.shape
         U = self.problem.instance.n_devices
-        _, dev, first, _ = self._chosen(choice)
+        dev = self._chosen(choice, self.slot_device)
+        on = dev >= 0
+        first = on.copy()
+        for s in range(1, dev.shape[1]):
+            for t in range(s):
+                first[:, s] &= dev[:, s] != dev[:, t]
         rows = np.repeat(np.arange(I) * U, J)[:, None] + dev
-        p = np.bincount(rows[dev >= 0], minlength=I * U).reshape(I, U)
+        p = np.bincount(rows[on], minlength=I * U).reshape(I, U)
         u = np.bincount(rows[first], minlength=I * U).reshape(I, U)
         return u, p
 
@@ -197,7 +267,7 @@ class Candidates:
     def actions(self, choice: np.ndarray) -> np.ndarray:
         """``[I, J, K]`` action array of ``choice[i, j]``."""
         I, J = choice.shape
-        return self._chosen(choice)[0].reshape(I, J, -1).astype(np.int64)
+        return self._chosen(choice, self.slot_target).reshape(I, J, -1).astype(np.int64)
 
     def keep_index(self) -> int:
         """The profile keeping every Top-K expert (all codes 1)."""
@@ -219,19 +289,29 @@ def lex_rank(columns: np.ndarray, radix: int) -> np.ndarray:
 
 def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
     """``(row, inv)``: one token (flat index ``i * J + j``) per distinct (layer, Top-K
-    tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), and the ``[I, J]`` index of each
-    token's in ``row``."""
+    tuple) of ``e`` ``[I, J, K]`` (experts ``< E``), the rows in key order, and the
+    ``[I, J]`` index of each token's in ``row``."""
     I, J, K = e.shape
     if J == 1:                                       # one token per layer: all distinct
         return np.arange(I), np.arange(I)[:, None]
     layer = np.repeat(np.arange(I, dtype=np.int64), J)[:, None]
     key = lex_rank(np.concatenate([layer, e.reshape(I * J, K)], axis=1), max(E, I))
-    _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+    if int(key.max()) >= 8 * key.size:               # sparse keys: sort them
+        _, row, inv = np.unique(key, return_index=True, return_inverse=True)
+        return row, inv.reshape(I, J)
+    present = np.zeros(int(key.max()) + 1, dtype=bool)   # dense keys: a lookup table
+    present[key] = True
+    inv = (np.cumsum(present) - 1)[key]
+    row = np.empty(int(present.sum()), dtype=np.intp)
+    row[inv] = np.arange(key.size)                   # any token of the row will do
     return row, inv.reshape(I, J)
 
 
-def _on_axis(table: np.ndarray, s: int, K: int) -> np.ndarray:
+def _on_axis(table: np.ndarray, s: int, K: int, tokens_last: bool = False) -> np.ndarray:
     """Slot ``s`` of ``[..., K, C]`` viewed as ``[..., 1, .., C (axis s of the K code
-    axes), .., 1]``."""
-    t = table[..., s, :]
-    return t.reshape(t.shape[:-1] + (1,) * s + (t.shape[-1],) + (1,) * (K - 1 - s))
+    axes), .., 1]``; with ``tokens_last``, of ``[..., K, C, J]`` as ``[..., 1, .., C,
+    .., 1, J]``."""
+    t = table[..., s, :, :] if tokens_last else table[..., s, :]
+    lead, tail = (t.shape[:-2], t.shape[-1:]) if tokens_last else (t.shape[:-1], ())
+    C = t.shape[len(lead)]
+    return t.reshape(lead + (1,) * s + (C,) + (1,) * (K - 1 - s) + tail)

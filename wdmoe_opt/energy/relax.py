@@ -32,7 +32,7 @@ from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
 from .candidates import Candidates, lex_rank
 from .exact import ENUMERATION_TOLERANCE
-from .layer import LayerChoices, layer_choices
+from .layer import LayerSets, layer_sets
 from .problem import EnergyProblem
 from .result import p4_solution
 
@@ -49,18 +49,54 @@ class RelaxOptions(Options):
                                "of a layer the repair cannot fix")
 
 
-def separable_choice(cand: Candidates) -> np.ndarray:
-    """``[I, J]``: each token's least-energy allowed profile (ties: least deviation)."""
-    energy = cand.energy
-    choice = np.argmin(energy, axis=2)
-    best = np.take_along_axis(energy, choice[..., None], axis=2)
-    tied = np.flatnonzero(((energy == best).sum(axis=2) > 1).ravel())
-    if tied.size:                                      # few tokens: least deviation among ties
-        flat_e = energy.reshape(-1, energy.shape[2])[tied]
-        flat_d = cand.deviation.reshape(-1, energy.shape[2])[tied]
-        pick = np.argmin(np.where(flat_e == best.ravel()[tied, None], flat_d, np.inf), axis=1)
-        choice.ravel()[tied] = pick
-    return choice
+def separable_choice(cand: Candidates) -> tuple[np.ndarray, np.ndarray]:
+    """``(choice, energy)``, each ``[I, J]``: each token's least-energy allowed profile
+    (ties: least deviation, then the first) and its energy (``inf`` if none is allowed:
+    then the least-deviation profile).
+
+    The energy of a profile depends on the token's row only. Each row's profiles are
+    sorted by energy once; equal energies (the profiles of one invoked set share one)
+    form a *class*. Per token, the best allowed class is the largest of ``score *
+    allowed`` (``score``: ``P`` minus the class's first sorted position, ``0`` for an
+    invalid profile; small integers, built a few layers at a time, tokens last,
+    without the ``[I, J, P]`` energies); the deviation is then compared among that
+    class's few profiles only."""
+    I, J = cand.row.shape
+    n, P = cand.row_energy.shape
+    order = np.argsort(cand.row_energy, axis=1, kind="stable")           # [n, P]
+    ranked = np.take_along_axis(cand.row_energy, order, axis=1)
+    new = np.c_[np.ones(n, dtype=bool), ranked[:, 1:] != ranked[:, :-1]]
+    start = np.maximum.accumulate(np.where(new, np.arange(P), 0), axis=1)  # class start
+    finite = np.isfinite(ranked)
+    m = int((np.arange(P) - start)[finite].max(initial=0)) + 1            # largest class
+    dtype = np.min_scalar_type(P)
+    score = np.zeros((P, n), dtype=dtype)                                 # [P, n]
+    np.put_along_axis(score.T, order, np.where(finite, P - start, 0).astype(dtype), axis=1)
+    best = np.empty((I, J), dtype=dtype)
+    for i in cand.layer_chunks():
+        v = np.take(score, cand.row[i], axis=1)                           # [P, ., J]
+        ok = cand.within_budget(i, cand.profile_deviation(i))            # [., P, J]
+        np.multiply(v, np.swapaxes(ok, 0, 1), out=v)
+        best[i] = v.max(axis=0)
+    # the class of each token's best: sorted positions first, first + 1, ... (same class)
+    t = np.flatnonzero(best.ravel() > 0)
+    rows = cand.row.ravel()[t]
+    at = (P - best.ravel()[t].astype(np.intp))[:, None] + np.arange(m)   # [T, m]
+    flat = rows[:, None] * P + np.minimum(at, P - 1)
+    same = (at < P) & (np.take(start, flat) == at[:, :1])
+    q = np.take(order, flat)
+    ti, tj = np.divmod(t, J)
+    dev = cand.deviation_at(ti[:, None], tj[:, None], q)
+    pick = np.argmin(np.where(same & cand.within_budget(ti[:, None], dev), dev, np.inf),
+                     axis=1)
+    choice = np.empty(I * J, dtype=np.intp)
+    choice[t] = q[np.arange(len(t)), pick]
+    energy = np.full(I * J, np.inf)
+    energy[t] = cand.row_energy[rows, choice[t]]
+    none = np.flatnonzero(best.ravel() == 0)          # nothing allowed: least deviation
+    ni, nj = np.divmod(none, J)
+    choice[none] = np.argmin(cand.deviation_at(ni[:, None], nj[:, None], np.arange(P)), axis=1)
+    return choice.reshape(I, J), energy.reshape(I, J)
 
 
 @dataclass(frozen=True)
@@ -74,35 +110,64 @@ class Groups:
     time: np.ndarray         # [S, U]
 
 
-def group_tokens(lc: LayerChoices) -> Groups:
+def dominance(energy: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(src, dst)``, grouped by ascending ``dst``: every pair of sets where ``src``
+    dominates ``dst`` (no more energy and no more time on any device, and less of one
+    of them; equal sets: the lower id dominates).
+
+    A set that takes no more time on every device uses a subset of the devices, so
+    only the sets whose device support is a subset of ``dst``'s are compared (``2^m``
+    supports for a set on ``m`` devices, ``m <= K``), not all ``S`` sets (``S``
+    reaches thousands on 32 experts, top-4)."""
+    S, U = time.shape
+    used = time > 0
+    if U > 62:                                           # supports as int64 bit masks
+        dst, src = np.nonzero(np.ones((S, S), dtype=bool))
+    else:
+        key = used.astype(np.int64) @ (np.int64(1) << np.arange(U, dtype=np.int64))
+        m = int(used.sum(axis=1).max(initial=0))
+        pos = np.argsort(~used, axis=1, kind="stable")[:, :m]       # support devices first
+        on = np.take_along_axis(used, pos, axis=1)                   # [S, m]
+        pick = (np.arange(1 << m)[:, None] >> np.arange(m)) & 1     # [2^m, m] subsets
+        # the subsets of each support (a subset using a padding slot is skipped)
+        d, c = np.nonzero((pick[None, :, :] <= on[:, None, :]).all(axis=2))
+        sub = (np.where(on[d], np.int64(1) << pos[d], 0) * pick[c]).sum(axis=1)
+        order = np.argsort(key, kind="stable")
+        lo = np.searchsorted(key[order], sub, side="left")
+        n = np.searchsorted(key[order], sub, side="right") - lo
+        dst = np.repeat(d, n)
+        src = order[np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())]
+    cheaper = energy[src] <= energy[dst]                 # the 1-D test first
+    src, dst = src[cheaper], dst[cheaper]
+    ts, td = time[src], time[dst]
+    keep = (ts <= td).all(axis=1) & (
+        (energy[src] < energy[dst]) | (ts < td).any(axis=1) | (src < dst))
+    return src[keep], dst[keep]
+
+
+def group_tokens(ls: LayerSets) -> Groups:
     """Group the tokens by their allowed sets, after dropping every set another
-    allowed set dominates (no more energy, no more time on any device: it can replace
-    it in any solution, integer or fractional, so neither the optimum nor the LP bound
-    changes)."""
-    n_sets = int(lc.set_id.max()) + 1
-    allowed = np.zeros((lc.n_tokens, n_sets), dtype=bool)
-    allowed[lc.token, lc.set_id] = True
-    energy = np.empty(n_sets)
-    time = np.empty((n_sets, lc.time.shape[1]))
-    energy[lc.set_id] = lc.energy
-    time[lc.set_id] = lc.time
-    no_worse = (energy[:, None] <= energy[None, :]) & (
-        time[:, None, :] <= time[None, :, :]).all(axis=2)               # [S', S]
-    better = (energy[:, None] < energy[None, :]) | (
-        time[:, None, :] < time[None, :, :]).any(axis=2)
-    ids = np.arange(n_sets)
-    dominates = no_worse & (better | (ids[:, None] < ids[None, :]))     # ties: lower id
-    # 0/1 products summed exactly in floating point (BLAS; integer matmul has none)
-    allowed &= ~((allowed.astype(np.float32) @ dominates.astype(np.float32)) > 0)
-    # rows in the order np.unique(allowed, axis=0) gives (lexicographic; packing the
-    # bits, first column in the high bit, keeps that order)
-    _, first, members, count = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
-                                         return_index=True, return_inverse=True,
-                                         return_counts=True)
-    return Groups(allowed[first], count, members.ravel(), energy, time)
+    allowed set dominates (:func:`dominance`: it can replace it in any solution,
+    integer or fractional, so neither the optimum nor the LP bound changes)."""
+    allowed, energy, time = ls.allowed, ls.energy, ls.time
+    src, dst = dominance(energy, time)
+    # tokens with the same allowed sets first (rows in the order np.unique(allowed,
+    # axis=0) gives: packing the bits, first column in the high bit, keeps it), then the
+    # dominated sets dropped per distinct row, then the reduced rows grouped
+    _, first, inv = np.unique(lex_rank(np.packbits(allowed, axis=1), 256),
+                              return_index=True, return_inverse=True)
+    rows = allowed[first]
+    if len(dst):
+        start = np.flatnonzero(np.r_[True, dst[1:] != dst[:-1]])
+        rows[:, dst[start]] &= ~np.logical_or.reduceat(rows[:, src], start, axis=1)
+    _, first, members = np.unique(lex_rank(np.packbits(rows, axis=1), 256),
+                                  return_index=True, return_inverse=True)
+    members = members.ravel()[inv.ravel()]
+    count = np.bincount(members, minlength=len(first))
+    return Groups(rows[first], count, members, energy, time)
 
 
-def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
+def solve_lp(g: Groups, ls: LayerSets, integer_s: float | None = None
              ) -> tuple[np.ndarray | None, float]:
     """The LP relaxation: ``(y [G, S], value)``, or ``(None, nan)`` if infeasible.
     With ``integer_s``, the grouped integer program instead (counts integral, at most
@@ -112,7 +177,7 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
 
     gi, si = np.nonzero(g.allowed)
     n = len(gi)
-    devs = lc.timed_devices
+    devs = ls.timed_devices
     G = len(g.count)
     # column by column (rows increasing): its group row, then its nonzero device rows
     vals = np.c_[np.ones(n), g.time[si][:, devs]]                           # [n, 1 + D]
@@ -120,7 +185,7 @@ def solve_lp(g: Groups, lc: LayerChoices, integer_s: float | None = None
     rows = np.c_[gi, np.broadcast_to(G + np.arange(len(devs)), (n, len(devs)))][on]
     starts = np.r_[0, np.cumsum(on.sum(axis=1))[:-1]].astype(np.int32)
     lo = np.r_[g.count.astype(float), np.full(len(devs), -np.inf)]
-    hi = np.r_[g.count.astype(float), np.full(len(devs), lc.deadline)]
+    hi = np.r_[g.count.astype(float), np.full(len(devs), ls.deadline)]
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
@@ -186,15 +251,13 @@ def repair(counts: np.ndarray, g: Groups, deadline: float, max_moves: int) -> bo
     return False
 
 
-def assign(counts: np.ndarray, g: Groups, lc: LayerChoices) -> np.ndarray:
+def assign(counts: np.ndarray, g: Groups, ls: LayerSets, cand: Candidates) -> np.ndarray:
     """``[J]`` profile of every token from the group counts."""
     G, S = counts.shape
     by_group = np.argsort(g.members, kind="stable")                 # tokens, group by group
-    sets = np.empty(lc.n_tokens, dtype=np.int64)
+    sets = np.empty(ls.n_tokens, dtype=np.int64)
     sets[by_group] = np.repeat(np.tile(np.arange(S), G), counts.ravel())
-    # columns are sorted by (token, set): find each token's (token, set) column
-    col = np.searchsorted(lc.token * S + lc.set_id, np.arange(lc.n_tokens) * S + sets)
-    return lc.choice(col)
+    return ls.profiles(cand, np.arange(ls.n_tokens), sets)
 
 
 @register("p4", "relax", options=RelaxOptions, backends=("highspy",))
@@ -202,8 +265,8 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     """Fast prefill P4: separable choice where the deadline allows, else the LP
     relaxation of the layer's knapsack, rounded and repaired; reports the LP bound."""
     cand = Candidates.build(problem, options.replacements)
-    choice = separable_choice(cand)
-    energy0 = np.take_along_axis(cand.energy, choice[..., None], axis=2)[..., 0].sum(axis=1)
+    choice, chosen_energy = separable_choice(cand)
+    energy0 = chosen_energy.sum(axis=1)
     late = (cand.device_times(choice).max(axis=1)
             > problem.layer_deadline * (1 + FEASIBILITY_RTOL))
     bound = np.where(late, np.nan, energy0)
@@ -211,21 +274,21 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
     if late.any():
         silence_highs_banner()
     for i in np.flatnonzero(late):
-        lc = layer_choices(cand, int(i))
-        if len(np.unique(lc.token)) < lc.n_tokens:
+        ls = layer_sets(cand, int(i))
+        if not ls.allowed.any(axis=1).all():
             infeasible.append(int(i))
             continue
-        g = group_tokens(lc)
-        y, value = solve_lp(g, lc)
+        g = group_tokens(ls)
+        y, value = solve_lp(g, ls)
         if y is None:
             infeasible.append(int(i))
             continue
         bound[i] = value
         counts = round_counts(y, g.count, g.allowed)
-        if not repair(counts, g, lc.deadline, options.max_moves):
+        if not repair(counts, g, ls.deadline, options.max_moves):
             # the greedy repair is stuck: the grouped integer program (small: one
             # integer per group and set), for the point and a better bound
-            y_int, int_bound = solve_lp(g, lc, integer_s=options.fallback_s)
+            y_int, int_bound = solve_lp(g, ls, integer_s=options.fallback_s)
             if int_bound == np.inf:
                 infeasible.append(int(i))
                 continue
@@ -234,7 +297,7 @@ def solve_relax(problem: EnergyProblem, options: RelaxOptions) -> Solution:
                 failed.append(int(i))
                 continue
             counts = y_int.astype(np.int64)
-        choice[i] = assign(counts, g, lc)
+        choice[i] = assign(counts, g, ls, cand)
     extra = {"layers_relaxed": int(late.sum()), "infeasible_layers": infeasible,
              "repair_failed_layers": failed}
     # with fewer replacements the bound and infeasibility hold for the restricted

@@ -24,14 +24,14 @@ FEASIBILITY_RTOL = 1e-9
 
 
 def topk_experts(instance: Instance) -> np.ndarray:
-    """``[I, J, K]`` int64: each token's router Top-K expert ids, ascending."""
-    I, J, E = instance.gating_weights.shape
-    return np.nonzero(instance.router_topk_mask)[2].reshape(I, J, instance.model.top_k)
+    """``[I, J, K]`` int64: each token's router Top-K expert ids, ascending (a copy of
+    the instance's read-only :attr:`~Instance.router_topk_experts`)."""
+    return instance.router_topk_experts.copy()
 
 
 def keep_all_actions(instance: Instance) -> np.ndarray:
     """The ideal Top-K: every token keeps its router Top-K (``a = e``)."""
-    return topk_experts(instance).copy()
+    return topk_experts(instance)
 
 
 def require_similarity(instance: Instance):
@@ -47,12 +47,11 @@ def deviation(instance: Instance, actions: np.ndarray) -> np.ndarray:
     ``actions`` is ``[..., I, J, K]``; leading axes broadcast (candidate profiles).
     """
     sim = require_similarity(instance)
-    e = topk_experts(instance)                                        # [I, J, K]
-    w = np.take_along_axis(instance.gating_weights, e, axis=2)        # [I, J, K]
-    i = np.arange(instance.n_layers)[:, None, None]
+    I, J, E = instance.gating_weights.shape
+    row = np.arange(I)[:, None, None] * E + instance.router_topk_experts   # [I, J, K]: (i, e)
     a = np.asarray(actions)
-    d = np.where(a < 0, sim.skip[i, e], sim.replace[i, e, np.maximum(a, 0)])
-    return (w * d).sum(axis=-1)
+    d = np.where(a < 0, np.take(sim.skip, row), np.take(sim.replace, row * E + np.maximum(a, 0)))
+    return (instance.router_topk_weights * d).sum(axis=-1)
 
 
 def check_actions(instance: Instance, actions, field: str = "actions") -> np.ndarray:
@@ -98,16 +97,16 @@ def selection_from_actions(instance: Instance, actions: np.ndarray) -> Selection
     """The experts actually invoked, as a :class:`Selection` (a token may invoke none)."""
     I, J, E = instance.gating_weights.shape
     a = np.asarray(actions)
-    i, j, s = np.nonzero(a >= 0)
-    mask = np.zeros((I, J, E), dtype=bool)
-    mask[i, j, a[i, j, s]] = True
-    return Selection(mask)
+    on = np.flatnonzero(a >= 0)
+    mask = np.zeros(I * J * E, dtype=bool)
+    mask[on // a.shape[-1] * E + a.ravel()[on]] = True
+    return Selection(mask.reshape(I, J, E))
 
 
 def action_pairs(instance: Instance, actions: np.ndarray) -> np.ndarray:
     """Schema form as an ``[I, J, K, 2]`` array of ``[e, r]`` pairs (``r = e`` keep,
     ``-1`` skip); ``.tolist()`` gives the document's ``[I][J]`` lists."""
-    return np.stack([topk_experts(instance), np.asarray(actions)], axis=-1)
+    return np.stack([instance.router_topk_experts, np.asarray(actions)], axis=-1)
 
 
 def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.ndarray:
@@ -118,7 +117,7 @@ def actions_from_lists(instance: Instance, lists, field: str = "actions") -> np.
                        "pairs")
     order = np.argsort(pairs[..., 0], axis=-1, kind="stable")
     pairs = np.take_along_axis(pairs, order[..., None], axis=2)
-    wrong = (pairs[..., 0] != topk_experts(instance)).any(axis=-1)
+    wrong = (pairs[..., 0] != instance.router_topk_experts).any(axis=-1)
     if wrong.any():
         i, j = (int(x) for x in np.argwhere(wrong)[0])
         raise InputError(f"{field}[{i}][{j}]", "must name each router Top-K expert once",

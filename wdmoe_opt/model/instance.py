@@ -417,6 +417,19 @@ class Instance:
         return _readonly(topk_mask(self.gating_weights, self.model.top_k), private=True)
 
     @cached_property
+    def router_topk_experts(self) -> np.ndarray:
+        """``[I, J, K]`` read-only int64: each token's router Top-K expert ids, ascending."""
+        I, J, E = self.gating_weights.shape
+        ids = np.flatnonzero(self.router_topk_mask) % E
+        return _readonly(ids.reshape(I, J, self.model.top_k), private=True)
+
+    @cached_property
+    def router_topk_weights(self) -> np.ndarray:
+        """``[I, J, K]`` read-only gate weights of :attr:`router_topk_experts`."""
+        return _readonly(np.take_along_axis(self.gating_weights, self.router_topk_experts,
+                                            axis=2), private=True)
+
+    @cached_property
     def topk_weight_total(self) -> float:
         """``sum`` of every token's router Top-K weights (the retained-weight denominator)."""
         return float(np.einsum("ije,ije->", self.gating_weights, self.router_topk_mask))
