@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .instance import Instance
+from .replicas import route_loads, split_route
 from .selection import Selection
 
 LN2 = np.log(2.0)
@@ -78,6 +79,11 @@ def device_loads(instance: Instance, selection: Selection) -> tuple[np.ndarray, 
 def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     I, J, E = q.shape
     U = instance.n_devices
+    if instance.replicas is not None:
+        u, p = route_loads(split_route(instance.replicas, q), U)
+        u.setflags(write=False)
+        p.setflags(write=False)
+        return u, p
     if instance.identity_placement:
         p = np.count_nonzero(q, axis=1).astype(np.int64)
         p.setflags(write=False)
@@ -135,10 +141,15 @@ def selected_weight(instance: Instance, selection: Selection) -> np.ndarray:
 
 def _selected_weight(instance: Instance, q: np.ndarray) -> np.ndarray:
     I, _, E = q.shape
+    U = instance.n_devices
+    if instance.replicas is not None:      # each pair's weight on its routed copy
+        route = split_route(instance.replicas, q)
+        i, _, _ = np.nonzero(q)
+        return np.bincount(i * U + route[q], weights=instance.gating_weights[q],
+                           minlength=I * U).reshape(I, U)
     per_expert = np.einsum("ije,ije->ie", q, instance.gating_weights)  # [I, E]
     if instance.identity_placement:
         return per_expert
-    U = instance.n_devices
     rows = np.repeat(np.arange(I) * U, E) + instance.placement.ravel()
     return np.bincount(rows, weights=per_expert.ravel(), minlength=I * U).reshape(I, U)
 

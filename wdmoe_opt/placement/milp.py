@@ -175,6 +175,7 @@ class RelaxationModel:
 @register("p5", "milp", options=PlacementMilpOptions, backends=("highspy",), exact=True)
 def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solution:
     """Exact P5 on small instances: a bandwidth-grid MILP relaxation and no-good cuts."""
+    problem.refuse_replicas("p5/milp")
     clock = time.perf_counter()
     ev = PlacementEvaluator(problem)
     model = RelaxationModel(problem, ev, options)

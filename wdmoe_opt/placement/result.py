@@ -11,7 +11,11 @@ never copied from a method's search. The batch results are aggregated:
   so the mean does too); each batch's own is ``extra.batch_bandwidth_hz``;
 * ``extra``: ``batch_tokens``, ``batch_latency_s``, ``batch_bandwidth_hz``,
   ``capacity_experts`` ([I][U] in force), ``p3_status`` per batch;
-* ``placement``: ``[I][E]`` device ids.
+* ``placement``: ``[I][E]`` device ids;
+* with replicated experts, ``replicas`` (``[I][E]`` lists of device ids, the first
+  the placement's) and in ``extra``: ``route_rule`` (``"split"``,
+  :mod:`wdmoe_opt.model.replicas`) and ``route``, ``[I][J]`` lists of the device
+  serving each selected pair, in the order of ``selection[i][j]``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from ..model import Selection
 from ..model import latency as lat
+from ..model.replicas import ROUTE_RULE, split_route
 from ..problems import BandwidthProblem
 from ..registry import get_method
 from ..solution import Solution, Status
@@ -28,15 +33,18 @@ from .problem import PlacementProblem
 
 def placement_solution(problem: PlacementProblem, placement: np.ndarray, *, method: str,
                        status: Status = Status.FEASIBLE, lower_bound_s: float | None = None,
-                       tolerance: float | None = None, extra: dict | None = None) -> Solution:
-    """The P5 :class:`Solution` of ``placement`` (checked against the capacities)."""
+                       tolerance: float | None = None, extra: dict | None = None,
+                       replicas: np.ndarray | None = None) -> Solution:
+    """The P5 :class:`Solution` of ``placement`` (and its ``replicas``, if any; checked
+    against the capacities)."""
     pl = problem.check_placement(placement)
+    rep = None if replicas is None else problem.check_replicas(pl, replicas)
     p3 = get_method("p3/exact")
     mask = problem.mask
     jb = problem.batch_tokens
     batches = []
     for n in range(problem.n_batches):
-        inst_b = problem.batch_instance(n, pl)
+        inst_b = problem.batch_instance(n, pl, rep)
         batches.append(p3(BandwidthProblem(inst_b, Selection(mask[:, n * jb:(n + 1) * jb]))))
     selection = Selection(mask)
     inst = problem.instance
@@ -45,6 +53,8 @@ def placement_solution(problem: PlacementProblem, placement: np.ndarray, *, meth
     bandwidth = np.mean([s.bandwidth_hz for s in batches], axis=0)
     bandwidth.setflags(write=False)
     pl.setflags(write=False)
+    routed = {} if rep is None else {"route_rule": ROUTE_RULE,
+                                     "route": trace_route(problem, rep)}
     p3_statuses = [str(s.status) for s in batches]
     if Status.ERROR in p3_statuses and status is not Status.ERROR:
         status = Status.ERROR
@@ -63,5 +73,16 @@ def placement_solution(problem: PlacementProblem, placement: np.ndarray, *, meth
                "batch_bandwidth_hz": [s.bandwidth_hz.tolist() for s in batches],
                "capacity_experts": problem.capacity.tolist(), "p3_status": p3_statuses,
                "selection_policy": "topk" if problem.selection is None else "given",
-               **(extra or {})},
-        placement=pl)
+               **routed, **(extra or {})},
+        placement=pl, replicas=rep)
+
+
+def trace_route(problem: PlacementProblem, replicas: np.ndarray) -> list:
+    """``[I][J]`` lists: the device serving each selected pair of the trace, batch by
+    batch (the split rule ranks tokens within a batch), in expert-id order."""
+    N, jb = problem.n_batches, problem.batch_tokens
+    q = problem.batch_masks()                                        # [N, I, Jb, E]
+    route = split_route(replicas, q).transpose(1, 0, 2, 3)           # [I, N, Jb, E]
+    I, _, _, E = route.shape
+    flat = route.reshape(I, N * jb, E)
+    return [[[int(k) for k in row[row >= 0]] for row in layer] for layer in flat]
