@@ -147,18 +147,27 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
                                f"expert {e}")
                     return None
                 dev[i, j, e] = k
-    if rule == "split":   # in each batch, the t-th of n tokens to copy floor(t R / n)
-        for i in range(I):
-            for e in range(E):
-                devs = copies[i][e]
-                for start in range(0, J, jb):
-                    tokens = start + np.flatnonzero(q[i, start:start + jb, e])
-                    want = np.asarray(devs)[np.arange(tokens.size) * len(devs)
-                                            // max(tokens.size, 1)]
-                    if (dev[i, tokens, e] != want).any():
-                        out.append(f"extra.route: layer {i}, expert {e} is not routed "
-                                   "by the split rule")
-                        return dev
+    if rule == "split":
+        bad = np.argwhere((dev != split_devices(copies, q, jb)).any(axis=1))
+        if bad.size:
+            out.append(f"extra.route: layer {bad[0][0]}, expert {bad[0][1]} is not routed "
+                       "by the split rule")
+    return dev
+
+
+def split_devices(copies: list, q: np.ndarray, jb: int) -> np.ndarray:
+    """``[I, J, E]``: the device the split rule sends each selected pair of ``q`` to
+    (-1 elsewhere), copy by copy: in each batch of ``jb`` tokens, the ``t``-th of the
+    ``n`` tokens selecting expert ``e`` goes to copy ``floor(t R / n)`` of its ``R``."""
+    I, J, E = q.shape
+    dev = np.full((I, J, E), -1, dtype=np.int64)
+    for i in range(I):
+        for e in range(E):
+            devs = np.asarray(copies[i][e])
+            for start in range(0, J, jb):
+                tokens = start + np.flatnonzero(q[i, start:start + jb, e])
+                dev[i, tokens, e] = devs[np.arange(tokens.size) * devs.size
+                                         // max(tokens.size, 1)]
     return dev
 
 
