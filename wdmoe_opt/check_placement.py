@@ -115,7 +115,8 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
            out: list[str]) -> np.ndarray | None:
     """``[I, J, E]`` the device serving each selected pair (-1 elsewhere): the stated
     ``extra.route`` (each device must hold the expert; with ``route_rule`` "split", it
-    must be the rule's), or the only copy when nothing is replicated."""
+    must be the rule's; "given": any such route), or the only copy when nothing is
+    replicated."""
     I, J, E = q.shape
     single = all(len(devs) == 1 for row in copies for devs in row)
     raw, rule = extra.get("route"), extra.get("route_rule")
@@ -128,7 +129,7 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
             for e in range(E):
                 dev[i, q[i, :, e], e] = copies[i][e][0]
         return dev
-    if rule not in (None, "split"):
+    if rule not in ("split", "given"):
         out.append(f"extra.route_rule: unknown rule {rule!r}")
     if not isinstance(raw, list) or len(raw) != I or any(
             not isinstance(row, list) or len(row) != J for row in raw):

@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
-from .replicas import copies_per_device, replicas_array
+from .replicas import copies_per_device, replicas_array, route_array
 from .similarity import Similarity, deadlines_array
 
 #: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
@@ -326,6 +326,9 @@ class Instance:
         ``placement[i][e]`` (the placement is read from the first entries when
         omitted). Stored as an ``[I, E, R]`` array padded with -1; tokens are routed
         to the copies by the split rule; each copy uses capacity on its device.
+    route : array [I, J, E] of device ids, optional
+        With ``replicas``: the copy serving pair ``(i, j, e)`` where set (-1: the split
+        rule decides), e.g. the optimal route of ``p5/milp``.
     """
 
     name: str
@@ -337,6 +340,7 @@ class Instance:
     similarity: Similarity | None = None
     deadlines_s: np.ndarray | None = None
     replicas: np.ndarray | None = None
+    route: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -363,6 +367,11 @@ class Instance:
         if self.replicas is not None:
             object.__setattr__(self, "replicas",
                                _readonly(replicas_array(self.replicas, pl, I, E, U)))
+        if self.route is not None:
+            if self.replicas is None:
+                raise InputError("route", "needs replicas (the copies it routes to)")
+            object.__setattr__(self, "route", _readonly(
+                route_array(self.route, self.replicas, self.gating_weights.shape[1])))
         if self.system.capacity_bytes is not None and self.model.expert_size_bytes is None:
             raise InputError("model.expert_bytes", "is required (or model.hidden_dim and "
                              "ffn_hidden_dim) when system.devices[*].capacity_bytes is given")
@@ -471,6 +480,9 @@ class Instance:
         if self.replicas is not None:   # hashed only when present, as the P4 blocks
             h.update(b"replicas" + str(self.replicas.shape).encode())
             h.update(_le_bytes(np.asarray(self.replicas, "<i8")))
+        if self.route is not None:
+            h.update(b"route")
+            h.update(_le_bytes(np.asarray(self.route, "<i8")))
         if self.system.capacity_bytes is not None:   # with the expert size it is read with
             h.update(b"capacity_bytes")
             h.update(_le_bytes(np.asarray(self.system.capacity_bytes, "<f8")))

@@ -62,6 +62,26 @@ def replicas_array(value, placement: np.ndarray | None, I: int, E: int, U: int) 
     return out
 
 
+def route_array(value, replicas: np.ndarray, J: int) -> np.ndarray:
+    """``[I, J, E]`` int64 route: each entry -1 (the split rule decides) or a device
+    holding a copy of the expert. Errors name the field: ``route[i][j][e]``."""
+    I, E, _ = replicas.shape
+    try:
+        route = np.asarray(value)
+    except (TypeError, ValueError):
+        route = np.zeros(0)
+    if route.shape != (I, J, E) or route.dtype.kind not in "iu":
+        raise InputError("route", f"must be an [{I}][{J}][{E}] array of device ids or -1")
+    route = route.astype(np.int64)
+    held = (route[..., None] == replicas[:, None, :, :]).any(axis=-1)
+    bad = (route != -1) & ~held
+    if bad.any():
+        i, j, e = (int(x) for x in np.argwhere(bad)[0])
+        raise InputError(f"route[{i}][{j}][{e}]", f"is not a device holding expert {e} "
+                         f"of layer {i} ({replica_lists(replicas)[i][e]})", int(route[i, j, e]))
+    return route
+
+
 def replica_lists(replicas: np.ndarray) -> list:
     """``[I][E]`` lists of device ids (the document form) of a padded array."""
     return [[[int(k) for k in copies if k >= 0] for copies in row] for row in replicas]

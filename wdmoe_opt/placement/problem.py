@@ -123,10 +123,11 @@ class PlacementProblem:
         I, J, E = self.mask.shape
         return self.mask.reshape(I, self.n_batches, self.batch_tokens, E).transpose(1, 0, 2, 3)
 
-    def batch_instance(self, n: int, placement: np.ndarray,
-                       replicas: np.ndarray | None = None) -> Instance:
-        """Batch ``n`` as an instance of its own under ``placement`` (and ``replicas``;
-        no capacity field: the problem's capacities were checked on them already)."""
+    def batch_instance(self, n: int, placement: np.ndarray, replicas: np.ndarray | None = None,
+                       route: np.ndarray | None = None) -> Instance:
+        """Batch ``n`` as an instance of its own under ``placement`` (and ``replicas``,
+        its ``route`` ``[I, Jb, E]`` if given; no capacity field: the problem's
+        capacities were checked on them already)."""
         inst = self.instance
         sl = slice(n * self.batch_tokens, (n + 1) * self.batch_tokens)
         system = inst.system
@@ -134,7 +135,7 @@ class PlacementProblem:
             system = dataclasses.replace(system, capacity_experts=None, capacity_bytes=None)
         return Instance(name=f"{inst.name}#batch{n}", model=inst.model, system=system,
                         gating_weights=inst.gating_weights[:, sl], placement=placement,
-                        provenance=inst.provenance, replicas=replicas)
+                        provenance=inst.provenance, replicas=replicas, route=route)
 
     def check_placement(self, placement) -> np.ndarray:
         """``placement`` as a validated ``[I, E]`` int array respecting the capacities."""
