@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io import read_instance, read_solution_dict, solution_to_json, write_solution
 from ..io.solution_io import bandwidth_from_document, selection_from_document
 from ..model import Instance
-from ..placement import PlacementProblem
+from ..placement import REPLICATING, PlacementProblem
 from ..problems import (
     LOWER_LEVELS,
     SUPPORTS,
@@ -170,9 +170,9 @@ def _p5(instance: Instance, flags: Flags):
                                capacity_experts=flags.take("capacity_experts"),
                                max_replicas=flags.take("max_replicas", 1))
     step = _step(flags, "placement_method", "p5", "greedy")
-    if problem.max_replicas > 1 and step.key != "p5/local-search":
-        raise InputError("--max-replicas", f"is searched by p5/local-search only, not "
-                         f"{step.key}", problem.max_replicas)
+    if problem.max_replicas > 1 and step.key not in REPLICATING:
+        raise InputError("--max-replicas", f"is searched by {' and '.join(REPLICATING)} "
+                         f"only, not {step.key}", problem.max_replicas)
     return problem, step
 
 
@@ -256,8 +256,8 @@ def build(instance: Instance, problem_key: str, given: dict):
 @click.option("--batch-tokens", type=click.IntRange(1),
               help="p5: tokens per batch of the trace [all: one batch].")
 @click.option("--max-replicas", type=click.IntRange(1),
-              help="p5: most copies of one expert [1]; more than 1 needs local-search, "
-              "which adds and drops copies (tokens split evenly over an expert's copies).")
+              help="p5: most copies of one expert [1]; more than 1 needs local-search (adds "
+              "and drops copies; tokens split evenly over an expert's copies) or milp.")
 @click.option("--placement-from", type=click.Path(dir_okay=False),
               help="Solve under the placement of this p5 solution (another trace of the "
               "same system).")

@@ -27,6 +27,9 @@ from ..model.replicas import copies_per_device, replicas_array
 
 POLICIES = ("topk",)
 
+#: The methods that place more than one copy of an expert (``max_replicas > 1``).
+REPLICATING = ("p5/local-search", "p5/milp")
+
 
 @dataclass(frozen=True, eq=False)
 class PlacementProblem:
@@ -49,7 +52,8 @@ class PlacementProblem:
     max_replicas : int, optional
         Most copies of one expert (1: no replication). Each copy uses capacity on
         its device; tokens go to the copies by the split rule
-        (:mod:`wdmoe_opt.model.replicas`). Only ``p5/local-search`` replicates.
+        (:mod:`wdmoe_opt.model.replicas`). Only the :data:`REPLICATING` methods
+        replicate.
     """
 
     instance: Instance
@@ -146,10 +150,11 @@ class PlacementProblem:
 
     def refuse_replicas(self, method: str) -> None:
         """An :class:`InputError` when replication is asked of ``method``, which places
-        one copy per expert (only ``p5/local-search`` replicates)."""
+        one copy per expert (the :data:`REPLICATING` methods replicate)."""
         if self.max_replicas > 1:
             raise InputError("max_replicas", f"{method} places one copy per expert; "
-                             "replication is searched by p5/local-search", self.max_replicas)
+                             f"replication is searched by {' and '.join(REPLICATING)}",
+                             self.max_replicas)
 
     def check_replicas(self, placement: np.ndarray, replicas) -> np.ndarray:
         """``replicas`` of ``placement`` as a validated ``[I, E, R]`` array: at most

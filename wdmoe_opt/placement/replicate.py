@@ -27,27 +27,23 @@ import time
 import numpy as np
 
 from ..model.replicas import copies_per_device
-from .evaluate import PlacementEvaluator, best_improving
+from .evaluate import PlacementEvaluator, PlacementState, best_improving
 from .problem import PlacementProblem
 
 
-class ReplicaState:
-    """Copies ``[I, E, R]`` (-1 padded, column 0 the placement) with their loads and
-    batch latencies."""
+class ReplicaState(PlacementState):
+    """Copies ``[I, E, R]`` (-1 padded, column 0 the placement, fixed) with their loads
+    and batch latencies; ``counts`` are copies per device."""
 
     def __init__(self, ev: PlacementEvaluator, placement: np.ndarray, max_replicas: int):
-        self.ev = ev
         I, E = placement.shape
+        self.ev, self.placement = ev, np.array(placement, dtype=np.int64)
         self.replicas = np.full((I, E, max_replicas), -1, dtype=np.int64)
         self.replicas[:, :, 0] = placement
         self.u, self.p = ev.loads(placement, self.replicas)
         self.latency = ev.batch_latency(self.u, self.p)
         self.counts = copies_per_device(self.replicas, ev.U)
         self._times: np.ndarray | None = None
-
-    @property
-    def objective(self) -> float:
-        return float(self.latency.mean())
 
     def try_layer(self, layer: int, row: np.ndarray) -> tuple[float, tuple]:
         """Score layer ``layer``'s copies replaced by ``row`` ``[E, R]``."""
@@ -71,12 +67,6 @@ class ReplicaState:
             self.replicas[layer] = row
         self.counts = copies_per_device(self.replicas, self.ev.U)
         self._times = None
-
-    def bottlenecks(self, layer: int) -> np.ndarray:
-        """Devices slowest in ``layer`` in some batch, at each batch's optimal bandwidth."""
-        if self._times is None:
-            self._times = self.ev.batch_times(self.u, self.p)
-        return np.unique(self._times[:, layer].argmax(axis=-1))
 
 
 def with_copy(row: np.ndarray, e: int, device: int) -> np.ndarray | None:
