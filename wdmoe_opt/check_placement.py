@@ -158,17 +158,20 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
 
 def split_devices(copies: list, q: np.ndarray, jb: int) -> np.ndarray:
     """``[I, J, E]``: the device the split rule sends each selected pair of ``q`` to
-    (-1 elsewhere), copy by copy: in each batch of ``jb`` tokens, the ``t``-th of the
-    ``n`` tokens selecting expert ``e`` goes to copy ``floor(t R / n)`` of its ``R``."""
+    (-1 elsewhere), pair by pair: in each batch of ``jb`` tokens, the tokens selecting
+    some expert whose first copy is that of ``e`` are ranked; the one of rank ``t``
+    of ``n`` goes to copy ``floor(t R / n)`` of the ``R`` copies of ``e``."""
     I, J, E = q.shape
     dev = np.full((I, J, E), -1, dtype=np.int64)
     for i in range(I):
         for e in range(E):
-            devs = np.asarray(copies[i][e])
+            devs = copies[i][e]
+            group = [f for f in range(E) if copies[i][f][0] == devs[0]]
             for start in range(0, J, jb):
-                tokens = start + np.flatnonzero(q[i, start:start + jb, e])
-                dev[i, tokens, e] = devs[np.arange(tokens.size) * devs.size
-                                         // max(tokens.size, 1)]
+                ranked = [j for j in range(start, start + jb) if q[i, j, group].any()]
+                for t, j in enumerate(ranked):
+                    if q[i, j, e]:
+                        dev[i, j, e] = devs[t * len(devs) // len(ranked)]
     return dev
 
 

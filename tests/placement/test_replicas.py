@@ -40,19 +40,22 @@ def trace(seed=0, layers=2, batches=2, batch_tokens=4, experts=4, devices=8, **k
 
 
 def naive_loads(replicas, q, U):
-    """``(u, p)`` [I, U] of the split rule written as loops: the t-th of the n tokens
-    selecting expert e goes to copy floor(t R / n)."""
+    """``(u, p)`` [I, U] of the split rule written as loops: the tokens selecting some
+    expert of e's group (same primary device) are ranked; the one of rank t of n
+    sends its pair with e to copy floor(t R / n)."""
     I, J, E = q.shape
     sent = np.zeros((I, J, U), dtype=bool)
     p = np.zeros((I, U), dtype=np.int64)
     for i in range(I):
         for e in range(E):
             copies = [k for k in replicas[i, e] if k >= 0]
-            tokens = [j for j in range(J) if q[i, j, e]]
+            group = [f for f in range(E) if replicas[i, f, 0] == copies[0]]
+            tokens = [j for j in range(J) if any(q[i, j, f] for f in group)]
             for t, j in enumerate(tokens):
-                k = copies[t * len(copies) // len(tokens)]
-                p[i, k] += 1
-                sent[i, j, k] = True
+                if q[i, j, e]:
+                    k = copies[t * len(copies) // len(tokens)]
+                    p[i, k] += 1
+                    sent[i, j, k] = True
     return sent.sum(axis=1), p
 
 
@@ -73,7 +76,12 @@ def test_split_rule_routes_to_copies_evenly(seed):
             got = route[i, q[i, :, e], e]
             assert np.isin(got, lists[i][e]).all()            # only devices holding e
             share = [(got == k).sum() for k in lists[i][e]]
-            assert max(share) - min(share) <= 1                # an even split
+            if (rep[i, :, 0] == rep[i, e, 0]).sum() == 1:     # alone in its group:
+                assert max(share) - min(share) <= 1            # an even split
+            for f in range(E):                                 # a mirrored group: a token's
+                if (rep[i, f] == rep[i, e]).all():             # pairs on one device
+                    both = q[i, :, e] & q[i, :, f]
+                    assert (route[i, both, e] == route[i, both, f]).all()
     u, p = naive_loads(rep, q, U)
     ru, rp = route_loads(route, U)
     np.testing.assert_array_equal(ru, u)
@@ -294,3 +302,15 @@ def test_cli_max_replicas_and_placement_from(tmp_path, capsys):
     assert main(["solve", str(test), "--placement-from", str(placed), "--problem", "p3",
                  "--selection", "alg1"]) == 2
     assert main(["solve", str(train), "--problem", "p5", "--max-replicas", "0"]) == 2
+
+
+def test_mirrored_group_crosses_once():
+    """Experts 0 and 1 share device 0 and are both mirrored on device 2: every token
+    selecting both sends its two pairs to one device (u counts it once), and the
+    group's tokens split evenly over the two devices."""
+    q = np.zeros((1, 6, 3), dtype=bool)
+    q[0, :, 0] = q[0, :, 1] = True                    # every token selects 0 and 1
+    rep = replicas_array([[[0, 2], [0, 2], [1]]], None, 1, 3, 3)
+    u, p = route_loads(split_route(rep, q), 3)
+    np.testing.assert_array_equal(p[0], [6, 0, 6])
+    np.testing.assert_array_equal(u[0], [3, 0, 3])

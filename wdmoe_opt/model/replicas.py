@@ -8,15 +8,17 @@ ignores replication reads the placement and so the primary). In memory it is an
 
 The route (which copy serves each selected (token, expert) pair) follows the
 *split rule*, chosen for being deterministic, vectorized and checkable from the
-selection alone: in every batch, the selected tokens of expert ``e`` of layer
-``i``, in token order, are cut into ``R_e`` contiguous blocks of sizes as equal as
-possible (``n // R_e`` or one more), the ``r``-th block to the ``r``-th copy; the
-token of rank ``t`` (0-based) among the ``n`` goes to copy ``floor(t R_e / n)``.
-Each copy so gets an equal share of the expert's pairs (the devices' compute,
-eq. 7, splits evenly), and two experts replicated on the same devices in the same
-order send a token's two pairs to one device (so it crosses the link once, eq. 9).
-The loads ``(u, p)`` of eq. 9 are counted on the routed devices; eqs. 10-13 and
-P3 are unchanged given the loads.
+selection alone. The experts whose primary copy is on device ``k`` form ``k``'s
+*group*; in every batch, the tokens sent to the group (selecting at least one of
+its experts), in token order, are ranked ``t = 0 .. n - 1``, and the pair of token
+``t`` with expert ``e`` of the group goes to copy ``floor(t R_e / n)`` of
+``replicas[i][e]`` (``R_e`` copies). So the group's tokens are cut into ``R_e``
+contiguous blocks of as equal sizes as possible; experts of one group with the
+same copy list (a device *mirrored* on another) send a token's pairs to one
+device, so it crosses the link once (eq. 9); an expert alone on its device gets
+an exactly even split of its pairs (sizes ``n // R_e`` or one more), an expert
+sharing it an even split in expectation. The loads ``(u, p)`` of eq. 9 are counted
+on the routed devices; eqs. 10-13 and P3 are unchanged given the loads.
 """
 
 from __future__ import annotations
@@ -100,8 +102,11 @@ def split_route(replicas: np.ndarray, q: np.ndarray) -> np.ndarray:
     each selected pair of mask ``q`` ``[..., I, J, E]`` (batches on leading axes,
     ranked within each), ``-1`` where not selected."""
     n_copies = (replicas >= 0).sum(axis=-1)                         # [I, E]
-    rank = np.cumsum(q, axis=-2, dtype=np.int64) - 1                # [..., I, J, E]
-    count = np.maximum(q.sum(axis=-2, keepdims=True, dtype=np.int64), 1)
+    primary = replicas[:, :, 0]
+    group = (primary[:, :, None] == primary[:, None, :]).astype(np.int64)   # [I, E, E]
+    to_group = np.einsum("...ijf,ife->...ije", q.astype(np.int64), group) > 0
+    rank = np.cumsum(to_group, axis=-2, dtype=np.int64) - 1         # [..., I, J, E]
+    count = np.maximum(to_group.sum(axis=-2, keepdims=True, dtype=np.int64), 1)
     copy = rank * n_copies[:, None, :] // count                     # [..., I, J, E]
     I, _, E = q.shape[-3:]
     device = replicas[np.arange(I)[:, None, None], np.arange(E)[None, None, :],

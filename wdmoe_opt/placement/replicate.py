@@ -8,15 +8,18 @@ the layers and, in layer ``i``, scores
   when the layer is small) gets one more copy on a target device with room (the
   devices in use and the ``targets`` fastest unused ones), if it has fewer than
   ``max_replicas``;
+* *mirror a device*: every expert whose primary is on a bottleneck device ``k``
+  gets a copy on target ``t`` (room permitting): under the split rule the tokens
+  of ``k``'s group then go whole to ``k`` or to ``t``, each crossing one link
+  (a single added copy would split a token's pairs over two devices);
 * *drop a copy*: any non-primary copy of the layer is removed;
 
-and applies the best improving one. After each pass, *add a copy of expert ``e``
-on device ``t`` in every layer* is scored for every ``(e, t)`` (the bandwidth is
-shared by the layers, so a device worth adding is worth adding everywhere).
+and applies the best improving one. After each pass, the same adds and mirrors
+*in every layer at once* are scored (the bandwidth is shared by the layers, so a
+device worth adding is worth adding everywhere).
 Every candidate is scored exactly: the changed layer's loads are re-routed by the
-split rule (:mod:`wdmoe_opt.model.replicas`; a copy takes an equal share of its
-expert's tokens) and P3 is solved for every training batch
-(:class:`~wdmoe_opt.placement.evaluate.PlacementEvaluator`). Each copy uses
+split rule (:mod:`wdmoe_opt.model.replicas`) and P3 is solved for every training
+batch (:class:`~wdmoe_opt.placement.evaluate.PlacementEvaluator`). Each copy uses
 capacity on its device. The search never returns a worse point than its start.
 """
 
@@ -80,16 +83,35 @@ def with_copy(row: np.ndarray, e: int, device: int) -> np.ndarray | None:
     return new
 
 
+def mirrored(row: np.ndarray, k: int, device: int, room: int) -> np.ndarray | None:
+    """``row`` ``[E, R]`` with a copy on ``device`` of every expert whose primary is on
+    ``k`` (its group: the split rule then sends a token's pairs of the group to one
+    copy), or ``None`` when that needs more than ``room`` copies or adds none."""
+    new = row
+    for e in np.flatnonzero(row[:, 0] == k):
+        more = with_copy(new, int(e), device)
+        if more is not None:
+            new = more
+    added = int((new >= 0).sum() - (row >= 0).sum())
+    return new if 0 < added <= room else None
+
+
 def layer_candidates(state: ReplicaState, layer: int, sources: np.ndarray,
                      targets: np.ndarray, capacity: np.ndarray) -> list[np.ndarray]:
     """Rows of layer ``layer``: a copy added to each expert hosted by ``sources`` on each
-    target with room, and every non-primary copy dropped."""
+    target with room, each source's group mirrored on each target, and every
+    non-primary copy dropped."""
     row = state.replicas[layer]
     rows = []
-    room = state.counts[layer] < capacity[layer]
+    room = capacity[layer] - state.counts[layer]
     for e in np.flatnonzero(np.isin(row, sources).any(axis=1)):
-        for t in targets[room[targets]]:
+        for t in targets[room[targets] > 0]:
             new = with_copy(row, int(e), int(t))
+            if new is not None:
+                rows.append(new)
+    for k in sources:
+        for t in targets[targets != k]:
+            new = mirrored(row, int(k), int(t), int(room[t]))
             if new is not None:
                 rows.append(new)
     for e, c in np.argwhere(row[:, 1:] >= 0):
@@ -100,19 +122,24 @@ def layer_candidates(state: ReplicaState, layer: int, sources: np.ndarray,
 
 
 def all_layer_adds(state: ReplicaState, targets: np.ndarray, capacity: np.ndarray):
-    """Scored copies of expert ``e`` on device ``t`` added in every layer where it fits."""
+    """Scored copies of expert ``e`` on device ``t``, and mirrors of device ``k``'s group
+    on ``t``, added in every layer where they fit."""
     I, E, _ = state.replicas.shape
-    for e in range(E):
-        for t in targets:
-            new = state.replicas.copy()
-            changed = False
-            for i in range(I):
-                if state.counts[i, t] < capacity[i, t]:
-                    row = with_copy(new[i], e, int(t))
-                    if row is not None:
-                        new[i], changed = row, True
-            if changed:
-                yield state.try_all(new)
+    room = capacity - state.counts
+    used = np.flatnonzero(state.counts.any(axis=0))
+    changes = [(lambda row, i, e=e, t=t: with_copy(row, e, t) if room[i, t] > 0 else None)
+               for e in range(E) for t in targets]
+    changes += [(lambda row, i, k=k, t=t: mirrored(row, k, t, room[i, t]))
+                for k in used for t in targets if t != k]
+    for change in changes:
+        new = state.replicas.copy()
+        changed = False
+        for i in range(I):
+            row = change(new[i], i)
+            if row is not None:
+                new[i], changed = row, True
+        if changed:
+            yield state.try_all(new)
 
 
 def replicate(problem: PlacementProblem, placement: np.ndarray, ev: PlacementEvaluator,
