@@ -257,7 +257,7 @@ def build(instance: Instance, problem_key: str, given: dict):
               help="p5: tokens per batch of the trace [all: one batch].")
 @click.option("--max-replicas", type=click.IntRange(1),
               help="p5: most copies of one expert [1]; more than 1 needs local-search (adds "
-              "and drops copies; tokens split evenly over an expert's copies) or milp.")
+              "and drops copies; tokens go to the copies by the split rule) or milp.")
 @click.option("--placement-from", type=click.Path(dir_okay=False),
               help="Solve under the placement of this p5 solution (another trace of the "
               "same system).")
