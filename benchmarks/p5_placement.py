@@ -181,6 +181,18 @@ def summarize(df: pd.DataFrame, path: Path) -> None:
     print(summary)
 
 
+def grouped_bars(ax, g: pd.DataFrame, index: list[str], configs: list, column: str,
+                 values, label) -> None:
+    """Bars of ``g``'s ``mean`` with ``min``-``max`` whiskers: one group per config (the
+    ``index`` columns), one bar per value of ``column`` in ``values``."""
+    width = 0.8 / len(values)
+    for n, v in enumerate(values):
+        sub = g[g[column] == v].set_index(index).loc[configs]
+        x = np.arange(len(configs)) + (n - (len(values) - 1) / 2) * width
+        ax.bar(x, sub["mean"], width, label=label(v),
+               yerr=[sub["mean"] - sub["min"], sub["max"] - sub["mean"]], capsize=2)
+
+
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -190,12 +202,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     g = g.reset_index()
     configs = list(dict.fromkeys(zip(g.devices, g.experts, strict=True)))
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    width = 0.8 / len(METHODS)
-    for n, m in enumerate(METHODS):
-        sub = g[g.method == m].set_index(["devices", "experts"]).loc[configs]
-        x = np.arange(len(configs)) + (n - (len(METHODS) - 1) / 2) * width
-        ax.bar(x, sub["mean"], width, label=m,
-               yerr=[sub["mean"] - sub["min"], sub["max"] - sub["mean"]], capsize=2)
+    grouped_bars(ax, g, ["devices", "experts"], configs, "method", METHODS, str)
     ax.axhline(0.7, color="k", ls="--", lw=0.8, label="goal: 30 % below round-robin")
     ax.set_xticks(np.arange(len(configs)), [f"U={u}\nE={e}" for u, e in configs])
     ax.set_ylabel("held-out latency / round-robin")
@@ -206,17 +213,24 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def trace_arguments(doc: str, layers: int) -> argparse.ArgumentParser:
+    """The parser of the P5 benchmarks' shared flags: output folder, seeds and the trace
+    (layers, batch size, training and held-out batches), local search's time."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=layers)
     ap.add_argument("--batch-tokens", type=int, default=64)
     ap.add_argument("--train", type=int, default=4)
     ap.add_argument("--test", type=int, default=4)
-    ap.add_argument("--capacity", type=int, default=2, help="capacity_experts per device")
     ap.add_argument("--search-time", type=float, default=20.0,
                     help="local-search time limit per run (s)")
+    return ap
+
+
+def main() -> None:
+    ap = trace_arguments(__doc__, 32)
+    ap.add_argument("--capacity", type=int, default=2, help="capacity_experts per device")
     ap.add_argument("--parts", default="heldout,recorded,milp,throughput,joint")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -198,9 +198,14 @@ def _golden(f, lo: float, hi: float, iters: int = 90) -> float:
 
 def p3_optimum_s(instance, mask) -> float:
     """Optimal P3 latency (eqs 19-21, convex) for ``U <= 3`` by nested golden sections."""
+    return p3_optimum_of_loads_s(instance, *loads(instance, mask))
+
+
+def p3_optimum_of_loads_s(instance, u, p) -> float:
+    """:func:`p3_optimum_s` of given loads ``u, p`` [I, U] (tokens and pairs per device)."""
     total = instance.system.total_bandwidth_hz
     U = len(instance.system.compute_flops)
-    (u, p), (bits, snr_down, snr_up, a) = loads(instance, mask), _link_constants(instance)
+    bits, snr_down, snr_up, a = _link_constants(instance)
 
     def T(b):
         return float(_times(u, p, _comm_times_s(b, bits, snr_down, snr_up), a)

@@ -54,7 +54,8 @@ def check_solution(instance: Instance, doc: dict, notes: list[str] | None = None
         return check_p5(instance, doc)
     if isinstance(doc, dict) and doc.get("placement") is not None:
         try:   # solved under a P5 placement (solve --placement-from): check it there
-            instance = instance.replace(placement=doc["placement"])
+            instance = instance.replace(placement=doc["placement"],
+                                        replicas=doc.get("replicas"))
         except InputError as exc:
             return [str(exc)]
     notes = [] if notes is None else notes
@@ -278,10 +279,17 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
     I, U = instance.n_layers, instance.n_devices
     layer = np.zeros(I)
     wlr_total = 0.0
+    if instance.replicas is not None:   # replicated experts: each pair on its routed copy
+        from .check_placement import split_devices
+        dev = split_devices([[[int(k) for k in c if k >= 0] for c in row]
+                             for row in instance.replicas], q, q.shape[1])
     for i in range(I):
         for k in range(U):
             experts_on_k = instance.placement[i] == k
             sent = q[i][:, experts_on_k]                  # [J, experts on k]
+            weights = instance.gating_weights[i][:, experts_on_k]
+            if instance.replicas is not None:
+                sent, weights = dev[i] == k, instance.gating_weights[i]
             pairs = int(sent.sum())
             if pairs == 0:
                 continue
@@ -290,7 +298,7 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
             t = math.inf if math.isinf(comm) else (
                 tokens * comm + pairs * (m.token_flops / s.compute_flops[k]))
             layer[i] = max(layer[i], t)
-            weight = float((instance.gating_weights[i][:, experts_on_k] * sent).sum())
+            weight = float((weights * sent).sum())
             wlr_total += weight / t
     return layer, wlr_total
 

@@ -38,8 +38,10 @@ def check_p5(instance: Instance, doc: dict) -> list[str]:
         out.append(f"status: {doc.get('status')!r} is not one of {', '.join(STATUSES)}")
     extra = doc.get("extra") or {}
     pl = _placement(doc.get("placement"), I, E, U, out)
+    copies = None
     if pl is not None:
-        _capacities(pl, instance, extra.get("capacity_experts"), out)
+        copies = _replicas(doc.get("replicas"), pl, U, out)
+        _capacities(pl, copies, instance, extra.get("capacity_experts"), out)
     jb = extra.get("batch_tokens")
     if not isinstance(jb, int) or isinstance(jb, bool) or jb < 1 or J % jb:
         out.append(f"extra.batch_tokens: {jb!r} does not divide the trace's {J} tokens")
@@ -48,14 +50,17 @@ def check_p5(instance: Instance, doc: dict) -> list[str]:
     q = _selection(doc.get("selection"), I, J, E, out)
     bw = _bandwidths(extra.get("batch_bandwidth_hz"), n_batches, U,
                      instance.system.total_bandwidth_hz, out)
-    if pl is None or q is None or bw is None:
+    if pl is None or copies is None or q is None or bw is None:
+        return out
+    dev = _route(extra, copies, q, jb, out)
+    if dev is None:
         return out
     if extra.get("selection_policy") == "topk":
         k = instance.model.top_k
         kth = np.sort(instance.gating_weights, axis=2)[:, :, -k][:, :, None]
         if (q & (instance.gating_weights < kth)).any() or (q.sum(axis=2) != k).any():
             out.append("selection: is not the router Top-K (policy 'topk')")
-    layer = np.stack([_batch_layers(instance, pl, q[:, n * jb:(n + 1) * jb], bw[n])
+    layer = np.stack([_batch_layers(instance, dev[:, n * jb:(n + 1) * jb], bw[n])
                       for n in range(n_batches)])                     # [N, I]
     _close(out, "extra.batch_latency_s", extra.get("batch_latency_s"), layer.sum(axis=1))
     _close(out, "layer_latency_s", doc.get("layer_latency_s"), layer.mean(axis=0))
@@ -81,11 +86,102 @@ def _placement(raw, I: int, E: int, U: int, out: list[str]) -> np.ndarray | None
     return pl.astype(np.int64)
 
 
-def _capacities(pl: np.ndarray, instance: Instance, stated, out: list[str]) -> None:
+def _replicas(raw, pl: np.ndarray, U: int, out: list[str]) -> list | None:
+    """``[I][E]`` lists of the devices holding each expert: ``replicas`` when the
+    document has it (distinct ids, the first the placement's), else the placement."""
+    I, E = pl.shape
+    if raw is None:
+        return [[[int(pl[i, e])] for e in range(E)] for i in range(I)]
+    if not isinstance(raw, list) or len(raw) != I or any(
+            not isinstance(row, list) or len(row) != E for row in raw):
+        out.append(f"replicas: must be [{I}][{E}] lists of device ids")
+        return None
+    for i, row in enumerate(raw):
+        for e, devs in enumerate(row):
+            if (not isinstance(devs, list) or not devs or len(set(devs)) != len(devs)
+                    or any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < U
+                           for k in devs)):
+                out.append(f"replicas[{i}][{e}]: {devs!r} is not a list of distinct "
+                           f"device ids in 0..{U - 1}")
+                return None
+            if devs[0] != pl[i, e]:
+                out.append(f"replicas[{i}][{e}]: starts with device {devs[0]}, not the "
+                           f"placement's {pl[i, e]}")
+                return None
+    return raw
+
+
+def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
+           out: list[str]) -> np.ndarray | None:
+    """``[I, J, E]`` the device serving each selected pair (-1 elsewhere): the stated
+    ``extra.route`` (each device must hold the expert; with ``route_rule`` "split", it
+    must be the rule's; "given": any such route), or the only copy when nothing is
+    replicated."""
+    I, J, E = q.shape
+    single = all(len(devs) == 1 for row in copies for devs in row)
+    raw, rule = extra.get("route"), extra.get("route_rule")
+    if raw is None:
+        if not single:
+            out.append("extra.route: required when experts are replicated")
+            return None
+        dev = np.full((I, J, E), -1, dtype=np.int64)
+        for i in range(I):
+            for e in range(E):
+                dev[i, q[i, :, e], e] = copies[i][e][0]
+        return dev
+    if rule not in ("split", "given"):
+        out.append(f"extra.route_rule: unknown rule {rule!r}")
+    if not isinstance(raw, list) or len(raw) != I or any(
+            not isinstance(row, list) or len(row) != J for row in raw):
+        out.append(f"extra.route: must be [{I}][{J}] lists of device ids")
+        return None
+    dev = np.full((I, J, E), -1, dtype=np.int64)
+    for i in range(I):
+        for j in range(J):
+            experts = np.flatnonzero(q[i, j])
+            if len(raw[i][j]) != experts.size:
+                out.append(f"extra.route[{i}][{j}]: one device per selected expert needed")
+                return None
+            for e, k in zip(experts, raw[i][j], strict=True):
+                if k not in copies[i][e]:
+                    out.append(f"extra.route[{i}][{j}]: device {k!r} holds no copy of "
+                               f"expert {e}")
+                    return None
+                dev[i, j, e] = k
+    if rule == "split":
+        bad = np.argwhere((dev != split_devices(copies, q, jb)).any(axis=1))
+        if bad.size:
+            out.append(f"extra.route: layer {bad[0][0]}, expert {bad[0][1]} is not routed "
+                       "by the split rule")
+    return dev
+
+
+def split_devices(copies: list, q: np.ndarray, jb: int) -> np.ndarray:
+    """``[I, J, E]``: the device the split rule sends each selected pair of ``q`` to
+    (-1 elsewhere), pair by pair: in each batch of ``jb`` tokens, the tokens selecting
+    some expert whose first copy is that of ``e`` are ranked; the one of rank ``t``
+    of ``n`` goes to copy ``floor(t R / n)`` of the ``R`` copies of ``e``."""
+    I, J, E = q.shape
+    dev = np.full((I, J, E), -1, dtype=np.int64)
+    for i in range(I):
+        for e in range(E):
+            devs = copies[i][e]
+            group = [f for f in range(E) if copies[i][f][0] == devs[0]]
+            for start in range(0, J, jb):
+                ranked = [j for j in range(start, start + jb) if q[i, j, group].any()]
+                for t, j in enumerate(ranked):
+                    if q[i, j, e]:
+                        dev[i, j, e] = devs[t * len(devs) // len(ranked)]
+    return dev
+
+
+def _capacities(pl: np.ndarray, copies: list | None, instance: Instance, stated,
+                out: list[str]) -> None:
     I, U = pl.shape[0], instance.n_devices
     hosted = np.zeros((I, U), dtype=np.int64)
     for i in range(I):
-        ids, n = np.unique(pl[i], return_counts=True)
+        devs = pl[i] if copies is None else [k for c in copies[i] for k in c]
+        ids, n = np.unique(devs, return_counts=True)
         hosted[i, ids] = n
     limits = []
     own = instance.system.capacity_experts
@@ -153,11 +249,11 @@ def _bandwidths(raw, n: int, U: int, total: float, out: list[str]) -> np.ndarray
     return bw
 
 
-def _batch_layers(instance: Instance, pl: np.ndarray, q: np.ndarray,
-                  b: np.ndarray) -> np.ndarray:
-    """``[I]`` layer latencies (eq. 11) of one batch, device by device."""
+def _batch_layers(instance: Instance, dev: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[I]`` layer latencies (eq. 11) of one batch, device by device, from the device
+    ``dev`` ``[I, Jb, E]`` serving each selected pair (-1 elsewhere)."""
     s, m = instance.system, instance.model
-    I, U = pl.shape[0], instance.n_devices
+    I, U = dev.shape[0], instance.n_devices
     out = np.zeros(I)
     for k in range(U):
         down = s.gain_down[..., k] * s.bs_power_w
@@ -167,9 +263,9 @@ def _batch_layers(instance: Instance, pl: np.ndarray, q: np.ndarray,
                          + m.token_bits / (b[k] * np.log2(1 + up / (s.noise_psd_w_per_hz * b[k])))
                          ) if b[k] > 0 else np.inf
         per_token = np.broadcast_to(per_token, (I,))
-        hosted = pl == k                                           # [I, E]
-        pairs = (q & hosted[:, None, :]).sum(axis=(1, 2))          # [I]
-        tokens = (q & hosted[:, None, :]).any(axis=2).sum(axis=1)  # [I]
+        sent = dev == k                                            # [I, Jb, E]
+        pairs = sent.sum(axis=(1, 2))                              # [I]
+        tokens = sent.any(axis=2).sum(axis=1)                      # [I]
         with np.errstate(invalid="ignore"):
             t = np.where(tokens > 0, tokens * per_token, 0.0) \
                 + pairs * m.token_flops / s.compute_flops[k]

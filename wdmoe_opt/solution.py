@@ -56,6 +56,7 @@ class Solution:
     solver: Mapping = field(default_factory=dict)
     extra: Mapping = field(default_factory=dict)
     placement: np.ndarray | None = None   # [I, E] device ids: the decision of P5 (SPEC §7)
+    replicas: np.ndarray | None = None    # [I, E, R] copies (-1 padded), P5 with replication
 
     @classmethod
     def evaluate(cls, instance: Instance, selection: Selection, bandwidth_hz, *,

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io import read_instance, read_solution_dict, solution_to_json, write_solution
 from ..io.solution_io import bandwidth_from_document, selection_from_document
 from ..model import Instance
-from ..placement import PlacementProblem
+from ..placement import REPLICATING, PlacementProblem
 from ..problems import (
     LOWER_LEVELS,
     SUPPORTS,
@@ -39,7 +39,7 @@ _FLAGS = {"joint": "--joint", "selection": "--selection", "bandwidth": "--bandwi
           "placement_method_opts": "--placement-option",
           "capacity_experts": "--capacity-experts", "batch_tokens": "--batch-tokens",
           "placement_from": "--placement-from", "deviation_budget": "--deviation-budget",
-          "deadline_s": "--deadline-s"}
+          "deadline_s": "--deadline-s", "max_replicas": "--max-replicas"}
 
 
 class Flags:
@@ -167,8 +167,13 @@ def _p5(instance: Instance, flags: Flags):
     """P5 (SPEC §7): a placement for the trace in the file, cut into batches of
     ``--batch-tokens`` tokens [all: one batch], within ``--capacity-experts``."""
     problem = PlacementProblem(instance, flags.take("batch_tokens"),
-                               capacity_experts=flags.take("capacity_experts"))
-    return problem, _step(flags, "placement_method", "p5", "greedy")
+                               capacity_experts=flags.take("capacity_experts"),
+                               max_replicas=flags.take("max_replicas", 1))
+    step = _step(flags, "placement_method", "p5", "greedy")
+    if problem.max_replicas > 1 and step.key not in REPLICATING:
+        raise InputError("--max-replicas", f"is searched by {' and '.join(REPLICATING)} "
+                         f"only, not {step.key}", problem.max_replicas)
+    return problem, step
 
 
 #: ``--problem`` -> builder of (problem object, step) from the flags.
@@ -182,7 +187,7 @@ def placed(instance: Instance, path: str) -> Instance:
     doc = read_solution_dict(path)
     if doc.get("problem") != "p5" or doc.get("placement") is None:
         raise InputError("--placement-from", "must be a p5 solution with a placement", path)
-    return instance.replace(placement=doc["placement"])
+    return instance.replace(placement=doc["placement"], replicas=doc.get("replicas"))
 
 
 def build(instance: Instance, problem_key: str, given: dict):
@@ -191,6 +196,11 @@ def build(instance: Instance, problem_key: str, given: dict):
     flags = Flags(given)
     if problem_key != "p5" and flags.given("placement_from"):
         instance = placed(instance, flags.take("placement_from"))
+        if instance.replicas is not None and (problem_key != "p3" or given.get(
+                "selection") not in (None, "topk")):
+            raise InputError("--placement-from", "holds replicated experts: solved with "
+                             "--problem p3 only (the router's Top-K or --selection-from; "
+                             "the selection methods read one copy per expert)", problem_key)
     problem, step = BUILDERS[problem_key](instance, flags)
     step = flags.with_time_limit(step)
     if flags.given("time_limit") and not flags.time_limit_used:
@@ -245,6 +255,9 @@ def build(instance: Instance, problem_key: str, given: dict):
               help="p5: experts of one layer a device may host [the instance's, else all].")
 @click.option("--batch-tokens", type=click.IntRange(1),
               help="p5: tokens per batch of the trace [all: one batch].")
+@click.option("--max-replicas", type=click.IntRange(1),
+              help="p5: most copies of one expert [1]; more than 1 needs local-search (adds "
+              "and drops copies; tokens go to the copies by the split rule) or milp.")
 @click.option("--placement-from", type=click.Path(dir_okay=False),
               help="Solve under the placement of this p5 solution (another trace of the "
               "same system).")
@@ -283,7 +296,8 @@ def command(instance_file, problem_key, output, as_json, brief, batch_size, **gi
     problem, step = build(instance, problem_key, given)
     solution = step.solve(problem)
     if given.get("placement_from") and problem_key != "p5":   # the document says under which
-        solution = solution.with_run_info(placement=problem.instance.placement)
+        solution = solution.with_run_info(placement=problem.instance.placement,
+                                          replicas=problem.instance.replicas)
     if output:
         write_solution(solution, output)
     if as_json:

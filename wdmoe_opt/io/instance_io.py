@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import Instance, ModelSizes, System
 from ..model.instance import DEFAULT_ACTIVATION_FLOPS
+from ..model.replicas import replica_lists
 from ..model.similarity import Similarity
 from .atomic import atomic_write_text
 from .npz import is_npz, read_npz, write_npz
@@ -61,6 +62,10 @@ def instance_to_dict(instance: Instance, include_weights: bool = True) -> dict:
     }
     if not instance.identity_placement:
         doc["placement"] = instance.placement.tolist()
+    if instance.replicas is not None:
+        doc["replicas"] = replica_lists(instance.replicas)
+    if instance.route is not None:
+        doc["route"] = instance.route.tolist()
     doc["gating"] = {"weights": instance.gating_weights.tolist() if include_weights
                      else f"npz:{_NPZ_WEIGHTS}"}
     sim = instance.similarity
@@ -212,7 +217,8 @@ def instance_from_dict(doc: dict, weights: np.ndarray | None = None) -> Instance
     return Instance(name=name, model=model, system=sys_obj, gating_weights=w,
                     placement=doc.get("placement"), provenance=provenance,
                     similarity=_similarity_from_dict(doc.get("similarity")),
-                    deadlines_s=doc.get("deadlines_s"))
+                    deadlines_s=doc.get("deadlines_s"), replicas=doc.get("replicas"),
+                    route=doc.get("route"))
 
 
 def _similarity_from_dict(block) -> Similarity | None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import Instance, Selection
+from ..model.replicas import replica_lists
 from ..model.selection import gc_paused, mask_from_lists
 from ..problems import check_bandwidth
 from ..solution import Solution
@@ -48,7 +49,7 @@ def _num(x):
 def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict:
     """The schema document of ``solution`` (SPEC §5), plus ``gap``, ``wlr_upper_bound``,
     ``expert_invocations``, ``support``, method-specific ``extra`` and, for a P5
-    solution, ``placement`` ([I][E] device ids).
+    solution, ``placement`` ([I][E] device ids) and, when replicated, ``replicas``.
 
     Without ``include_selection`` the selection is the reference ``"npz:selection"``
     and ``selection_shape`` gives ``[I, J, E]`` (the ``.npz`` header).
@@ -79,6 +80,7 @@ def solution_to_dict(solution: Solution, include_selection: bool = True) -> dict
         "solver": _jsonable(dict(solution.solver)),
         "extra": _jsonable(extra),
         **({} if solution.placement is None else {"placement": solution.placement.tolist()}),
+        **({} if solution.replicas is None else {"replicas": replica_lists(solution.replicas)}),
     }
     if not include_selection:
         doc["selection_shape"] = list(selection.shape)

@@ -17,6 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
+from .replicas import copies_per_device, replicas_array, route_array
 from .similarity import Similarity, deadlines_array
 
 #: Tolerance on ``sum_e w[i, j, e] = 1`` for recorded softmax outputs (float32 round-off).
@@ -319,6 +320,15 @@ class Instance:
         Deviation tables for problem P4 (SPEC §6).
     deadlines_s : float or array [I], optional
         Per-layer deadlines for problem P4 (one number applies to every layer).
+    replicas : [I][E] lists of device ids, optional
+        Replicated experts (P5, SPEC §7; :mod:`wdmoe_opt.model.replicas`): every device
+        holding a copy of expert ``e`` of layer ``i``, the first being
+        ``placement[i][e]`` (the placement is read from the first entries when
+        omitted). Stored as an ``[I, E, R]`` array padded with -1; tokens are routed
+        to the copies by the split rule; each copy uses capacity on its device.
+    route : array [I, J, E] of device ids, optional
+        With ``replicas``: the copy serving pair ``(i, j, e)`` where set (-1: the split
+        rule decides), e.g. the optimal route of ``p5/milp``.
     """
 
     name: str
@@ -329,6 +339,8 @@ class Instance:
     provenance: Mapping = field(default_factory=dict)
     similarity: Similarity | None = None
     deadlines_s: np.ndarray | None = None
+    replicas: np.ndarray | None = None
+    route: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -342,6 +354,9 @@ class Instance:
             if g.ndim == 2 and g.shape[0] != I:
                 raise InputError(f"system.devices[*].{gname}",
                                  f"per-layer gains need one row per layer ({I})", g.shape)
+        if self.placement is None and self.replicas is not None:   # the primary copies
+            object.__setattr__(self, "placement",
+                               replicas_array(self.replicas, None, I, E, U)[:, :, 0])
         if self.placement is None:
             if E != U:
                 raise InputError("placement", f"is required when experts ({E}) != devices ({U})")
@@ -349,6 +364,14 @@ class Instance:
         else:
             pl = placement_array(self.placement, I, E, U)
         object.__setattr__(self, "placement", _readonly(pl))
+        if self.replicas is not None:
+            object.__setattr__(self, "replicas",
+                               _readonly(replicas_array(self.replicas, pl, I, E, U)))
+        if self.route is not None:
+            if self.replicas is None:
+                raise InputError("route", "needs replicas (the copies it routes to)")
+            object.__setattr__(self, "route", _readonly(
+                route_array(self.route, self.replicas, self.gating_weights.shape[1])))
         if self.system.capacity_bytes is not None and self.model.expert_size_bytes is None:
             raise InputError("model.expert_bytes", "is required (or model.hidden_dim and "
                              "ffn_hidden_dim) when system.devices[*].capacity_bytes is given")
@@ -358,7 +381,7 @@ class Instance:
                              f"per-layer capacities need one row per layer ({I})", own.shape)
         cap = self.capacity_limit
         if cap is not None:
-            _check_capacity(pl, cap, U)
+            _check_capacity(pl, cap, U, self.replicas)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
         if self.similarity is not None:
             if not isinstance(self.similarity, Similarity):
@@ -386,8 +409,9 @@ class Instance:
 
     @cached_property
     def identity_placement(self) -> bool:
-        """True for the paper's setting: expert ``k`` of every layer on device ``k``."""
-        return self.n_experts == self.n_devices and bool(
+        """True for the paper's setting: expert ``k`` of every layer on device ``k``
+        (and no replicated experts)."""
+        return self.replicas is None and self.n_experts == self.n_devices and bool(
             (self.placement == np.arange(self.n_devices)).all())
 
     # -- channels, per layer -------------------------------------------------------------
@@ -466,6 +490,12 @@ class Instance:
         if cap is not None:   # P5's capacities: hashed only when present, as the P4 blocks
             h.update(b"capacity_experts" + str(cap.shape).encode())
             h.update(_le_bytes(np.asarray(cap, "<i8")))
+        if self.replicas is not None:   # hashed only when present, as the P4 blocks
+            h.update(b"replicas" + str(self.replicas.shape).encode())
+            h.update(_le_bytes(np.asarray(self.replicas, "<i8")))
+        if self.route is not None:
+            h.update(b"route")
+            h.update(_le_bytes(np.asarray(self.route, "<i8")))
         if self.system.capacity_bytes is not None:   # with the expert size it is read with
             h.update(b"capacity_bytes")
             h.update(_le_bytes(np.asarray(self.system.capacity_bytes, "<f8")))
@@ -600,15 +630,19 @@ def experts_per_device(placement: np.ndarray, devices: int) -> np.ndarray:
     return np.bincount(rows, minlength=I * devices).reshape(I, devices)
 
 
-def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int) -> None:
-    """``placement`` within ``capacity`` (``[I, U]``, :attr:`Instance.capacity_limit`)."""
-    over = experts_per_device(placement, U) > capacity
+def _check_capacity(placement: np.ndarray, capacity: np.ndarray, U: int,
+                    replicas: np.ndarray | None = None) -> None:
+    """``placement`` (every copy of ``replicas`` when given) within ``capacity``
+    (``[I, U]``, :attr:`Instance.capacity_limit`)."""
+    hosted = (experts_per_device(placement, U) if replicas is None
+              else copies_per_device(replicas, U))
+    over = hosted > capacity
     if over.any():
         i, k = (int(x) for x in np.argwhere(over)[0])
-        raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
+        raise InputError(f"placement[{i}]" if replicas is None else f"replicas[{i}]",
+                         f"puts more experts on device {k} than its "
                          f"capacity ({int(capacity[i, k])} experts per layer, from "
-                         "capacity_experts / capacity_bytes)",
-                         int(experts_per_device(placement, U)[i, k]))
+                         "capacity_experts / capacity_bytes)", int(hosted[i, k]))
 
 
 def topk_mask(weights: np.ndarray, k: int) -> np.ndarray:

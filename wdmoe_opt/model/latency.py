@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .instance import Instance
+from .replicas import route_loads, split_route
 from .selection import Selection
 
 LN2 = np.log(2.0)
@@ -68,16 +69,35 @@ def device_loads(instance: Instance, selection: Selection) -> tuple[np.ndarray, 
 
     ``p[i, k]``: selected (token, expert) pairs whose expert lives on device ``k``;
     ``u[i, k]``: distinct tokens sent to ``k`` (a token sent to two experts on one
-    device crosses the link once). Under the identity placement ``u == p``.
-    Memoized on the (immutable) selection per placement.
+    device crosses the link once). Under the identity placement ``u == p``. With
+    replicated experts (``instance.replicas``) each pair counts on the copy that
+    serves it (:func:`routed_devices`). Memoized on the (immutable) selection per
+    placement (and, when replicated, per instance).
     """
-    return selection.memo(("loads", instance.n_devices, instance.placement.tobytes()),
-                          lambda: _device_loads(instance, selection.mask))
+    key = ("loads", instance.n_devices, instance.placement.tobytes())
+    if instance.replicas is not None:
+        key += (instance.content_hash,)
+    return selection.memo(key, lambda: _device_loads(instance, selection.mask))
+
+
+def routed_devices(instance: Instance, q: np.ndarray) -> np.ndarray:
+    """``[I, J, E]``: the copy serving each selected pair of ``q`` (-1 elsewhere), by the
+    instance's ``route`` where set, else the split rule
+    (:func:`wdmoe_opt.model.replicas.split_route`); replicated instances only."""
+    route = split_route(instance.replicas, q)
+    if instance.route is not None:
+        route = np.where(q & (instance.route >= 0), instance.route, route)
+    return route
 
 
 def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     I, J, E = q.shape
     U = instance.n_devices
+    if instance.replicas is not None:
+        u, p = route_loads(routed_devices(instance, q), U)
+        u.setflags(write=False)
+        p.setflags(write=False)
+        return u, p
     if instance.identity_placement:
         p = np.count_nonzero(q, axis=1).astype(np.int64)
         p.setflags(write=False)
@@ -135,10 +155,15 @@ def selected_weight(instance: Instance, selection: Selection) -> np.ndarray:
 
 def _selected_weight(instance: Instance, q: np.ndarray) -> np.ndarray:
     I, _, E = q.shape
+    U = instance.n_devices
+    if instance.replicas is not None:      # each pair's weight on its routed copy
+        route = routed_devices(instance, q)
+        i, _, _ = np.nonzero(q)
+        return np.bincount(i * U + route[q], weights=instance.gating_weights[q],
+                           minlength=I * U).reshape(I, U)
     per_expert = np.einsum("ije,ije->ie", q, instance.gating_weights)  # [I, E]
     if instance.identity_placement:
         return per_expert
-    U = instance.n_devices
     rows = np.repeat(np.arange(I) * U, E) + instance.placement.ravel()
     return np.bincount(rows, weights=per_expert.ravel(), minlength=I * U).reshape(I, U)
 

@@ -18,11 +18,16 @@ import numpy as np
 from ..batch import P3Batch, solve_p3
 from ..model import latency as lat
 from ..model.instance import experts_per_device
+from ..model.replicas import route_loads, split_route
 from .problem import PlacementProblem
 
 #: Relative duality gap of the P3 solves inside the search (the final solution is
 #: re-solved by ``p3/exact`` at its own default tolerance).
 SEARCH_TOL = 1e-7
+
+#: A change must lower the objective by this much (relative) to count as improving
+#: (above the P3 solves' own tolerance, so round-off cannot cycle).
+MIN_IMPROVEMENT = 1e-6
 
 
 class PlacementEvaluator:
@@ -43,8 +48,12 @@ class PlacementEvaluator:
         """``(N, I, Jb, E)``: batches, layers, tokens per batch, experts."""
         return self.q.shape  # type: ignore[return-value]
 
-    def loads(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(u, p)``, each ``[N, I, U]`` int64, of every batch under ``placement``."""
+    def loads(self, placement: np.ndarray,
+              replicas: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, p)``, each ``[N, I, U]`` int64, of every batch under ``placement`` (with
+        ``replicas`` ``[I, E, R]``: routed by the split rule, ranked within each batch)."""
+        if replicas is not None:
+            return route_loads(split_route(replicas, self.q), self.U)
         N, I, Jb, E = self.shape
         U = self.U
         n, i, j, e = np.nonzero(self.q)
@@ -66,6 +75,12 @@ class PlacementEvaluator:
             p[:, col] = self.pairs[:, layer, on].sum(axis=-1)
             u[:, col] = q[:, :, on].any(axis=-1).sum(axis=-1)
         return u, p
+
+    def layer_loads(self, replicas_row: np.ndarray,
+                    layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, p)``, each ``[N, U]``: one layer's loads with its copies ``[E, R]``."""
+        u, p = route_loads(split_route(replicas_row[None], self.q[:, layer, None]), self.U)
+        return u[:, 0], p[:, 0]
 
     def _p3_batch(self, u: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, P3Batch | None]:
         """The batches' P3 instances on the devices loaded in some batch (the others get
@@ -100,9 +115,9 @@ class PlacementEvaluator:
                                                              workers=1).bandwidth_hz)
         return out
 
-    def score(self, placement: np.ndarray) -> float:
+    def score(self, placement: np.ndarray, replicas: np.ndarray | None = None) -> float:
         """The P5 objective: the mean over batches of the optimal batch latency (s)."""
-        return float(self.batch_latency(*self.loads(placement)).mean())
+        return float(self.batch_latency(*self.loads(placement, replicas)).mean())
 
 
 class PlacementState:
@@ -174,3 +189,14 @@ class PlacementState:
         if self._times is None:
             self._times = self.ev.batch_times(self.u, self.p)
         return np.unique(self._times[:, layer].argmax(axis=-1))
+
+
+def best_improving(state, scored) -> tuple[int, tuple | None]:
+    """``(candidates scored, token of the best one improving by MIN_IMPROVEMENT or None)``
+    over an iterable of ``(objective, token)`` (``state.objective`` the current one)."""
+    best, best_token, n = state.objective * (1 - MIN_IMPROVEMENT), None, 0
+    for score, token in scored:
+        n += 1
+        if score < best:
+            best, best_token = score, token
+    return n, best_token

@@ -113,18 +113,21 @@ def greedy(problem: PlacementProblem,
 @register("p5", "round-robin")
 def solve_round_robin(problem: PlacementProblem, options) -> Solution:
     """Expert e of every layer on device e mod U (the paper's identity when E = U)."""
+    problem.refuse_replicas("p5/round-robin")
     return placement_solution(problem, round_robin(problem), method="p5/round-robin")
 
 
 @register("p5", "staggered")
 def solve_staggered(problem: PlacementProblem, options) -> Solution:
     """Layer-staggered round-robin: expert e of layer i on device (iE + e) mod U."""
+    problem.refuse_replicas("p5/staggered")
     return placement_solution(problem, staggered(problem), method="p5/staggered")
 
 
 @register("p5", "greedy")
 def solve_greedy(problem: PlacementProblem, options) -> Solution:
     """Load-balanced greedy: expected pairs x per-token device time, best pool size."""
+    problem.refuse_replicas("p5/greedy")
     pl, trace = greedy(problem)
     return placement_solution(problem, pl, method="p5/greedy", status=Status.FEASIBLE,
                               extra=trace)

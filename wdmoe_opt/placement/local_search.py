@@ -38,14 +38,11 @@ from ..options import Options, option
 from ..registry import register
 from ..rng import check_random_state
 from ..solution import Solution, Status
-from .evaluate import PlacementEvaluator, PlacementState
+from .evaluate import PlacementEvaluator, PlacementState, best_improving
 from .heuristics import greedy, per_token_time_s, round_robin, staggered
 from .problem import PlacementProblem
+from .replicate import replicate
 from .result import placement_solution
-
-#: A change must lower the objective by this much (relative) to count as improving
-#: (above the P3 solves' own tolerance, so round-off cannot cycle).
-MIN_IMPROVEMENT = 1e-6
 
 STARTS = {"greedy": lambda problem, ev: greedy(problem, ev)[0],
           "round-robin": lambda problem, ev: round_robin(problem),
@@ -120,17 +117,6 @@ def all_layer_changes(state: PlacementState, used: np.ndarray, targets: np.ndarr
                 yield state.try_placement(new)
 
 
-def best_improving(state: PlacementState, scored) -> tuple[int, tuple | None]:
-    """``(candidates scored, token of the best one improving by MIN_IMPROVEMENT or None)``
-    over an iterable of ``(objective, token)``."""
-    best, best_token, n = state.objective * (1 - MIN_IMPROVEMENT), None, 0
-    for score, token in scored:
-        n += 1
-        if score < best:
-            best, best_token = score, token
-    return n, best_token
-
-
 def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSearchOptions,
                  evaluator: PlacementEvaluator | None = None) -> tuple[np.ndarray, dict]:
     """Improve ``start``; ``(placement, trace)`` with the scores and the throughput."""
@@ -146,10 +132,8 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
     for _ in range(options.max_passes):
         passes += 1
         improved = False
-        used = np.flatnonzero(state.counts.any(axis=0))
-        tau = per_token_time_s(problem, max(used.size, 1))
-        order = np.argsort(tau, kind="stable")
-        targets = np.r_[used, order[~np.isin(order, used)][:n_targets]].astype(np.int64)
+        targets = move_targets(problem, state.counts, n_targets)
+        used = targets[:np.count_nonzero(state.counts.any(axis=0))]
         for layer in rng.permutation(inst.n_layers):
             layer = int(layer)
             hosts = np.unique(state.placement[layer])
@@ -189,12 +173,30 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
         "moves_per_s": scored / elapsed if elapsed > 0 else None}
 
 
+def move_targets(problem: PlacementProblem, counts: np.ndarray, n_targets: int) -> np.ndarray:
+    """The devices in use (``counts`` ``[I, U]`` > 0 in some layer), then the
+    ``n_targets`` fastest unused ones by ``c_k(B / D) + a_k``."""
+    used = np.flatnonzero(counts.any(axis=0))
+    order = np.argsort(per_token_time_s(problem, max(used.size, 1)), kind="stable")
+    return np.r_[used, order[~np.isin(order, used)][:n_targets]].astype(np.int64)
+
+
 @register("p5", "local-search", options=LocalSearchOptions)
 def solve_local_search(problem: PlacementProblem, options: LocalSearchOptions) -> Solution:
-    """Moves, swaps and device exchanges, each scored by exact P3 on every batch."""
+    """Moves, swaps and device exchanges, each scored by exact P3 on every batch; with
+    ``max_replicas > 1``, then copies added and dropped (:mod:`.replicate`)."""
+    clock = time.perf_counter()
     ev = PlacementEvaluator(problem)
     start = STARTS[options.start](problem, ev)
     pl, trace = local_search(problem, start, options, ev)
+    replicas = None
+    if problem.max_replicas > 1 and trace["stopped"] != "time limit":
+        n_targets = problem.instance.n_experts if options.targets is None else options.targets
+        replicas, more = replicate(
+            problem, pl, ev, move_targets(problem, experts_per_device(pl, ev.U), n_targets),
+            time_limit=options.time_limit - (time.perf_counter() - clock),
+            max_passes=options.max_passes, full_neighbourhood=options.full_neighbourhood)
+        trace = {**trace, **more, "stopped": more["replication_stopped"]}
     status = Status.TIME_LIMIT if trace["stopped"] == "time limit" else Status.FEASIBLE
     return placement_solution(problem, pl, method="p5/local-search", status=status,
-                              extra=trace)
+                              extra=trace, replicas=replicas)

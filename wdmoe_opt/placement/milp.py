@@ -33,14 +33,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import latency as lat
+from ..model.instance import experts_per_device
+from ..model.replicas import route_loads
 from ..options import Options, option
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
 from .evaluate import PlacementEvaluator
 from .heuristics import greedy
-from .local_search import LocalSearchOptions, local_search
+from .local_search import LocalSearchOptions, local_search, move_targets
 from .problem import PlacementProblem
+from .replicate import replicate
 from .result import placement_solution
 
 
@@ -85,10 +88,16 @@ class RelaxationModel:
         scale = Jb * float((lat.comm_time_per_token_s(inst, lat.uniform_bandwidth_hz(inst))
                             + comp).max())
         self.scale_s, self.shape = scale, (N, I, Jb, E, U, L)
-        # column blocks: x [I,E,U], z [N,I,Jb,U], v [N,U,L], s [N,I], w [N,I,U,L]
+        # column blocks: x [I,E,U], z [N,I,Jb,U], v [N,U,L], s [N,I], w [N,I,U,L], and
+        # with replication the route y [selected pairs, U]
+        R = problem.max_replicas
+        pair_idx = np.argwhere(ev.q) if R > 1 else np.zeros((0, 4), dtype=np.int64)
         nx, nz, nv, ns, nw = I * E * U, N * I * Jb * U, N * U * L, N * I, N * I * U * L
+        ny = len(pair_idx) * U
         oz, ov, os_, ow = nx, nx + nz, nx + nz + nv, nx + nz + nv + ns
-        self.nx, ncol = nx, ow + nw
+        oy = ow + nw
+        self.nx, self.oy, self.pairs, ncol = nx, oy, pair_idx, oy + ny
+        yi = oy + np.arange(ny).reshape(len(pair_idx), U)
         xi = np.arange(nx).reshape(I, E, U)
         zi = oz + np.arange(nz).reshape(N, I, Jb, U)
         vi = ov + np.arange(nv).reshape(N, U, L)
@@ -105,14 +114,23 @@ class RelaxationModel:
             n_rows += 1
 
         for i in range(I):
-            for e in range(E):                                   # each expert placed once
-                add(xi[i, e], np.ones(U), 1.0, 1.0)
+            for e in range(E):                          # each expert placed 1..R times
+                add(xi[i, e], np.ones(U), 1.0, float(R))
             for k in range(U):                                   # capacities
                 add(xi[i, :, k], np.ones(E), -np.inf, float(problem.capacity[i, k]))
-        n_idx, i_idx, j_idx, e_idx = np.nonzero(ev.q)
-        for n, i, j, e in zip(n_idx, i_idx, j_idx, e_idx, strict=True):
-            for k in range(U):                                   # z >= x (token sent)
-                add([zi[n, i, j, k], xi[i, e, k]], [1.0, -1.0], 0.0, np.inf)
+        if R == 1:
+            n_idx, i_idx, j_idx, e_idx = np.nonzero(ev.q)
+            for n, i, j, e in zip(n_idx, i_idx, j_idx, e_idx, strict=True):
+                for k in range(U):                               # z >= x (token sent)
+                    add([zi[n, i, j, k], xi[i, e, k]], [1.0, -1.0], 0.0, np.inf)
+        for t, (n, i, j, e) in enumerate(pair_idx):   # each pair routed to one copy
+            add(yi[t], np.ones(U), 1.0, 1.0)
+            for k in range(U):                        # y <= x (a copy there), z >= y (sent)
+                add([yi[t, k], xi[i, e, k]], [1.0, -1.0], -np.inf, 0.0)
+                add([zi[n, i, j, k], yi[t, k]], [1.0, -1.0], 0.0, np.inf)
+        routed = {}                                   # (n, i) -> the route columns' pairs
+        for t, (n, i, _, _) in enumerate(pair_idx):
+            routed.setdefault((int(n), int(i)), []).append(t)
         for n in range(N):
             for k in range(U):                                   # one interval
                 add(vi[n, k], np.ones(L), 1.0, 1.0)
@@ -125,21 +143,24 @@ class RelaxationModel:
                         0.0, 0.0)
                     for lv in range(L):
                         add([wi[n, i, k, lv], vi[n, k, lv]], [1.0, -float(Jb)], -np.inf, 0.0)
-                    # s >= sum_l c_k(b_{l+1}) w_l + a_k p
-                    add(np.r_[si[n, i], wi[n, i, k], xi[i, :, k]],
-                        np.r_[1.0, -comm[:, i, k] / scale, -comp[k] / scale * pairs],
-                        0.0, np.inf)
+                    # s >= sum_l c_k(b_{l+1}) w_l + a_k p  (p = pairs x, or the routed y)
+                    p_cols, p_vals = xi[i, :, k], comp[k] / scale * pairs
+                    if R > 1:
+                        p_cols = yi[routed.get((n, i), []), k]
+                        p_vals = np.full(p_cols.size, comp[k] / scale)
+                    add(np.r_[si[n, i], wi[n, i, k], p_cols],
+                        np.r_[1.0, -comm[:, i, k] / scale, -p_vals], 0.0, np.inf)
         r, c, v = (np.concatenate(p) for p in zip(*rows, strict=True))
         a = coo_matrix((v, (r, c)), shape=(n_rows, ncol)).tocsr()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", int(options.threads))
         h.setOptionValue("mip_rel_gap", float(options.tol) / 2)
-        upper = np.r_[np.ones(nx + nz + nv), np.full(ns + nw, np.inf)]
+        upper = np.r_[np.ones(nx + nz + nv), np.full(ns + nw, np.inf), np.ones(ny)]
         h.addVars(ncol, np.zeros(ncol), upper)
         h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32),
-                         np.r_[np.zeros(os_), np.full(ns, 1.0 / N), np.zeros(nw)])
-        binary = np.r_[np.arange(nx), ov + np.arange(nv)].astype(np.int32)
+                         np.r_[np.zeros(os_), np.full(ns, 1.0 / N), np.zeros(nw + ny)])
+        binary = np.r_[np.arange(nx), ov + np.arange(nv), oy + np.arange(ny)].astype(np.int32)
         h.changeColsIntegrality(binary.size, binary,
                                 np.full(binary.size, int(highspy.HighsVarType.kInteger),
                                         dtype=np.uint8))
@@ -149,7 +170,8 @@ class RelaxationModel:
 
     def solve(self, time_limit: float) -> tuple[np.ndarray | None, float, bool]:
         """``(placement or None, lower bound s, proven)`` of the current relaxation (its
-        dual bound is valid for every placement not cut off, proven or not)."""
+        dual bound is valid for every placement not cut off, proven or not). With
+        replication the placement is ``(x [I, E, U] bool, route [N, I, Jb, E])``."""
         h = self.h
         h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
         h.run()
@@ -162,14 +184,29 @@ class RelaxationModel:
         if info.primal_solution_status != 2:
             return None, bound, False
         N, I, Jb, E, U, L = self.shape
-        x = np.array(h.getSolution().col_value[:self.nx]).reshape(I, E, U)
-        return x.argmax(axis=2), bound, proven
+        col = np.array(h.getSolution().col_value)
+        x = col[:self.nx].reshape(I, E, U)
+        if not len(self.pairs):
+            return x.argmax(axis=2), bound, proven
+        route = np.full((N, I, Jb, E), -1, dtype=np.int64)
+        y = col[self.oy:].reshape(len(self.pairs), U)
+        route[tuple(self.pairs.T)] = y.argmax(axis=1)
+        return (x > 0.5, route), bound, proven
 
-    def cut(self, placement: np.ndarray) -> None:
-        """Exclude ``placement``: ``sum_{x* = 1} x <= I E - 1``."""
+    def cut(self, placement) -> None:
+        """Exclude ``placement``: ``sum_{x* = 1} x <= I E - 1``; with replication the
+        pair ``(x*, route*)``: ``sum_{x* = 1} x - sum_{x* = 0} x + sum_{y* = 1} y <=
+        |x*| + |y*| - 1`` (the copies may number 1..R, so the zeros count too)."""
         N, I, Jb, E, U, L = self.shape
-        cols = (np.arange(I * E) * U + placement.ravel()).astype(np.int32)
-        self.h.addRow(-np.inf, float(I * E - 1), cols.size, cols, np.ones(cols.size))
+        if not len(self.pairs):
+            cols = (np.arange(I * E) * U + placement.ravel()).astype(np.int32)
+            self.h.addRow(-np.inf, float(I * E - 1), cols.size, cols, np.ones(cols.size))
+            return
+        x, route = placement
+        ycols = self.oy + np.arange(len(self.pairs)) * U + route[tuple(self.pairs.T)]
+        cols = np.r_[np.arange(self.nx), ycols].astype(np.int32)
+        vals = np.r_[np.where(x.ravel(), 1.0, -1.0), np.ones(ycols.size)]
+        self.h.addRow(-np.inf, float(x.sum() + ycols.size - 1), cols.size, cols, vals)
 
 
 @register("p5", "milp", options=PlacementMilpOptions, backends=("highspy",), exact=True)
@@ -178,10 +215,19 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
     clock = time.perf_counter()
     ev = PlacementEvaluator(problem)
     model = RelaxationModel(problem, ev, options)
-    # the incumbent starts at the local search's placement: a lower score stops the
-    # loop sooner (a relaxation at or above it proves it optimal)
-    best, _ = local_search(problem, greedy(problem, ev)[0], LocalSearchOptions(), ev)
+    # the incumbent starts at the local search's placement (and copies, routed by the
+    # split rule): a lower score stops the loop sooner (a relaxation at or above it
+    # proves it optimal)
+    search = LocalSearchOptions()
+    best = local_search(problem, greedy(problem, ev)[0], search, ev)[0]
     best_score, bound, rounds, stop = ev.score(best), 0.0, 0, "max_rounds"
+    replicas = route = None
+    if problem.max_replicas > 1:
+        replicas, _ = replicate(problem, best, ev, move_targets(
+            problem, experts_per_device(best, ev.U), problem.instance.n_experts),
+            time_limit=search.time_limit, max_passes=search.max_passes,
+            full_neighbourhood=search.full_neighbourhood)
+        best_score = ev.score(best, replicas)
     for _ in range(options.max_rounds):
         rounds += 1
         left = options.time_limit - (time.perf_counter() - clock)
@@ -193,9 +239,19 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
         if pl is None:
             stop = "exhausted" if proven else "time limit"
             break
-        score = ev.score(pl)
-        if score < best_score:
-            best, best_score = pl, score
+        if problem.max_replicas > 1:           # copies x and the optimal route
+            x, y = pl
+            score = float(ev.batch_latency(*route_loads(y, ev.U)).mean())
+            if score < best_score:
+                best_score, route = score, y
+                replicas = np.where(x, np.arange(ev.U), ev.U)
+                replicas = np.sort(replicas, axis=-1)[:, :, :int(x.sum(axis=-1).max())]
+                replicas[replicas == ev.U] = -1
+                best = replicas[:, :, 0]
+        else:
+            score = ev.score(pl)
+            if score < best_score:
+                best, best_score = pl, score
         if not proven:
             stop = "time limit"
             break
@@ -208,6 +264,7 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
               "time limit": Status.TIME_LIMIT}.get(stop, Status.FEASIBLE)
     return placement_solution(problem, best, method="p5/milp", status=status,
                               lower_bound_s=lower, tolerance=options.tol,
+                              replicas=replicas, route=route,
                               extra={"rounds": rounds, "stopped": stop,
                                      "relaxation_bound_s": bound, "search_objective_s":
                                      best_score, "levels": options.levels})

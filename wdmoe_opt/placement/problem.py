@@ -23,8 +23,12 @@ from ..model.instance import (
     experts_per_device,
     placement_array,
 )
+from ..model.replicas import copies_per_device, replicas_array
 
 POLICIES = ("topk",)
+
+#: The methods that place more than one copy of an expert (``max_replicas > 1``).
+REPLICATING = ("p5/local-search", "p5/milp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,12 +49,18 @@ class PlacementProblem:
     selection : Selection, optional
         The selection policy's choice on the trace (fixed while the placement
         moves). ``None``: the router's Top-K (the default policy).
+    max_replicas : int, optional
+        Most copies of one expert (1: no replication). Each copy uses capacity on
+        its device; tokens go to the copies by the split rule
+        (:mod:`wdmoe_opt.model.replicas`). Only the :data:`REPLICATING` methods
+        replicate.
     """
 
     instance: Instance
     batch_tokens: int | None = None
     capacity_experts: object = None
     selection: Selection | None = None
+    max_replicas: int = 1
     key = "p5"
 
     def __post_init__(self):
@@ -89,6 +99,10 @@ class PlacementProblem:
                              f"{E} experts (total capacity {int(cap[i].sum())})")
         cap.setflags(write=False)
         object.__setattr__(self, "capacity_experts", cap)
+        r = self.max_replicas
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 1 <= r <= U:
+            raise InputError("max_replicas", f"must be an integer in 1..{U} (the devices)", r)
+        object.__setattr__(self, "max_replicas", int(r))
         if self.selection is not None and self.selection.shape != (I, J, E):
             raise InputError("selection", f"must have shape [{I}][{J}][{E}]",
                              self.selection.shape)
@@ -113,9 +127,11 @@ class PlacementProblem:
         I, J, E = self.mask.shape
         return self.mask.reshape(I, self.n_batches, self.batch_tokens, E).transpose(1, 0, 2, 3)
 
-    def batch_instance(self, n: int, placement: np.ndarray) -> Instance:
-        """Batch ``n`` as an instance of its own under ``placement`` (no capacity field:
-        the problem's capacities were checked on the placement already)."""
+    def batch_instance(self, n: int, placement: np.ndarray, replicas: np.ndarray | None = None,
+                       route: np.ndarray | None = None) -> Instance:
+        """Batch ``n`` as an instance of its own under ``placement`` (and ``replicas``,
+        its ``route`` ``[I, Jb, E]`` if given; no capacity field: the problem's
+        capacities were checked on them already)."""
         inst = self.instance
         sl = slice(n * self.batch_tokens, (n + 1) * self.batch_tokens)
         system = inst.system
@@ -123,18 +139,43 @@ class PlacementProblem:
             system = dataclasses.replace(system, capacity_experts=None, capacity_bytes=None)
         return Instance(name=f"{inst.name}#batch{n}", model=inst.model, system=system,
                         gating_weights=inst.gating_weights[:, sl], placement=placement,
-                        provenance=inst.provenance)
+                        provenance=inst.provenance, replicas=replicas, route=route)
 
     def check_placement(self, placement) -> np.ndarray:
         """``placement`` as a validated ``[I, E]`` int array respecting the capacities."""
         inst = self.instance
         pl = placement_array(placement, inst.n_layers, inst.n_experts, inst.n_devices)
-        over = experts_per_device(pl, inst.n_devices) > self.capacity
+        self._check_hosted(experts_per_device(pl, inst.n_devices), "placement")
+        return pl
+
+    def refuse_replicas(self, method: str) -> None:
+        """An :class:`InputError` when replication is asked of ``method``, which places
+        one copy per expert (the :data:`REPLICATING` methods replicate)."""
+        if self.max_replicas > 1:
+            raise InputError("max_replicas", f"{method} places one copy per expert; "
+                             f"replication is searched by {' and '.join(REPLICATING)}",
+                             self.max_replicas)
+
+    def check_replicas(self, placement: np.ndarray, replicas) -> np.ndarray:
+        """``replicas`` of ``placement`` as a validated ``[I, E, R]`` array: at most
+        ``max_replicas`` copies, every copy within the capacities."""
+        inst = self.instance
+        rep = replicas_array(replicas, placement, inst.n_layers, inst.n_experts,
+                             inst.n_devices)
+        n = (rep >= 0).sum(axis=-1)
+        if (n > self.max_replicas).any():
+            i, e = (int(x) for x in np.argwhere(n > self.max_replicas)[0])
+            raise InputError(f"replicas[{i}][{e}]", f"has more than max_replicas "
+                             f"({self.max_replicas}) copies", int(n[i, e]))
+        self._check_hosted(copies_per_device(rep, inst.n_devices), "replicas")
+        return rep
+
+    def _check_hosted(self, hosted: np.ndarray, field: str) -> None:
+        over = hosted > self.capacity
         if over.any():
             i, k = (int(x) for x in np.argwhere(over)[0])
-            raise InputError(f"placement[{i}]", f"puts more experts on device {k} than its "
+            raise InputError(f"{field}[{i}]", f"puts more experts on device {k} than its "
                              f"capacity ({int(self.capacity[i, k])})")
-        return pl
 
 
 def split_batches(instance: Instance, batch_tokens: int, first: int, count: int) -> Instance:
