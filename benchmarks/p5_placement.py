@@ -171,6 +171,13 @@ def md_table(df: pd.DataFrame, digits: int) -> str:
     return "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
 
 
+def save_table(df: pd.DataFrame, out: Path, stem: str, digits: int) -> None:
+    """Write ``df`` as ``out/stem.csv`` and ``out/stem.md`` and print it."""
+    df.to_csv(out / f"{stem}.csv", index=False)
+    (out / f"{stem}.md").write_text(md_table(df, digits))
+    print(df)
+
+
 def summarize(df: pd.DataFrame, path: Path) -> None:
     """Per (devices, experts, method): the held-out ratio to round-robin, mean and worst
     seed, devices used and solve time; written to ``path`` as markdown and printed."""
@@ -256,10 +263,7 @@ def main() -> None:
         (args.out / "p5_throughput.md").write_text(md_table(pd.DataFrame([t]), 1))
         print(t)
     if "joint" in parts:
-        df = joint_rows(args)
-        df.to_csv(args.out / "p5_joint.csv", index=False)
-        (args.out / "p5_joint.md").write_text(md_table(df, 4))
-        print(df)
+        save_table(joint_rows(args), args.out, "p5_joint", 4)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from p5_placement import grouped_bars, md_table, trace, trace_arguments
+from p5_placement import grouped_bars, md_table, save_table, trace, trace_arguments
 from rich.progress import track
 
 from wdmoe_opt.placement import PlacementProblem
@@ -135,10 +135,7 @@ def main() -> None:
         (args.out / "p5_replication.md").write_text(md_table(summary.reset_index(), 3))
         print(summary)
     if "milp" in parts:
-        df = milp_rows(args)
-        df.to_csv(args.out / "p5_replication_milp.csv", index=False)
-        (args.out / "p5_replication_milp.md").write_text(md_table(df, 4))
-        print(df)
+        save_table(milp_rows(args), args.out, "p5_replication_milp", 4)
 
 
 if __name__ == "__main__":
