@@ -13,7 +13,7 @@ seed or its slowest seed passes ``--cpu-limit`` seconds (20), up to ``--max-toke
 enumeration's cap of 20,000 selections per layer, ``3^J`` under the Top-K support, refuses
 10). Writes
 ``docs/results/p1_coupled.{md,csv}`` and ``docs/figures/p1_coupled_scaling.png`` (CPU
-seconds to prove vs tokens per layer; ``--plot-only`` re-plots the csv).
+seconds to prove vs tokens per layer; ``--plot-only`` redoes both from the csv).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from _tables import markdown_table  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from wdmoe_opt import BandwidthProblem, InputError, JointProblem, solve  # noqa: E402
@@ -123,10 +124,10 @@ def markdown(df: pd.DataFrame) -> str:
         proven=("status", lambda s: f"{int((s == 'optimal').sum())}/{len(s)}"),
         max_gap=("gap", "max"), median_cpu_s=("cpu_s", "median"), max_cpu_s=("cpu_s", "max"),
         max_boxes=("boxes", "max")).reset_index()
-    fmt = {"floatfmt": ".3g", "index": False}
-    return "\n\n".join(["## The failure and the stored tiny instances", fixed.to_markdown(**fmt),
-                        "## Seed sweep of the test shapes", summary.to_markdown(**fmt),
-                        "## Scaling (2 layers, seeds 0-2)", sc.to_markdown(**fmt)]) + "\n"
+    return "\n\n".join(["## The failure and the stored tiny instances",
+                        markdown_table(fixed, ".3g"),
+                        "## Seed sweep of the test shapes", markdown_table(summary, ".3g"),
+                        "## Scaling (2 layers, seeds 0-2)", markdown_table(sc, ".3g")]) + "\n"
 
 
 def main() -> None:
@@ -145,7 +146,7 @@ def main() -> None:
         df = pd.DataFrame(failure_and_stored() + sweep(args.seeds)
                           + scaling(tuple(args.devices), args.cpu_limit, args.max_tokens))
         df.to_csv(csv, index=False)
-        (ROOT / "docs" / "results" / "p1_coupled.md").write_text(markdown(df))
+    (ROOT / "docs" / "results" / "p1_coupled.md").write_text(markdown(df))
     plot(df, ROOT / "docs" / "figures" / "p1_coupled_scaling.png")
     print(markdown(df))
 
