@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests import reference as ref
 from tests.conftest import examples, small_instance
-from wdmoe_opt import InputError, JointProblem, solve
+from wdmoe_opt import BandwidthProblem, InputError, JointProblem, solve
 from wdmoe_opt.check import check_solution
 from wdmoe_opt.io import solution_to_dict
-from wdmoe_opt.joint.bilevel import bilevel_search
-from wdmoe_opt.joint.enumerate import all_candidates
+from wdmoe_opt.joint.bilevel import _Bounder, _tighten, bilevel_search
+from wdmoe_opt.joint.enumerate import (
+    TIE_TOL,
+    all_candidates,
+    device_times,
+    follower_optimal,
+    layer_wlr,
+    leader_choice,
+)
+from wdmoe_opt.joint.tiesurface import tie_surface_point
 from wdmoe_opt.model import latency as lat
 
 SHAPES = [dict(layers=2, tokens=3, experts=3, devices=3),
@@ -64,15 +73,16 @@ def test_p1_exact_coupled_is_proven_and_beats_every_feasible_grid_point(seed, sh
 
 @settings(max_examples=examples(6), deadline=None)
 @given(instances)
-# Found by hypothesis in a CI run: the optimum on a tie boundary, the budget ends the search.
-# Its gating statistics are those of the preset when it was found (the preset has been
-# re-tuned since), so the example stays the same instance.
+# Found by hypothesis in a CI run: the search used to end at its box budget with a 13 % gap
+# (the follower test kept a box's width of slack and the incumbent's profile was polished by
+# P3 only at the end). Its gating statistics are those of the preset when it was found (the
+# preset has been re-tuned since), so the example stays the same instance.
 @example(small_instance(1404, **SHAPES[0], layer_correlation=0.97, sharpness=1.0))
-def test_p1_exact_coupled_bound_holds_on_random_instances(instance):
-    """Where the optimum sits on a follower-tie boundary the search may end at its box
-    budget (status ``feasible``); its lower bound must hold all the same."""
-    sol = solve(JointProblem(instance, lower_level="coupled"), "exact", max_boxes=20_000)
-    assert str(sol.status) in ("optimal", "feasible")
+def test_p1_exact_coupled_closes_small_instances_to_its_gap(instance):
+    """Every small instance closes to ``tol``, its optimum on a tie surface or not, and the
+    proven bound holds below every bilevel-feasible grid point."""
+    sol = solve(JointProblem(instance, lower_level="coupled"), "exact")
+    assert str(sol.status) == "optimal" and sol.gap <= TOL
     _check_against_grid(instance, sol)
 
 
@@ -159,3 +169,59 @@ def test_p1_box_budget_gives_a_bound_not_a_proof():
     sol = solve(JointProblem(instance, lower_level="coupled"), "exact", max_boxes=3)
     assert str(sol.status) == "feasible"
     assert sol.lower_bound_s <= sol.objective_s
+
+
+def _box_and_points(instance, rng):
+    """A random box around a random simplex point, and points of the box on the simplex."""
+    total, U = instance.system.total_bandwidth_hz, instance.n_devices
+    centre = rng.dirichlet(np.ones(U)) * total
+    half = rng.uniform(0.001, 0.2) * total
+    lo, hi = np.maximum(centre - half, 0.0), np.minimum(centre + half, total)
+    lo, hi = _tighten(lo[None], hi[None], total)
+    points = lo + rng.uniform(size=(400, U)) * (hi - lo)
+    points[:, -1] = total - points[:, :-1].sum(axis=1)          # onto the simplex
+    inside = (points >= lo - 1e-9 * total).all(axis=1) & (points <= hi + 1e-9 * total).all(axis=1)
+    return lo, hi, points[inside]
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(instances, st.integers(0, 2**32 - 1))
+def test_p1_box_test_never_prunes_a_best_reply(instance, seed):
+    """Soundness of the follower test of the branch and bound: a selection that is the
+    follower's reply (within ``tie_tol``) at a point of the box survives on the box."""
+    cands = all_candidates(instance, "topk")
+    bounder = _Bounder(instance, cands, TIE_TOL, None)
+    lo, hi, points = _box_and_points(instance, np.random.default_rng(seed))
+    assume(points.shape[0] > 0)
+    for c in cands:
+        ok = bounder._may_reply(c, lo, device_times(instance, c, hi))[0]
+        replies = follower_optimal(layer_wlr(c, device_times(instance, c, points)))
+        assert not (replies & ~ok).any()
+
+
+def test_tie_surface_point_is_the_best_point_keeping_its_profile():
+    """On two devices (a segment), the leader's optimum keeping a profile whose P3 optimum
+    the follower leaves lies on a tie: it is a best reply there, and no point of a fine
+    grid where the profile is the follower's reply does better."""
+    instance = tiny(0, 1)
+    cands = all_candidates(instance, "topk")
+    total = instance.system.total_bandwidth_hz
+    grid = np.linspace(1e-4, 1 - 1e-4, 20_001)[:, None] * [1.0, -1.0] + [0.0, 1.0]
+    layer_t, replies = [], []
+    for c in cands:
+        t = device_times(instance, c, grid * total)
+        layer_t.append(t.max(axis=-1))
+        replies.append(follower_optimal(layer_wlr(c, t)))
+    sol = solve(JointProblem(instance, lower_level="coupled"), "exact")
+    profile = [int(np.flatnonzero((c.masks == m).all(axis=(1, 2)))[0])
+               for c, m in zip(cands, sol.selection.mask, strict=True)]
+    keeps = np.logical_and.reduce([r[:, s] for r, s in zip(replies, profile, strict=True)])
+    best_on_grid = sum(t[:, s] for t, s in zip(layer_t, profile, strict=True))[keeps].min()
+    p3 = solve(BandwidthProblem(instance, sol.selection), "exact")
+    assert p3.objective_s < best_on_grid * (1 - 1e-3)     # P3's optimum is left by the follower
+    b = tie_surface_point(instance, cands, profile, p3.bandwidth_hz)
+    value, choice = leader_choice(instance, cands, b)
+    assert list(choice) == profile
+    # the grid's step moves the tie by ~1e-4 of the band: the optimum is within that
+    assert value <= best_on_grid * (1 + 1e-9)
+    assert value >= best_on_grid * (1 - 1e-3)

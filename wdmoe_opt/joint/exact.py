@@ -8,8 +8,11 @@ Both readings of SPEC §2, on the enumerated per-layer selections (:mod:`.enumer
   solve and the best wins; the bound is the least P3 bound.
 * ``coupled``: exact lower level and a branch and bound over the bandwidth simplex
   (:mod:`.bilevel`), proven optimal to the relative gap ``tol`` with follower ties
-  counted within ``tie_tol``; the incumbent's selection is then re-allocated by the
-  exact P3 method and kept if still bilevel-feasible and better.
+  counted within ``tie_tol``; every profile (a selection per layer) the search meets
+  gets the exact P3 method, whose bound raises the bound of boxes where it alone
+  survives and whose optimum is an incumbent, and where the follower leaves that
+  optimum, the leader's optimum up to the profile's tie surfaces
+  (:mod:`.tiesurface`) is one too.
 
 The returned point is bilevel-feasible by construction (``extra.bilevel_feasible``).
 """
@@ -37,6 +40,7 @@ from .enumerate import (
     selection_mask,
 )
 from .sequential import allocate
+from .tiesurface import tie_surface_point
 
 
 @dataclass(frozen=True)
@@ -69,20 +73,38 @@ def _uniform(problem: JointProblem, cands, options: ExactP1Options):
             {"tie_profiles": len(solved)})
 
 
-def _coupled(problem: JointProblem, cands, options: ExactP1Options):
-    """Branch and bound over the simplex, then an exact P3 polish of the incumbent."""
+def _profile_solver(problem: JointProblem, cands, options: ExactP1Options):
+    """For :func:`.bilevel.bilevel_search`: a profile's exact P3 (its proven bound, and
+    its optimum as an incumbent); when the follower leaves the profile there, the
+    leader's optimum on the profile's tie surfaces (:mod:`.tiesurface`) as well."""
     inst = problem.instance
-    res = bilevel_search(inst, cands, tol=options.tol, tie_tol=options.tie_tol,
-                         max_boxes=options.max_boxes)
-    b, value, choice = res.bandwidth_hz, res.objective_s, res.choice
-    polished = allocate(options.bandwidth, inst,
-                        Selection(selection_mask(cands, choice))).bandwidth_hz
-    value2, choice2 = leader_choice(inst, cands, polished, options.tie_tol)
-    if value2 < value:
-        b, value, choice = polished, value2, choice2
+
+    def solve_profile(profile, start_hz):
+        p3 = allocate(options.bandwidth, inst, Selection(selection_mask(cands, profile)))
+        points = [p3.bandwidth_hz]
+        kept, _ = leader_choice(inst, cands, p3.bandwidth_hz, options.tie_tol)
+        if start_hz is not None and kept > p3.objective_s * (1.0 + options.tol):
+            # P3's optimum is outside the profile's region: its optimum is on a tie surface
+            for start in (start_hz, p3.bandwidth_hz):
+                b = tie_surface_point(inst, cands, profile, start)
+                if b is not None:
+                    points.append(b)
+        bound = 0.0 if p3.lower_bound_s is None else p3.lower_bound_s
+        return bound, points
+
+    return solve_profile
+
+
+def _coupled(problem: JointProblem, cands, options: ExactP1Options):
+    """Branch and bound over the simplex, each profile met bounded by its exact P3
+    and searched up to its tie surfaces."""
+    res = bilevel_search(problem.instance, cands, tol=options.tol, tie_tol=options.tie_tol,
+                         max_boxes=options.max_boxes,
+                         profile_solver=_profile_solver(problem, cands, options))
     status = Status.OPTIMAL if res.proven else Status.FEASIBLE
-    return (Selection(selection_mask(cands, choice)), b, min(res.lower_bound_s, value), status,
-            options.tol, {"boxes": res.boxes})
+    return (Selection(selection_mask(cands, res.choice)), res.bandwidth_hz,
+            min(res.lower_bound_s, res.objective_s), status, options.tol,
+            {"boxes": res.boxes})
 
 
 @register("p1", "exact", options=ExactP1Options, exact=True)
