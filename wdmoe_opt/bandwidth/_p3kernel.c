@@ -865,13 +865,14 @@ static int interior_point(const P3 *p, double tol, int max_iter,
 
 /* ------------------------------------------------------------------- batches */
 
-/* One instance of a batch whose arrays keep every device (idle ones: kappa = 0 in
- * every layer). The loaded devices (listed in cols, `used` of them) are packed into
- * `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and lam [I, n']) and solved
- * as above in the workspace mem, piv; the point goes back to b_out [n] with 0 for
- * idle devices. With one loaded device it takes the whole budget (its times
- * decrease) and its objective is its own bound; with none the split is uniform and
- * every layer takes 0. info: code, nu, bound, objective, iterations. */
+/* One instance of a batch whose arrays keep every device (idle and local ones:
+ * kappa = 0 in every layer). The loaded linked devices (listed in cols, `used` of
+ * them) are packed into `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and
+ * lam [I, n' + 1]) and solved as above, with full's floor (or none), in the workspace
+ * mem, piv; the point goes back to b_out [n] with 0 for idle and local devices. With
+ * one loaded linked device it takes the whole budget (its times decrease) and its
+ * objective is its own bound; with none the split is uniform and every layer takes
+ * its floor. info: code, nu, bound, objective, iterations. */
 static void solve_packed(const P3 *full, const int *cols, int used, double tol, int max_iter,
                          double time_limit, double *work, double *mem, int *piv,
                          double *b_out, double *info)
@@ -886,7 +887,8 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
         for (int i = 0; i < I; i++) {
             size_t idx = (size_t)i * n + cols[0];
             curve(full, R > 1 ? i : 0, cols[0], 1.0, &f, &mf1, &f2);
-            total += full->kappa[idx] * f + full->pi[idx];
+            double t = full->kappa[idx] * f + full->pi[idx];
+            total += full->floor ? fmax(t, full->floor[i]) : t;
         }
         b_out[cols[0]] = 1.0;
         best.bound = best.objective = total;
@@ -905,7 +907,7 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
                 gd[(size_t)r * used + j] = full->gd[(size_t)r * n + cols[j]];
                 gu[(size_t)r * used + j] = full->gu[(size_t)r * n + cols[j]];
             }
-        P3 packed = {I, used, R, kappa, pi, gd, gu};
+        P3 packed = {I, used, R, kappa, pi, gd, gu, full->floor};
         code = interior_point(&packed, tol, max_iter, time_limit, b, lam, &best, &iterations,
                               mem, piv);
         if (best.have)
@@ -924,20 +926,28 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
 /* A batch in physical units, as batch.py's P3Batch: loads u, p [I, n] (eq. 9) and
  * compute times per token a [n] (eq. 7), each per instance or shared by the whole
  * batch (stride 0); received powers S = P g [2, R, n] (eqs. 2-3, downlink then uplink)
- * per instance; the token size L, the band B and the noise density N0. */
+ * per instance; local [n] (nonzero: no link, SPEC section 6) or NULL, shared; the
+ * token size L, the band B and the noise density N0. */
 typedef struct {
     int I, n, R;
-    const double *tokens, *pairs, *compute, *signal;
+    const double *tokens, *pairs, *compute, *signal, *local;
     size_t load_stride, compute_stride;
     double token_bits, total_hz, noise_psd;
 } Batch;
 
+/* Whether device k of the batch is local (no link). */
+static inline int is_local(const Batch *bt, int k)
+{
+    return bt->local && bt->local[k] != 0.0;
+}
+
 /* Instance j in the normalized units of structure.py (P3Data): g = S / (N0 B) into
- * g [2, R, n], kappa = u L ln 2 / (B T0) and pi = p a / T0 into kappa, pi [I, n],
- * with T0 the mean layer latency of the uniform split b = 1/n (idle devices take no
- * time; 1 when it is 0), returned; cf [R, n] is scratch. */
+ * g [2, R, n], kappa = u L ln 2 / (B T0) (0 on a local device) and pi = p a / T0 into
+ * kappa, pi [I, n], the floor max over local devices of pi into floor [I], with T0 the
+ * mean layer latency of the uniform split b = 1/n (idle devices take no time; 1 when
+ * it is 0), returned; cf [R, n] is scratch. */
 static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi, double *g,
-                        double *cf)
+                        double *floor, double *cf)
 {
     int I = bt->I, n = bt->n, R = bt->R;
     size_t rn = (size_t)R * n;
@@ -952,12 +962,15 @@ static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi
     for (int i = 0; i < I; i++) {
         const double *f = cf + (R > 1 ? (size_t)i * n : 0);
         double top = 0.0;              /* every time is >= 0 */
+        floor[i] = 0.0;
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
-            kappa[idx] = u[idx] * per_token;
+            kappa[idx] = is_local(bt, k) ? 0.0 : u[idx] * per_token;
             pi[idx] = p[idx] * a[k];
             double t = kappa[idx] * f[k] + pi[idx];
             top = t > top ? t : top;
+            if (is_local(bt, k))
+                floor[i] = fmax(floor[i], pi[idx]);
         }
         t0 += top;
     }
@@ -968,6 +981,8 @@ static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi
         kappa[idx] /= t0;
         pi[idx] /= t0;
     }
+    for (int i = 0; i < I; i++)
+        floor[i] /= t0;
     return t0;
 }
 
@@ -998,7 +1013,7 @@ static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *in
     if (failed)
         for (int k = 0; k < n; k++) {
             int loaded = 0;
-            for (int i = 0; i < I && !loaded; i++)
+            for (int i = 0; i < I && !loaded && !is_local(bt, k); i++)
                 loaded = u[(size_t)i * n + k] > 0.0;
             b[k] = loaded ? 1.0 / used : 0.0;
         }
@@ -1011,7 +1026,7 @@ static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *in
         double h = hz[r % n], noise = bt->noise_psd * h;
         double down = h > 0.0 ? h * log1p(s[r] / noise) / M_LN2 : 0.0;
         double up = h > 0.0 ? h * log1p(s[rn + r] / noise) / M_LN2 : 0.0;
-        link[r] = bt->token_bits / down + bt->token_bits / up;
+        link[r] = is_local(bt, (int)(r % n)) ? 0.0 : bt->token_bits / down + bt->token_bits / up;
     }
     double objective = 0.0;
     for (int i = 0; i < I; i++) {
@@ -1052,17 +1067,20 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
     int I = bt->I, n = bt->n, R = bt->R, used = 0;
     size_t m = (size_t)I * n, rn = (size_t)R * n;
     double *kappa = work, *pi = kappa + m, *g = pi + m, *cf = g + 2 * rn, *b = cf + rn;
-    double *info = b + n, *packed = info + 5;
+    double *floor = b + n, *info = floor + I, *packed = info + 5;
     const double *u = bt->tokens + j * bt->load_stride;
     for (int k = 0; k < n; k++) {
         int loaded = 0;
-        for (int i = 0; i < I && !loaded; i++)
+        for (int i = 0; i < I && !loaded && !is_local(bt, k); i++)
             loaded = u[(size_t)i * n + k] > 0.0;
         if (loaded)
             cols[used++] = k;
     }
-    double t0 = normalize(bt, j, kappa, pi, g, cf);
-    P3 full = {I, n, R, kappa, pi, g, g + rn};
+    double t0 = normalize(bt, j, kappa, pi, g, floor, cf);
+    int floored = 0;
+    for (int i = 0; i < I; i++)
+        floored |= floor[i] > 0.0;
+    P3 full = {I, n, R, kappa, pi, g, g + rn, floored ? floor : NULL};
     solve_packed(&full, cols, used, tol, max_iter, time_limit, packed, mem, piv, b, info);
     double answer[3];
     in_seconds(bt, j, used, info, t0, tol, roundoff, b, hz, cf, answer);
@@ -1076,7 +1094,7 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
 static size_t batch_work(int I, int n, int R)
 {
     size_t m = (size_t)I * n, rn = (size_t)R * n;
-    return 2 * m + 3 * rn + n + 5 + (3 * m + 2 * rn + n);
+    return 2 * m + 3 * rn + n + I + 5 + (3 * m + I + 2 * rn + n);
 }
 
 /* ------------------------------------------------------------ Python bindings */
@@ -1329,11 +1347,12 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
 PyDoc_STRVAR(solve_batch_doc,
 "solve_batch(tokens, pairs, compute_s, signal_w, hz_out, out, token_bits,\n"
 "            total_bandwidth_hz, noise_psd_w_per_hz, tol, max_iter, time_limit,\n"
-"            bound_roundoff, start, stop) -> None\n\n"
+"            bound_roundoff, start, stop, local=None) -> None\n\n"
 "Solve and certify instances start..stop-1 of a batch of P3 problems in physical\n"
 "units (batch.P3Batch): loads tokens, pairs [N, I, n] or [1, I, n] (shared), compute\n"
 "times per token compute_s [N, n] or [1, n], received powers signal_w [N, 2, R, n]\n"
-"(R = I or 1). Per instance, with the GIL released: normalized as structure.P3Data,\n"
+"(R = I or 1), local [n] (nonzero: a device without a link, 0 Hz, its compute time a\n"
+"floor) or None. Per instance, with the GIL released: normalized as structure.P3Data,\n"
 "solved by the interior point with its dual certificate (idle devices packed out),\n"
 "then answered in seconds by bandwidth.common.finish's rules with bound_roundoff as\n"
 "its round-off allowance. Writes the allocation in Hz into hz_out [N, n] and\n"
@@ -1343,13 +1362,14 @@ PyDoc_STRVAR(solve_batch_doc,
 static PyObject *py_solve_batch(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *objs[6];
+    PyObject *objs[7];
     double token_bits, total_hz, noise_psd, tol, time_limit, roundoff;
     int max_iter;
     Py_ssize_t start, stop, ts[3], cs[2], ss[4];
-    if (!PyArg_ParseTuple(args, "OOOOOOddddiddnn", &objs[0], &objs[1], &objs[2], &objs[3],
+    objs[6] = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOOddddiddnn|O", &objs[0], &objs[1], &objs[2], &objs[3],
                           &objs[4], &objs[5], &token_bits, &total_hz, &noise_psd, &tol,
-                          &max_iter, &time_limit, &roundoff, &start, &stop))
+                          &max_iter, &time_limit, &roundoff, &start, &stop, &objs[6]))
         return NULL;
     if (get_shape(objs[0], 3, "tokens", "batch or 1, layers, devices", ts) != 0
             || get_shape(objs[2], 2, "compute_s", "batch or 1, devices", cs) != 0
@@ -1368,11 +1388,13 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
                         "band and noise, and 0 <= start <= stop <= N");
         return NULL;
     }
-    static const char *names[6] = {"tokens", "pairs", "compute_s", "signal_w", "hz_out", "out"};
-    Py_ssize_t lens[6] = {ts[0] * m, ts[0] * m, cs[0] * n, N * 2 * R * n, N * n, 4 * N};
-    Py_buffer views[6];
-    for (int j = 0; j < 6; j++)
-        if (get_array(objs[j], lens[j], j >= 4, names[j], &views[j]) != 0) {
+    static const char *names[7] = {"tokens", "pairs", "compute_s", "signal_w", "hz_out", "out",
+                                   "local"};
+    Py_ssize_t lens[7] = {ts[0] * m, ts[0] * m, cs[0] * n, N * 2 * R * n, N * n, 4 * N, n};
+    Py_buffer views[7];
+    int held = objs[6] == Py_None ? 6 : 7;
+    for (int j = 0; j < held; j++)
+        if (get_array(objs[j], lens[j], j == 4 || j == 5, names[j], &views[j]) != 0) {
             release(views, j);
             return NULL;
         }
@@ -1382,12 +1404,12 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
     if (!work || !ints) {
         free(work);
         free(ints);
-        release(views, 6);
+        release(views, held);
         return PyErr_NoMemory();
     }
     Batch bt = {(int)I, (int)n, (int)R, views[0].buf, views[1].buf, views[2].buf, views[3].buf,
-                ts[0] == 1 ? 0 : (size_t)m, cs[0] == 1 ? 0 : (size_t)n,
-                token_bits, total_hz, noise_psd};
+                held == 7 ? views[6].buf : NULL, ts[0] == 1 ? 0 : (size_t)m,
+                cs[0] == 1 ? 0 : (size_t)n, token_bits, total_hz, noise_psd};
     double *hz = views[4].buf, *out = views[5].buf, *mem = work + batch_work(bt.I, bt.n, bt.R);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t j = start; j < stop; j++)
@@ -1396,7 +1418,7 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(work);
     free(ints);
-    release(views, 6);
+    release(views, held);
     Py_RETURN_NONE;
 }
 
