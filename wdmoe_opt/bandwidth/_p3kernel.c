@@ -620,17 +620,31 @@ static double linearize(Ipm *w, int *status)
     return gap;
 }
 
-/* The direction for the complementarity target wt [I, n] into dz; returns the
- * new budget price nu (exact.py's docstring). */
+/* dlam, dslack of constraint idx from linear = ds_i - t' db (the change of s_i - t);
+ * returns worst lowered to min(dz / z) over its lam and slack. */
+static inline double multiplier_step(Ipm *w, const double *restrict wt, size_t idx,
+                                     double linear, double worst)
+{
+    double lam = w->lam[idx], slack = w->slack[idx];
+    double dl = wt[idx] - w->d[idx] * linear - lam, dsl = linear - w->res[idx];
+    w->dlam[idx] = dl;
+    w->dslack[idx] = dsl;
+    if (dl < worst * lam)
+        worst = dl / lam;
+    if (dsl < worst * slack)
+        worst = dsl / slack;
+    return worst;
+}
+
+/* The direction for the complementarity target wt [I, n] (then [I] of the floor)
+ * into dz; returns the new budget price nu (exact.py's docstring). */
 static double direction(Ipm *w, const double *restrict wt)
 {
     int I = w->I, n = w->n, K = w->K;
     double *restrict rb = w->rb, *restrict rs = w->rs, *restrict rhs = w->rhs;
     double *restrict db = w->db, *restrict ds = w->ds;
-    double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
     const double *restrict t1 = w->t1, *restrict dt1 = w->dt1;
-    const double *restrict hb = w->hb, *restrict ihs = w->ihs, *restrict d = w->d;
-    const double *restrict lam = w->lam, *restrict res = w->res, *restrict slack = w->slack;
+    const double *restrict hb = w->hb, *restrict ihs = w->ihs;
     memset(rb, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++) {
         const double *restrict wrow = wt + (size_t)i * n, *restrict trow = t1 + (size_t)i * n;
@@ -686,25 +700,10 @@ static double direction(Ipm *w, const double *restrict wt)
         double dsi = ds[i];
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
-            double linear = t1[idx] * db[k] + dsi;
-            double dl = wt[idx] - d[idx] * linear - lam[idx], dsl = linear - res[idx];
-            dlam[idx] = dl;
-            dslack[idx] = dsl;
-            if (dl < worst * lam[idx])
-                worst = dl / lam[idx];
-            if (dsl < worst * slack[idx])
-                worst = dsl / slack[idx];
+            worst = multiplier_step(w, wt, idx, t1[idx] * db[k] + dsi, worst);
         }
-        if (w->p.floor) {
-            size_t fi = w->m + i;
-            double dl = wt[fi] - d[fi] * dsi - lam[fi], dsl = dsi - res[fi];
-            dlam[fi] = dl;
-            dslack[fi] = dsl;
-            if (dl < worst * lam[fi])
-                worst = dl / lam[fi];
-            if (dsl < worst * slack[fi])
-                worst = dsl / slack[fi];
-        }
+        if (w->p.floor)                  /* the floor's time has no slope */
+            worst = multiplier_step(w, wt, w->m + i, dsi, worst);
     }
     w->max_step = -1.0 / worst;
     return rhs[K];
