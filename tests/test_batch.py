@@ -14,6 +14,8 @@ from wdmoe_opt.model import latency as lat
 from wdmoe_opt.solution import relative_gap
 
 TOL = 1e-9
+#: Round-off allowance of a sum of doubles: 64 units in the last place, relative.
+ULPS = 64 * np.finfo(np.float64).eps
 
 
 def _selections(inst):
@@ -161,6 +163,50 @@ def test_batch_equals_per_call_on_random_shapes(seed, devices, layers, fast, idl
     for j in range(n):
         one = inst.with_system(gain_down=gd[j], gain_up=gu[j])
         _assert_same(res, j, solve(BandwidthProblem(one, sel), "exact"))
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(seed=st.integers(0, 10_000), devices=st.integers(2, 6), data=st.data(),
+       layers=st.integers(1, 4), fast=st.booleans(), top_k=st.integers(1, 2),
+       n=st.integers(1, 4))
+def test_batch_equals_per_call_with_local_devices(seed, devices, data, layers, fast, top_k, n):
+    """``local`` devices (SPEC §6; all of them possibly): 0 Hz, their compute time a
+    floor, in the batch as per call; the batch's objective is the model's."""
+    local = data.draw(st.integers(1, devices), label="local")
+    inst = small_instance(seed=seed, devices=devices, experts=devices, layers=layers,
+                          top_k=top_k, fast_fading=fast, local_devices=local)
+    sel = Selection.topk(inst)
+    rng = np.random.default_rng(seed)
+    shape = (n,) + inst.system.gain_down.shape
+    gd = inst.system.gain_down * 10 ** rng.uniform(-3, 3, shape)
+    gu = inst.system.gain_up * 10 ** rng.uniform(-3, 3, shape)
+    p3 = batch.P3Batch.from_channels(inst, sel, gd, gu)
+    res = batch.solve_p3(p3)
+    assert (res.status == "optimal").all()
+    np.testing.assert_allclose(res.objective_s, p3.objective_s(res.bandwidth_hz), rtol=1e-13)
+    linked_load = (p3.tokens[0] > 0).any(axis=0) & ~inst.system.local_mask
+    if linked_load.any():
+        assert (res.bandwidth_hz[:, ~linked_load] == 0).all()
+    for j in range(n):
+        one = inst.with_system(gain_down=gd[j], gain_up=gu[j])
+        sol = solve(BandwidthProblem(one, sel), "exact", tol=TOL)
+        # values, not arg-mins: on a flat optimum the two points may differ (T0 is summed
+        # in another order), but both are certified within TOL of the one optimum
+        assert sol.status.value == "optimal"
+        # (each side's objective recomputed in seconds by its own sums: a few ulps)
+        assert res.lower_bound_s[j] <= sol.objective_s * (1 + ULPS)
+        assert sol.lower_bound_s <= res.objective_s[j] * (1 + ULPS)
+        np.testing.assert_allclose(res.objective_s[j], sol.objective_s, rtol=TOL)
+
+
+def test_batch_of_instances_needs_the_same_local_devices():
+    a, b = small_instance(local_devices=1), small_instance(local_devices=2)
+    with pytest.raises(InputError, match=r"instances\[1\]"):
+        batch.P3Batch.from_instances([a, b], [Selection.topk(a), Selection.topk(b)])
+    one = batch.P3Batch.from_instances([a], [Selection.topk(a)])
+    with pytest.raises(InputError, match="local"):
+        batch.P3Batch(one.tokens, one.pairs, one.signal_w, one.compute_s, one.token_bits,
+                      one.total_bandwidth_hz, one.noise_psd_w_per_hz, local=np.ones(3, bool))
 
 
 @settings(max_examples=examples(25), deadline=None)

@@ -25,7 +25,9 @@ The result is certified exactly as ``p3/exact``'s: the same kernel, the same
 Lagrangian-dual lower bound, the same status rule (``optimal`` when the gap
 recomputed in seconds is at most ``tol``; a bound above the objective beyond
 round-off is ``error``). ``tests/test_batch.py`` checks it equals ``N`` per-call
-solves, fast fading and idle devices included.
+solves, fast fading, idle and ``local`` devices included (a local device, SPEC §6,
+gets 0 Hz and its compute time is a floor on each layer, as in
+:mod:`~.bandwidth.structure`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class P3Batch:
         ``a_k``: compute time per token and expert (eq. 7).
     token_bits, total_bandwidth_hz, noise_psd_w_per_hz : float
         Shared by the batch.
+    local : bool array [U], optional
+        Devices without a wireless link (SPEC §6), shared by the batch: no
+        communication time, 0 Hz.
     """
 
     tokens: np.ndarray
@@ -80,9 +85,12 @@ class P3Batch:
     token_bits: float
     total_bandwidth_hz: float
     noise_psd_w_per_hz: float
+    local: np.ndarray | None = None
 
     def __post_init__(self):
         n, i, u = self.tokens.shape
+        if self.local is not None and np.shape(self.local) != (u,):
+            raise InputError("local", f"must have shape [{u}]", np.shape(self.local))
         for name, shape in (("pairs", (n, i, u)), ("compute_s", (n, u))):
             if getattr(self, name).shape != shape:
                 raise InputError(name, f"must have shape {list(shape)}", getattr(self, name).shape)
@@ -96,6 +104,13 @@ class P3Batch:
             raise InputError("tokens", "loads must be non-negative counts")
         if not (np.isfinite(self.compute_s).all() and (self.compute_s > 0).all()):
             raise InputError("compute_s", "must hold finite positive times per token")
+
+    @property
+    def local_mask(self) -> np.ndarray:
+        """``[U]`` bool: devices without a link (all false without ``local``)."""
+        if self.local is None:
+            return np.zeros(self.tokens.shape[2], dtype=bool)
+        return np.asarray(self.local, dtype=bool)
 
     @property
     def size(self) -> int:
@@ -113,7 +128,8 @@ class P3Batch:
         for n, inst in enumerate(instances):
             if _constants(inst) != key or inst.system.fast_fading != first.system.fast_fading:
                 raise InputError(f"instances[{n}]", "must share the first instance's layers, "
-                                 "devices, token size, bandwidth, noise and fading kind",
+                                 "devices, local devices, token size, bandwidth, noise and "
+                                 "fading kind",
                                  inst.name)
         loads = [lat.device_loads(inst, sel)
                  for inst, sel in zip(instances, selections, strict=True)]
@@ -163,7 +179,8 @@ class P3Batch:
         with np.errstate(divide="ignore"):
             per_link = self.token_bits / lat.shannon_rate_bps(b, self.signal_w,
                                                               self.noise_psd_w_per_hz)
-        return lat.device_time_from_loads(self.tokens, self.pairs, per_link[:, 0] + per_link[:, 1],
+        comm = np.where(self.local_mask, 0.0, per_link[:, 0] + per_link[:, 1])
+        return lat.device_time_from_loads(self.tokens, self.pairs, comm,
                                           self.compute_s[:, None, :])
 
     def transmit_energy_j(self, bandwidth_hz, bs_power_w: float, tx_power_w) -> np.ndarray:
@@ -175,6 +192,7 @@ class P3Batch:
         with np.errstate(divide="ignore", invalid="ignore"):
             per_token = self.token_bits * (bs_power_w / rate[:, 0] +
                                            np.asarray(tx_power_w) / rate[:, 1])
+            per_token = np.where(self.local_mask, 0.0, per_token)
             energy = np.where(self.tokens > 0, self.tokens * per_token, 0.0)
         return energy.sum(axis=(1, 2))
 
@@ -186,14 +204,15 @@ class P3Batch:
 def _constants(inst: Instance) -> tuple:
     s = inst.system
     return (inst.n_layers, inst.n_devices, inst.model.token_bits, s.total_bandwidth_hz,
-            s.noise_psd_w_per_hz)
+            s.noise_psd_w_per_hz, s.local_mask.tobytes())
 
 
 def _shared(inst: Instance) -> dict:
     s = inst.system
     return {"token_bits": float(inst.model.token_bits),
             "total_bandwidth_hz": float(s.total_bandwidth_hz),
-            "noise_psd_w_per_hz": float(s.noise_psd_w_per_hz)}
+            "noise_psd_w_per_hz": float(s.noise_psd_w_per_hz),
+            "local": None if s.local is None else s.local_mask.copy()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,12 +268,13 @@ def solve_p3(batch: P3Batch, tol: float = 1e-9, max_iter: int = 200,
               np.ascontiguousarray(batch.signal_w, dtype=np.float64))
     hz = np.empty((n, U))
     out = np.empty((4, n))               # objective, bound, status, iterations
+    local = None if batch.local is None else batch.local_mask.astype(np.float64)
     edges = np.linspace(0, n, min(workers, max(n, 1)) + 1).astype(int)
 
     def run(lo: int, hi: int) -> None:
         kernel.solve_batch(*arrays, hz, out, batch.token_bits, batch.total_bandwidth_hz,
                            batch.noise_psd_w_per_hz, tol, max_iter, time_limit,
-                           _BOUND_ROUNDOFF, int(lo), int(hi))
+                           _BOUND_ROUNDOFF, int(lo), int(hi), local)
 
     if len(edges) <= 2:
         run(0, n)
@@ -297,7 +317,7 @@ def solve_p3_robust(batch: P3Batch, sigma_db: float, scenarios: int = 32, seed=0
                     pairs=np.tile(batch.pairs, (1, scenarios, 1)), signal_w=signal,
                     compute_s=batch.compute_s, token_bits=batch.token_bits,
                     total_bandwidth_hz=batch.total_bandwidth_hz,
-                    noise_psd_w_per_hz=batch.noise_psd_w_per_hz)
+                    noise_psd_w_per_hz=batch.noise_psd_w_per_hz, local=batch.local)
     res = solve_p3(tiled, tol, max_iter, time_limit, workers)
     return P3BatchResult(bandwidth_hz=res.bandwidth_hz, objective_s=res.objective_s / scenarios,
                          lower_bound_s=res.lower_bound_s / scenarios, status=res.status,

@@ -7,10 +7,14 @@
  *
  *   kappa, pi   [I, n]   normalized communication and compute coefficients
  *   g_down, g_up [R, n]  normalized SNR bandwidths, R = I (fast fading) or 1
+ *   floor       [I]      optional: the compute time of the local devices (structure.py),
+ *                        a constant each layer's latency cannot go below
  *
  * so that device k's normalized time in layer i is
  *   t[i, k](b) = kappa[i, k] (1/h_down(b) + 1/h_up(b)) + pi[i, k],
- *   h(b) = b ln(1 + g / b).
+ *   h(b) = b ln(1 + g / b),
+ * and layer i's latency is max(floor[i], max_k t[i, k]). With a floor, every array of
+ * multipliers and slacks holds I n pairs then I floor entries (s_i >= floor[i]).
  *
  * Small arrays (tens of layers, up to a few hundred devices) make a numpy
  * implementation pay per call, not per flop; here one iteration is a few
@@ -57,7 +61,14 @@ enum { ST_OPTIMAL = 0, ST_FEASIBLE = 1, ST_TIME_LIMIT = 2, ST_SINGULAR = 3,
 typedef struct {
     int I, n, R;
     const double *kappa, *pi, *gd, *gu;
+    const double *floor;            /* [I], or NULL: no local device loaded */
 } P3;
+
+/* Constraints s_i >= floor[i]: I with a floor, else 0. */
+static inline int n_floors(const P3 *p)
+{
+    return p->floor ? p->I : 0;
+}
 
 /* [f, -f', f''] of f = 1/h(b), h(b) = b ln(1 + g/b) (structure.inverse_rate_stack),
  * from ib = 1/b (shared by the two directions of a device).
@@ -161,8 +172,10 @@ static int bisect(const P3 *p, const double *weight, const double *weight_sum, i
     return ST_OPTIMAL;
 }
 
-/* The dual function g(lam, nu) (certificate.py) for multipliers lam [I, n] already
- * normalized per layer and nu >= 0; minimizers into x [n]; scratch [I*n + 2n]. */
+/* The dual function g(lam, nu) (certificate.py) for multipliers lam [I, n] (then [I]
+ * of the floor, with one) already normalized per layer and nu >= 0: the floor's
+ * multipliers add sum_i lam_floor[i] floor[i]; minimizers into x [n];
+ * scratch [I*n + 2n]. */
 static int dual_bound_c(const P3 *p, const double *lam, double nu, const double *start,
                         double *x, double *bound, double *scratch)
 {
@@ -178,6 +191,8 @@ static int dual_bound_c(const P3 *p, const double *lam, double nu, const double 
             cst[k] += lam[idx] * p->pi[idx];
         }
     double total = 0.0;
+    for (int i = 0; i < n_floors(p); i++)
+        total += lam[(size_t)I * n + i] * p->floor[i];
     if (nu == 0.0) {
         /* inf over b of a decreasing function: the limit b -> inf, h(b) -> g. */
         for (int k = 0; k < n; k++) {
@@ -232,19 +247,31 @@ static int dual_bound_c(const P3 *p, const double *lam, double nu, const double 
 }
 
 /* Multipliers made valid: NaN and negatives to 0, +inf to the largest double, each
- * layer scaled to sum 1 (uniform if all zero). */
-static void normalize_multipliers(int I, int n, const double *lam, double *out)
+ * layer (its n pairs, and its floor entry when floors is 1) scaled to sum 1 (uniform
+ * if all zero). */
+static inline double valid_multiplier(double v)
 {
+    return v > 0.0 ? fmin(v, DBL_MAX) : 0.0;   /* NaN fails the test */
+}
+
+static void normalize_multipliers(int I, int n, int floors, const double *lam, double *out)
+{
+    size_t fl = (size_t)I * n;
     for (int i = 0; i < I; i++) {
         double sum = 0.0;
         for (int k = 0; k < n; k++) {
-            double v = lam[(size_t)i * n + k];
-            v = v > 0.0 ? fmin(v, DBL_MAX) : 0.0;   /* NaN fails the test */
+            double v = valid_multiplier(lam[(size_t)i * n + k]);
             out[(size_t)i * n + k] = v;
             sum += v;
         }
+        if (floors) {
+            out[fl + i] = valid_multiplier(lam[fl + i]);
+            sum += out[fl + i];
+            out[fl + i] = sum > 0.0 ? out[fl + i] / sum : 1.0 / (n + 1);
+        }
         for (int k = 0; k < n; k++)
-            out[(size_t)i * n + k] = sum > 0.0 ? out[(size_t)i * n + k] / sum : 1.0 / n;
+            out[(size_t)i * n + k] = sum > 0.0 ? out[(size_t)i * n + k] / sum
+                                               : 1.0 / (n + floors);
     }
 }
 
@@ -389,9 +416,10 @@ typedef struct {
     P3 p;
     int I, n, K, onto_b;
     size_t m;                       /* I * n */
-    double *z, *dz;                 /* [s (I), b (n), lam (m), slack (m)] */
+    size_t mf;                      /* m, plus I with a floor: multipliers and slacks */
+    double *z, *dz;                 /* [s (I), b (n), lam (mf), slack (mf)] */
     double *s, *b, *lam, *slack, *ds, *db, *dlam, *dslack;
-    double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled, *inv_slack;  /* [m] */
+    double *t, *t1, *res, *d, *dres, *dt1, *dt1T, *wt, *scaled, *inv_slack;  /* [mf] */
     double *hb, *hs, *ihs, *rb, *rs, *acc;  /* [n], [I], [I]: 1 / hs, [n], [I], [n] */
     double *cf, *cm, *cc;               /* [R, n]: the curve f, -f', f'' */
     double *kkt, *rhs;             /* [(K+1)^2] (LU-factored in place), [K+1] */
@@ -454,11 +482,19 @@ static void ipm_start(Ipm *w)
             w->t[idx] = p->kappa[idx] * f[k] + p->pi[idx];
             top = fmax(top, w->t[idx]);
         }
+        size_t fi = w->m + i;                   /* the floor's entry */
+        if (p->floor)
+            top = fmax(top, p->floor[i]);
         w->s[i] = top + 0.1;
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
             w->slack[idx] = w->s[i] - w->t[idx];
             sum += 1.0 / w->slack[idx];
+        }
+        if (p->floor) {
+            w->slack[fi] = w->s[i] - p->floor[i];
+            sum += 1.0 / w->slack[fi];
+            w->lam[fi] = 1.0 / w->slack[fi] / sum;
         }
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
@@ -522,9 +558,18 @@ static double linearize(Ipm *w, int *status)
                       cc + row, t + at, t1 + at, res + at, d + at, dres + at, dt1 + at,
                       inv_slack + at, hb);
         hs[i] = sum(d + at, n);
+        if (p->floor) {                  /* floor[i] - s_i + slack = 0: t' = 0 */
+            size_t fi = w->m + i;
+            double is = 1.0 / slack[fi], r = p->floor[i] - s[i] + slack[fi], dd = lam[fi] * is;
+            inv_slack[fi] = is;
+            res[fi] = r;
+            d[fi] = dd;
+            dres[fi] = dd * r;
+            hs[i] += dd;
+        }
         w->ihs[i] = 1.0 / hs[i];
     }
-    double gap = dot(lam, slack, w->m);
+    double gap = dot(lam, slack, w->mf);
     w->budget = 1.0 - sum(b, n);
     /* the negated reduced system, (K+1)-square, bordered by the budget row */
     int m = K + 1;
@@ -575,23 +620,39 @@ static double linearize(Ipm *w, int *status)
     return gap;
 }
 
-/* The direction for the complementarity target wt [I, n] into dz; returns the
- * new budget price nu (exact.py's docstring). */
+/* dlam, dslack of constraint idx from linear = ds_i - t' db (the change of s_i - t);
+ * returns worst lowered to min(dz / z) over its lam and slack. */
+static inline double multiplier_step(Ipm *w, const double *restrict wt, size_t idx,
+                                     double linear, double worst)
+{
+    double lam = w->lam[idx], slack = w->slack[idx];
+    double dl = wt[idx] - w->d[idx] * linear - lam, dsl = linear - w->res[idx];
+    w->dlam[idx] = dl;
+    w->dslack[idx] = dsl;
+    if (dl < worst * lam)
+        worst = dl / lam;
+    if (dsl < worst * slack)
+        worst = dsl / slack;
+    return worst;
+}
+
+/* The direction for the complementarity target wt [I, n] (then [I] of the floor)
+ * into dz; returns the new budget price nu (exact.py's docstring). */
 static double direction(Ipm *w, const double *restrict wt)
 {
     int I = w->I, n = w->n, K = w->K;
     double *restrict rb = w->rb, *restrict rs = w->rs, *restrict rhs = w->rhs;
     double *restrict db = w->db, *restrict ds = w->ds;
-    double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
     const double *restrict t1 = w->t1, *restrict dt1 = w->dt1;
-    const double *restrict hb = w->hb, *restrict ihs = w->ihs, *restrict d = w->d;
-    const double *restrict lam = w->lam, *restrict res = w->res, *restrict slack = w->slack;
+    const double *restrict hb = w->hb, *restrict ihs = w->ihs;
     memset(rb, 0, sizeof(double) * n);
     for (int i = 0; i < I; i++) {
         const double *restrict wrow = wt + (size_t)i * n, *restrict trow = t1 + (size_t)i * n;
         for (int k = 0; k < n; k++)
             rb[k] += wrow[k] * trow[k];
         rs[i] = sum(wrow, n) - 1.0;
+        if (w->p.floor)
+            rs[i] += wt[w->m + i];
     }
     if (w->onto_b) {
         for (int k = 0; k < n; k++)
@@ -639,15 +700,10 @@ static double direction(Ipm *w, const double *restrict wt)
         double dsi = ds[i];
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
-            double linear = t1[idx] * db[k] + dsi;
-            double dl = wt[idx] - d[idx] * linear - lam[idx], dsl = linear - res[idx];
-            dlam[idx] = dl;
-            dslack[idx] = dsl;
-            if (dl < worst * lam[idx])
-                worst = dl / lam[idx];
-            if (dsl < worst * slack[idx])
-                worst = dsl / slack[idx];
+            worst = multiplier_step(w, wt, idx, t1[idx] * db[k] + dsi, worst);
         }
+        if (w->p.floor)                  /* the floor's time has no slope */
+            worst = multiplier_step(w, wt, w->m + i, dsi, worst);
     }
     w->max_step = -1.0 / worst;
     return rhs[K];
@@ -656,7 +712,7 @@ static double direction(Ipm *w, const double *restrict wt)
 /* One Mehrotra predictor-corrector step from the linearized iterate. */
 static void ipm_step(Ipm *w, double gap)
 {
-    size_t m = w->m;
+    size_t m = w->mf;
     double *restrict wt = w->wt;
     const double *restrict dlam = w->dlam, *restrict dslack = w->dslack;
     const double *restrict inv_slack = w->inv_slack, *restrict dres = w->dres;
@@ -696,13 +752,13 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
 {
     int I = w->I, n = w->n, status;
     double bound;
-    normalize_multipliers(I, n, w->lam, lam_norm);
+    normalize_multipliers(I, n, w->p.floor != NULL, w->lam, lam_norm);
     status = dual_bound_c(&w->p, lam_norm, fmax(w->nu, 0.0), w->b, x, &bound, scratch);
     if (status != ST_OPTIMAL)
         return status;
     double objective = 0.0;
     for (int i = 0; i < I; i++) {
-        double top = -INFINITY;
+        double top = w->p.floor ? w->p.floor[i] : -INFINITY;
         for (int k = 0; k < n; k++)
             top = fmax(top, w->t[(size_t)i * n + k]);
         objective += top;
@@ -710,7 +766,7 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
     if (!best->have || bound >= best->bound) {
         best->bound = bound;
         best->nu = w->nu;
-        memcpy(lam_best, w->lam, sizeof(double) * w->m);
+        memcpy(lam_best, w->lam, sizeof(double) * w->mf);
     }
     if (!best->have || (objective <= best->objective && fabs(w->budget) <= BUDGET_SLACK)) {
         best->objective = objective;
@@ -720,12 +776,12 @@ static int certify(Ipm *w, Best *best, double *b_best, double *lam_best, double 
     return ST_OPTIMAL;
 }
 
-/* The workspace of interior_point for I layers, n devices and R gain rows: the
- * doubles it needs, and the pivots (ints) into *pivots. It grows with n, so one
- * workspace for n serves every problem with fewer devices. */
+/* The workspace of interior_point for I layers, n devices and R gain rows (a floor
+ * or not): the doubles it needs, and the pivots (ints) into *pivots. It grows with n,
+ * so one workspace for n serves every problem with fewer devices. */
 static size_t ipm_workspace(int I, int n, int R, size_t *pivots)
 {
-    size_t m = (size_t)I * n, K = n <= I ? (size_t)n : (size_t)I;
+    size_t m = (size_t)I * (n + 1), K = n <= I ? (size_t)n : (size_t)I;
     size_t zlen = (size_t)I + n + 2 * m, rn = (size_t)R * n;
     *pivots = K + 1;
     return 2 * zlen + 10 * m + 3 * (size_t)n + 3 * rn + 3 * (size_t)I + (K + 1) * (K + 1)
@@ -733,16 +789,16 @@ static size_t ipm_workspace(int I, int n, int R, size_t *pivots)
 }
 
 /* The whole solve in the workspace mem, piv (ipm_workspace); outputs b_best [n],
- * lam_best [I, n] and the scalars. */
+ * lam_best [I, n] (then [I] of the floor, with one) and the scalars. */
 static int interior_point(const P3 *p, double tol, int max_iter,
                           double time_limit, double *b_best, double *lam_best, Best *best,
                           int *iterations, double *mem, int *piv)
 {
     Ipm w;
     int I = p->I, n = p->n;
-    size_t m = (size_t)I * n;
+    size_t m = (size_t)I * n + n_floors(p);
     w.p = *p;
-    w.I = I; w.n = n; w.m = m;
+    w.I = I; w.n = n; w.m = (size_t)I * n; w.mf = m;
     w.onto_b = n <= I;
     w.K = w.onto_b ? n : I;
     size_t km = (size_t)(w.K + 1) * (w.K + 1);
@@ -808,13 +864,14 @@ static int interior_point(const P3 *p, double tol, int max_iter,
 
 /* ------------------------------------------------------------------- batches */
 
-/* One instance of a batch whose arrays keep every device (idle ones: kappa = 0 in
- * every layer). The loaded devices (listed in cols, `used` of them) are packed into
- * `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and lam [I, n']) and solved
- * as above in the workspace mem, piv; the point goes back to b_out [n] with 0 for
- * idle devices. With one loaded device it takes the whole budget (its times
- * decrease) and its objective is its own bound; with none the split is uniform and
- * every layer takes 0. info: code, nu, bound, objective, iterations. */
+/* One instance of a batch whose arrays keep every device (idle and local ones:
+ * kappa = 0 in every layer). The loaded linked devices (listed in cols, `used` of
+ * them) are packed into `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and
+ * lam [I, n' + 1]) and solved as above, with full's floor (or none), in the workspace
+ * mem, piv; the point goes back to b_out [n] with 0 for idle and local devices. With
+ * one loaded linked device it takes the whole budget (its times decrease) and its
+ * objective is its own bound; with none the split is uniform and every layer takes
+ * its floor. info: code, nu, bound, objective, iterations. */
 static void solve_packed(const P3 *full, const int *cols, int used, double tol, int max_iter,
                          double time_limit, double *work, double *mem, int *piv,
                          double *b_out, double *info)
@@ -829,7 +886,8 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
         for (int i = 0; i < I; i++) {
             size_t idx = (size_t)i * n + cols[0];
             curve(full, R > 1 ? i : 0, cols[0], 1.0, &f, &mf1, &f2);
-            total += full->kappa[idx] * f + full->pi[idx];
+            double t = full->kappa[idx] * f + full->pi[idx];
+            total += full->floor ? fmax(t, full->floor[i]) : t;
         }
         b_out[cols[0]] = 1.0;
         best.bound = best.objective = total;
@@ -848,7 +906,7 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
                 gd[(size_t)r * used + j] = full->gd[(size_t)r * n + cols[j]];
                 gu[(size_t)r * used + j] = full->gu[(size_t)r * n + cols[j]];
             }
-        P3 packed = {I, used, R, kappa, pi, gd, gu};
+        P3 packed = {I, used, R, kappa, pi, gd, gu, full->floor};
         code = interior_point(&packed, tol, max_iter, time_limit, b, lam, &best, &iterations,
                               mem, piv);
         if (best.have)
@@ -867,20 +925,28 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
 /* A batch in physical units, as batch.py's P3Batch: loads u, p [I, n] (eq. 9) and
  * compute times per token a [n] (eq. 7), each per instance or shared by the whole
  * batch (stride 0); received powers S = P g [2, R, n] (eqs. 2-3, downlink then uplink)
- * per instance; the token size L, the band B and the noise density N0. */
+ * per instance; local [n] (nonzero: no link, SPEC section 6) or NULL, shared; the
+ * token size L, the band B and the noise density N0. */
 typedef struct {
     int I, n, R;
-    const double *tokens, *pairs, *compute, *signal;
+    const double *tokens, *pairs, *compute, *signal, *local;
     size_t load_stride, compute_stride;
     double token_bits, total_hz, noise_psd;
 } Batch;
 
+/* Whether device k of the batch is local (no link). */
+static inline int is_local(const Batch *bt, int k)
+{
+    return bt->local && bt->local[k] != 0.0;
+}
+
 /* Instance j in the normalized units of structure.py (P3Data): g = S / (N0 B) into
- * g [2, R, n], kappa = u L ln 2 / (B T0) and pi = p a / T0 into kappa, pi [I, n],
- * with T0 the mean layer latency of the uniform split b = 1/n (idle devices take no
- * time; 1 when it is 0), returned; cf [R, n] is scratch. */
+ * g [2, R, n], kappa = u L ln 2 / (B T0) (0 on a local device) and pi = p a / T0 into
+ * kappa, pi [I, n], the floor max over local devices of pi into floor [I], with T0 the
+ * mean layer latency of the uniform split b = 1/n (idle devices take no time; 1 when
+ * it is 0), returned; cf [R, n] is scratch. */
 static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi, double *g,
-                        double *cf)
+                        double *floor, double *cf)
 {
     int I = bt->I, n = bt->n, R = bt->R;
     size_t rn = (size_t)R * n;
@@ -895,12 +961,15 @@ static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi
     for (int i = 0; i < I; i++) {
         const double *f = cf + (R > 1 ? (size_t)i * n : 0);
         double top = 0.0;              /* every time is >= 0 */
+        floor[i] = 0.0;
         for (int k = 0; k < n; k++) {
             size_t idx = (size_t)i * n + k;
-            kappa[idx] = u[idx] * per_token;
+            kappa[idx] = is_local(bt, k) ? 0.0 : u[idx] * per_token;
             pi[idx] = p[idx] * a[k];
             double t = kappa[idx] * f[k] + pi[idx];
             top = t > top ? t : top;
+            if (is_local(bt, k))
+                floor[i] = fmax(floor[i], pi[idx]);
         }
         t0 += top;
     }
@@ -911,6 +980,8 @@ static double normalize(const Batch *bt, Py_ssize_t j, double *kappa, double *pi
         kappa[idx] /= t0;
         pi[idx] /= t0;
     }
+    for (int i = 0; i < I; i++)
+        floor[i] /= t0;
     return t0;
 }
 
@@ -941,7 +1012,7 @@ static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *in
     if (failed)
         for (int k = 0; k < n; k++) {
             int loaded = 0;
-            for (int i = 0; i < I && !loaded; i++)
+            for (int i = 0; i < I && !loaded && !is_local(bt, k); i++)
                 loaded = u[(size_t)i * n + k] > 0.0;
             b[k] = loaded ? 1.0 / used : 0.0;
         }
@@ -954,7 +1025,7 @@ static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *in
         double h = hz[r % n], noise = bt->noise_psd * h;
         double down = h > 0.0 ? h * log1p(s[r] / noise) / M_LN2 : 0.0;
         double up = h > 0.0 ? h * log1p(s[rn + r] / noise) / M_LN2 : 0.0;
-        link[r] = bt->token_bits / down + bt->token_bits / up;
+        link[r] = is_local(bt, (int)(r % n)) ? 0.0 : bt->token_bits / down + bt->token_bits / up;
     }
     double objective = 0.0;
     for (int i = 0; i < I; i++) {
@@ -995,17 +1066,20 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
     int I = bt->I, n = bt->n, R = bt->R, used = 0;
     size_t m = (size_t)I * n, rn = (size_t)R * n;
     double *kappa = work, *pi = kappa + m, *g = pi + m, *cf = g + 2 * rn, *b = cf + rn;
-    double *info = b + n, *packed = info + 5;
+    double *floor = b + n, *info = floor + I, *packed = info + 5;
     const double *u = bt->tokens + j * bt->load_stride;
     for (int k = 0; k < n; k++) {
         int loaded = 0;
-        for (int i = 0; i < I && !loaded; i++)
+        for (int i = 0; i < I && !loaded && !is_local(bt, k); i++)
             loaded = u[(size_t)i * n + k] > 0.0;
         if (loaded)
             cols[used++] = k;
     }
-    double t0 = normalize(bt, j, kappa, pi, g, cf);
-    P3 full = {I, n, R, kappa, pi, g, g + rn};
+    double t0 = normalize(bt, j, kappa, pi, g, floor, cf);
+    int floored = 0;
+    for (int i = 0; i < I; i++)
+        floored |= floor[i] > 0.0;
+    P3 full = {I, n, R, kappa, pi, g, g + rn, floored ? floor : NULL};
     solve_packed(&full, cols, used, tol, max_iter, time_limit, packed, mem, piv, b, info);
     double answer[3];
     in_seconds(bt, j, used, info, t0, tol, roundoff, b, hz, cf, answer);
@@ -1019,7 +1093,7 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
 static size_t batch_work(int I, int n, int R)
 {
     size_t m = (size_t)I * n, rn = (size_t)R * n;
-    return 2 * m + 3 * rn + n + 5 + (3 * m + 2 * rn + n);
+    return 2 * m + 3 * rn + n + I + 5 + (3 * m + I + 2 * rn + n);
 }
 
 /* ------------------------------------------------------------ Python bindings */
@@ -1113,25 +1187,39 @@ static void release(Py_buffer *views, int count)
         PyBuffer_Release(&views[j]);
 }
 
+/* The optional floor [I] into p->floor (NULL for None; view held only then). */
+static int get_floor(PyObject *obj, Py_ssize_t I, P3 *p, Py_buffer *view)
+{
+    p->floor = NULL;
+    if (obj == Py_None)
+        return 0;
+    if (get_array(obj, I, 0, "floor", view) != 0)
+        return -1;
+    p->floor = view->buf;
+    return 0;
+}
+
 PyDoc_STRVAR(interior_point_doc,
-"interior_point(kappa, pi, g_down, g_up, b_out, lam_out, tol, max_iter, time_limit)\n"
-"-> (code, nu, bound, objective, iterations)\n\n"
+"interior_point(kappa, pi, g_down, g_up, b_out, lam_out, tol, max_iter, time_limit,\n"
+"               floor=None) -> (code, nu, bound, objective, iterations)\n\n"
 "Solve normalized P3 from its closed-form start; kappa, pi are [I, n], the gains\n"
-"[I, n] or [1, n]. Writes the best point into b_out [n] and the multipliers of the\n"
-"best bound into lam_out [I, n]. code: 0 optimal, 1 iteration limit, 2 time limit,\n"
+"[I, n] or [1, n], floor [I] (optional) a constant each layer latency is at least.\n"
+"Writes the best point into b_out [n] and the multipliers of the best bound into\n"
+"lam_out [I, n], or [I (n + 1)] with a floor (the pairs, then the floor's). code: 0 optimal, 1 iteration limit, 2 time limit,\n"
 "3 singular Newton system, 4 non-finite iterate, 5 certificate could not bracket;\n"
 "10 + (3, 4 or 5): that failure after a certified point, returned.");
 
 static PyObject *py_interior_point(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *objs[6];
+    PyObject *objs[7];
     double tol, time_limit;
     int max_iter;
-    if (!PyArg_ParseTuple(args, "OOOOOOdid", &objs[0], &objs[1], &objs[2], &objs[3],
-                          &objs[4], &objs[5], &tol, &max_iter, &time_limit))
+    objs[6] = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOOdid|O", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &tol, &max_iter, &time_limit, &objs[6]))
         return NULL;
-    Py_buffer views[6];
+    Py_buffer views[7];
     Py_ssize_t I, n;
     if (get_sizes(objs[0], &I, &n) != 0)
         return NULL;
@@ -1146,8 +1234,15 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
         release(views, 4);
         return NULL;
     }
-    if (get_array(objs[5], I * n, 1, "lam_out", &views[5]) != 0) {
+    if (get_floor(objs[6], I, &p, &views[6]) != 0) {
         release(views, 5);
+        return NULL;
+    }
+    int views_held = 6 + (p.floor != NULL);
+    if (get_array(objs[5], I * n + n_floors(&p), 1, "lam_out", &views[5]) != 0) {
+        release(views, 5);
+        if (p.floor)
+            PyBuffer_Release(&views[6]);
         return NULL;
     }
     size_t pivots, doubles = ipm_workspace((int)I, (int)n, p.R, &pivots);
@@ -1156,7 +1251,7 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
     if (!mem || !piv) {
         free(mem);
         free(piv);
-        release(views, 6);
+        release(views, views_held);
         return PyErr_NoMemory();
     }
     Best best = {0};
@@ -1167,15 +1262,16 @@ static PyObject *py_interior_point(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(mem);
     free(piv);
-    release(views, 6);
+    release(views, views_held);
     if (!best.have)
         best.bound = best.objective = best.nu = NAN;
     return Py_BuildValue("(idddi)", code, best.nu, best.bound, best.objective, iterations);
 }
 
 PyDoc_STRVAR(dual_bound_doc,
-"dual_bound(kappa, pi, g_down, g_up, lam, nu, start, x_out) -> bound\n\n"
+"dual_bound(kappa, pi, g_down, g_up, lam, nu, start, x_out, floor=None) -> bound\n\n"
 "The dual function g(lam, nu), a lower bound on normalized P3, for lam [I, n]\n"
+"(with a floor [I]: [I (n + 1)], the pairs then the floor's multipliers)\n"
 "(made valid here: NaN and negatives to 0, +inf to the largest double, each layer\n"
 "scaled to sum 1) and nu >= 0, the 1-D searches starting at start [n];\n"
 "the inner minimizers go to x_out [n]. Raises FloatingPointError when a minimizer\n"
@@ -1184,12 +1280,13 @@ PyDoc_STRVAR(dual_bound_doc,
 static PyObject *py_dual_bound(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *objs[7];
+    PyObject *objs[8];
     double nu;
-    if (!PyArg_ParseTuple(args, "OOOOOdOO", &objs[0], &objs[1], &objs[2], &objs[3],
-                          &objs[4], &nu, &objs[5], &objs[6]))
+    objs[7] = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOdOO|O", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &nu, &objs[5], &objs[6], &objs[7]))
         return NULL;
-    Py_buffer views[7];
+    Py_buffer views[8];
     Py_ssize_t I, n;
     if (get_sizes(objs[0], &I, &n) != 0)
         return NULL;
@@ -1200,32 +1297,39 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
     P3 p;
     if (get_problem(objs, (int)I, (int)n, &p, views) != 0)
         return NULL;
-    if (get_array(objs[4], I * n, 0, "lam", &views[4]) != 0) {
+    if (get_floor(objs[7], I, &p, &views[4]) != 0) {
         release(views, 4);
         return NULL;
     }
-    if (get_array(objs[5], n, 0, "start", &views[5]) != 0) {
-        release(views, 5);
-        return NULL;
-    }
-    if (get_array(objs[6], n, 1, "x_out", &views[6]) != 0) {
-        release(views, 6);
-        return NULL;
-    }
-    size_t m = (size_t)I * n;
+    Py_buffer floor_view = views[4];
+    int floors = n_floors(&p);
+    size_t m = (size_t)I * n + floors;
+    static const char *names[3] = {"lam", "start", "x_out"};
+    Py_ssize_t lens[3] = {(Py_ssize_t)m, n, n};
+    for (int j = 0; j < 3; j++)
+        if (get_array(objs[4 + j], lens[j], j == 2, names[j], &views[4 + j]) != 0) {
+            release(views, 4 + j);
+            if (floors)
+                PyBuffer_Release(&floor_view);
+            return NULL;
+        }
     double *scratch = malloc(sizeof(double) * (2 * m + 3 * (size_t)n)), *lam = scratch;
     if (!scratch) {
         release(views, 7);
+        if (floors)
+            PyBuffer_Release(&floor_view);
         return PyErr_NoMemory();
     }
     double bound = NAN;
     int code;
     Py_BEGIN_ALLOW_THREADS
-    normalize_multipliers((int)I, (int)n, views[4].buf, lam);
+    normalize_multipliers((int)I, (int)n, floors, views[4].buf, lam);
     code = dual_bound_c(&p, lam, nu, views[5].buf, views[6].buf, &bound, scratch + m);
     Py_END_ALLOW_THREADS
     free(scratch);
     release(views, 7);
+    if (floors)
+        PyBuffer_Release(&floor_view);
     if (code == ST_NO_BRACKET) {
         PyErr_SetString(PyExc_FloatingPointError,
                         "could not bracket the inner minimizer of the dual function");
@@ -1242,11 +1346,12 @@ static PyObject *py_dual_bound(PyObject *self, PyObject *args)
 PyDoc_STRVAR(solve_batch_doc,
 "solve_batch(tokens, pairs, compute_s, signal_w, hz_out, out, token_bits,\n"
 "            total_bandwidth_hz, noise_psd_w_per_hz, tol, max_iter, time_limit,\n"
-"            bound_roundoff, start, stop) -> None\n\n"
+"            bound_roundoff, start, stop, local=None) -> None\n\n"
 "Solve and certify instances start..stop-1 of a batch of P3 problems in physical\n"
 "units (batch.P3Batch): loads tokens, pairs [N, I, n] or [1, I, n] (shared), compute\n"
 "times per token compute_s [N, n] or [1, n], received powers signal_w [N, 2, R, n]\n"
-"(R = I or 1). Per instance, with the GIL released: normalized as structure.P3Data,\n"
+"(R = I or 1), local [n] (nonzero: a device without a link, 0 Hz, its compute time a\n"
+"floor) or None. Per instance, with the GIL released: normalized as structure.P3Data,\n"
 "solved by the interior point with its dual certificate (idle devices packed out),\n"
 "then answered in seconds by bandwidth.common.finish's rules with bound_roundoff as\n"
 "its round-off allowance. Writes the allocation in Hz into hz_out [N, n] and\n"
@@ -1256,13 +1361,14 @@ PyDoc_STRVAR(solve_batch_doc,
 static PyObject *py_solve_batch(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *objs[6];
+    PyObject *objs[7];
     double token_bits, total_hz, noise_psd, tol, time_limit, roundoff;
     int max_iter;
     Py_ssize_t start, stop, ts[3], cs[2], ss[4];
-    if (!PyArg_ParseTuple(args, "OOOOOOddddiddnn", &objs[0], &objs[1], &objs[2], &objs[3],
+    objs[6] = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOOddddiddnn|O", &objs[0], &objs[1], &objs[2], &objs[3],
                           &objs[4], &objs[5], &token_bits, &total_hz, &noise_psd, &tol,
-                          &max_iter, &time_limit, &roundoff, &start, &stop))
+                          &max_iter, &time_limit, &roundoff, &start, &stop, &objs[6]))
         return NULL;
     if (get_shape(objs[0], 3, "tokens", "batch or 1, layers, devices", ts) != 0
             || get_shape(objs[2], 2, "compute_s", "batch or 1, devices", cs) != 0
@@ -1281,11 +1387,13 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
                         "band and noise, and 0 <= start <= stop <= N");
         return NULL;
     }
-    static const char *names[6] = {"tokens", "pairs", "compute_s", "signal_w", "hz_out", "out"};
-    Py_ssize_t lens[6] = {ts[0] * m, ts[0] * m, cs[0] * n, N * 2 * R * n, N * n, 4 * N};
-    Py_buffer views[6];
-    for (int j = 0; j < 6; j++)
-        if (get_array(objs[j], lens[j], j >= 4, names[j], &views[j]) != 0) {
+    static const char *names[7] = {"tokens", "pairs", "compute_s", "signal_w", "hz_out", "out",
+                                   "local"};
+    Py_ssize_t lens[7] = {ts[0] * m, ts[0] * m, cs[0] * n, N * 2 * R * n, N * n, 4 * N, n};
+    Py_buffer views[7];
+    int held = objs[6] == Py_None ? 6 : 7;
+    for (int j = 0; j < held; j++)
+        if (get_array(objs[j], lens[j], j == 4 || j == 5, names[j], &views[j]) != 0) {
             release(views, j);
             return NULL;
         }
@@ -1295,12 +1403,12 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
     if (!work || !ints) {
         free(work);
         free(ints);
-        release(views, 6);
+        release(views, held);
         return PyErr_NoMemory();
     }
     Batch bt = {(int)I, (int)n, (int)R, views[0].buf, views[1].buf, views[2].buf, views[3].buf,
-                ts[0] == 1 ? 0 : (size_t)m, cs[0] == 1 ? 0 : (size_t)n,
-                token_bits, total_hz, noise_psd};
+                held == 7 ? views[6].buf : NULL, ts[0] == 1 ? 0 : (size_t)m,
+                cs[0] == 1 ? 0 : (size_t)n, token_bits, total_hz, noise_psd};
     double *hz = views[4].buf, *out = views[5].buf, *mem = work + batch_work(bt.I, bt.n, bt.R);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t j = start; j < stop; j++)
@@ -1309,7 +1417,7 @@ static PyObject *py_solve_batch(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(work);
     free(ints);
-    release(views, 6);
+    release(views, held);
     Py_RETURN_NONE;
 }
 

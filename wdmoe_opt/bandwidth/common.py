@@ -61,11 +61,12 @@ def prepare(problem: BandwidthProblem, method: str) -> tuple[P3Data, Solution | 
 
 
 def trivial(problem: BandwidthProblem, data: P3Data, method: str) -> Solution | None:
-    """The optimum when at most one device is loaded, else ``None``.
+    """The optimum when at most one linked device is loaded, else ``None``.
 
-    No load: every layer latency is 0 (the split is uniform, any is optimal).
-    One loaded device: its times decrease in its bandwidth, so it takes all of it;
-    the objective is then its own lower bound.
+    No linked load: every layer latency is its floor ``F_i`` (0 without ``local``
+    devices) whatever the split (uniform, any is optimal). One loaded linked device:
+    its times decrease in its bandwidth, so it takes all of it; the objective is then
+    its own lower bound.
     """
     if data.n_loaded > 1:
         return None

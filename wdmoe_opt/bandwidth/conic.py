@@ -6,7 +6,7 @@ the normalized time ``kappa (inv_pos(h_down(b)) + inv_pos(h_up(b))) + pi`` is
 convex (``inv_pos`` is convex and decreasing), and P3 (eqs. 19-21) reads::
 
     min sum_i s_i  s.t.  (inv_pos(h_down) + inv_pos(h_up))[i, k] <= (s_i - pi[i, k]) / kappa[i, k],
-                         sum_k b_k = 1,  s >= 0.
+                         sum_k b_k = 1,  s >= 0,  s >= F (with ``local`` devices).
 
 The model is built once per structure (layers, loaded devices, which pairs carry
 load, slow or fast fading) and re-solved with new parameter values
@@ -84,7 +84,11 @@ def build_model(data: P3Data) -> _Model:
     fits = (inv_rate[curve_of_pair]
             <= cp.multiply(params["inv_kappa"], s[rows]) - params["pi_over_kappa"])
     budget = cp.sum(b) == 1
-    model = _Model(cp.Problem(cp.Minimize(cp.sum(s)), [fits, budget]), b, fits, budget, params,
+    constraints = [fits, budget]
+    if data.has_floor:   # the local devices' compute time (structure.py)
+        params["floor"] = cp.Parameter(data.n_layers, nonneg=True)
+        constraints.append(s >= params["floor"])
+    model = _Model(cp.Problem(cp.Minimize(cp.sum(s)), constraints), b, fits, budget, params,
                    curve_rows, curve_cols, rows, cols)
     _MODELS[key] = model
     if len(_MODELS) > _CACHE_SIZE:
@@ -93,7 +97,7 @@ def build_model(data: P3Data) -> _Model:
 
 
 def _structure_key(data: P3Data) -> tuple:
-    return (data.n_layers, data.n_loaded, data.g_down.shape[0],
+    return (data.n_layers, data.n_loaded, data.g_down.shape[0], data.has_floor,
             np.packbits(data.active).tobytes())
 
 
@@ -120,6 +124,8 @@ def solve_cvxpy(problem: BandwidthProblem, options: CvxpyOptions) -> Solution:
     kappa = data.kappa[model.rows, model.cols]
     model.params["inv_kappa"].value = 1.0 / kappa
     model.params["pi_over_kappa"].value = data.pi[model.rows, model.cols] / kappa
+    if data.has_floor:
+        model.params["floor"].value = data.floor
     iters, limit = _LIMIT_NAMES[options.solver]
     kwargs = {k: v for k, v in ((iters, options.max_iter), (limit, options.time_limit)) if k}
     uniform = data.uniform_point()

@@ -2,7 +2,12 @@
 
 P3 (eqs. 19-21) in epigraph form, normalized (:mod:`.structure`)::
 
-    min_{b, s}  sum_i s_i   s.t.  t[i, k](b_k) <= s_i,  sum_k b_k = 1,
+    min_{b, s}  sum_i s_i   s.t.  t[i, k](b_k) <= s_i,  F_i <= s_i,  sum_k b_k = 1,
+
+with ``F_i`` the floor of the ``local`` devices (:mod:`.structure`; without one the
+floor rows are left out). A floor row is a pair whose time does not depend on ``b``:
+it adds its own slack and multiplier, ``d = lam / slack`` to the ``s``-block and
+nothing to the ``b``-block; its multiplier joins the layer's in the certificate.
 
 each ``t[i, k]`` a convex decreasing function of one variable with closed-form
 first and second derivatives. A primal-dual interior-point method (Mehrotra's
@@ -70,6 +75,7 @@ class IPMResult:
 
     b: np.ndarray          # [U'] best bandwidth shares of the loaded devices
     lam: np.ndarray        # [I, U'] multipliers of t[i, k] <= s_i of the best bound
+    lam_floor: np.ndarray  # [I] multipliers of F_i <= s_i (empty without a floor)
     nu: float              # price of the budget sum b = 1 of the best bound
     bound: float           # certified lower bound g(lam, nu)
     objective: float       # sum_i max_k t[i, k](b)
@@ -89,15 +95,17 @@ def interior_point(data: P3Data, tol: float = 1e-9, max_iter: int = 200,
     saying why; before one, it raises ``FloatingPointError``.
     """
     b = np.empty(data.n_loaded)
-    lam = np.empty(data.kappa.shape)
+    multipliers = np.empty(data.n_multipliers)
     code, nu, bound, objective, iterations = compiled_kernel().interior_point(
-        *data.kernel_arrays, b, lam, tol, max_iter, time_limit)
+        *data.kernel_arrays, b, multipliers, tol, max_iter, time_limit, data.kernel_floor)
+    pairs = data.kappa.size
+    lam, lam_floor = multipliers[:pairs].reshape(data.kappa.shape), multipliers[pairs:]
     if code in _FAILURE:
         raise FloatingPointError(f"p3/exact: {_FAILURE[code]} (iteration {iterations})")
     if code - _AFTER_INCUMBENT in _FAILURE:
-        return IPMResult(b, lam, nu, bound, objective, iterations, Status.FEASIBLE,
+        return IPMResult(b, lam, lam_floor, nu, bound, objective, iterations, Status.FEASIBLE,
                          stopped=f"{_FAILURE[code - _AFTER_INCUMBENT]} (iteration {iterations})")
-    return IPMResult(b, lam, nu, bound, objective, iterations, _STATUS[code])
+    return IPMResult(b, lam, lam_floor, nu, bound, objective, iterations, _STATUS[code])
 
 
 @register("p3", "exact", options=ExactOptions, backends=("p3kernel",), exact=True)

@@ -103,6 +103,7 @@ def scenario_data(data: P3Data, factors: np.ndarray, weights: np.ndarray) -> P3D
     return P3Data(loaded=data.loaded,
                   kappa=(w * data.kappa).reshape(S * I, -1),
                   pi=(w * data.pi).reshape(S * I, -1),
+                  floor=(w[:, :, 0] * data.floor).reshape(S * I),
                   g_down=np.ascontiguousarray(gains[0]), g_up=np.ascontiguousarray(gains[1]),
                   time_scale_s=data.time_scale_s, total_bandwidth_hz=data.total_bandwidth_hz,
                   n_devices=data.n_devices)
@@ -112,7 +113,7 @@ def scenario_latency(data: P3Data, factors: np.ndarray, b: np.ndarray) -> np.nda
     """``T_s`` in normalized units, ``[..., S]``, at normalized points ``b`` (``[..., U']``)."""
     S = factors.shape[0]
     per = scenario_data(data, factors, np.ones(S))
-    layer = per.times(np.asarray(b, dtype=np.float64)).max(axis=-1)      # [..., S I]
+    layer = per.layer_times(np.asarray(b, dtype=np.float64))             # [..., S I]
     return layer.reshape(layer.shape[:-1] + (S, -1)).sum(axis=-1)
 
 

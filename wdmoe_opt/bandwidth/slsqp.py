@@ -64,7 +64,7 @@ def solve_slsqp(problem: BandwidthProblem, options: SlsqpOptions) -> Solution:
         return jac
 
     b0 = data.uniform_point()
-    x0 = np.concatenate([b0, data.times(b0).max(axis=1)])
+    x0 = np.concatenate([b0, data.layer_times(b0)])
     grad = np.concatenate([np.zeros(n), np.ones(layers)])
     budget = 1.0 - grad
     deadline = time.perf_counter() + options.time_limit
@@ -79,7 +79,7 @@ def solve_slsqp(problem: BandwidthProblem, options: SlsqpOptions) -> Solution:
     try:
         res = minimize(
             lambda x: x[n:].sum(), x0, jac=lambda x: grad, method="SLSQP",
-            bounds=[(B_MIN, 1.0)] * n + [(0.0, None)] * layers,
+            bounds=[(B_MIN, 1.0)] * n + [(f, None) for f in data.floor],
             constraints=[{"type": "eq", "fun": lambda x: x[:n].sum() - 1.0,
                           "jac": lambda x: budget},
                          {"type": "ineq", "fun": constraint, "jac": constraint_jac}],

@@ -15,9 +15,20 @@ uniform split. With ``h(b) = b ln(1 + g / b)`` and ``g = S / (N0 B_total)``,
     ``t~[i, k](b) = kappa[i, k] (1 / h_down(b) + 1 / h_up(b)) + pi[i, k]``,
     ``kappa = u L ln 2 / (B_total T0)``, ``pi = p a / T0``.
 
-Only *loaded* devices (some ``u[i, k] > 0``) are variables; idle devices get 0 Hz.
-Pairs with no load keep ``t~ = 0``, a redundant constraint ``s_i >= 0`` in the
+Only *loaded linked* devices (some ``u[i, k] > 0``) are variables; idle devices get
+0 Hz. Pairs with no load keep ``t~ = 0``, a redundant constraint ``s_i >= 0`` in the
 epigraph form, so every array is a dense ``[I, U']``.
+
+A ``local`` device (SPEC §6: no wireless link, e.g. the base station's own compute)
+takes no bandwidth: its time ``p[i, k] a_k`` does not depend on ``b``, so it is no
+variable and gets 0 Hz (the whole band goes to the linked devices). The loaded local
+devices enter as a per-layer constant, the *floor*
+``F~_i = max_{k local} p[i, k] a_k / T0``, and P3 becomes
+
+    ``min_b sum_i max(F~_i, max_k t~[i, k](b))``,
+
+still convex (a maximum of convex functions), in epigraph form with the extra
+constraints ``s_i >= F~_i``.
 """
 
 from __future__ import annotations
@@ -80,12 +91,14 @@ class P3Data:
     Attributes
     ----------
     loaded : int array [U']
-        Device ids with some load; every other device gets 0 Hz.
+        Linked device ids with some load; every other device gets 0 Hz.
     kappa, pi : arrays [I, U']
         Normalized communication and compute coefficients (module docstring).
     g_down, g_up : arrays [R, U']
         Normalized SNR bandwidths ``S / (N0 B_total)``; ``R = I`` under fast
         fading, else 1 (broadcast over layers).
+    floor : array [I]
+        ``F~_i``, the normalized compute time of the loaded local devices (0 without).
     time_scale_s, total_bandwidth_hz : float
         ``T0`` and ``B_total``.
     n_devices : int
@@ -97,6 +110,7 @@ class P3Data:
     pi: np.ndarray
     g_down: np.ndarray
     g_up: np.ndarray
+    floor: np.ndarray
     time_scale_s: float
     total_bandwidth_hz: float
     n_devices: int
@@ -107,18 +121,19 @@ class P3Data:
         inst = problem.instance
         s = inst.system
         u, p = lat.device_loads(inst, problem.selection)   # p > 0 exactly where u > 0
-        loaded = np.flatnonzero(u.any(axis=0))
+        local = s.local_mask
+        loaded = np.flatnonzero(u.any(axis=0) & ~local)
         total = s.total_bandwidth_hz
         # [2, R, U']: S / (N0 B_total), downlink then uplink
         g = inst.received_power_w[:, :, loaded] / (s.noise_psd_w_per_hz * total)
-        a = lat.compute_time_per_token_s(inst)[loaded]
+        a = lat.compute_time_per_token_s(inst)
         data = cls(
             loaded=loaded,
-            # a local device (SPEC §6) has no link: no communication term
-            kappa=np.where(s.local_mask[loaded], 0, u[:, loaded])
-            * (inst.model.token_bits * lat.LN2 / total),
-            pi=p[:, loaded] * a,
+            kappa=u[:, loaded] * (inst.model.token_bits * lat.LN2 / total),
+            pi=p[:, loaded] * a[loaded],
             g_down=g[0], g_up=g[1],
+            # a local device (SPEC §6) has no link: its compute time is a constant floor
+            floor=(p[:, local] * a[local]).max(axis=1, initial=0.0),
             time_scale_s=1.0, total_bandwidth_hz=total, n_devices=inst.n_devices)
         if not loaded.size:
             return data
@@ -126,9 +141,10 @@ class P3Data:
         # take no time), from the unscaled coefficients at b = 1 / U.
         t_uniform = data.kappa * data.curve_value(np.full(loaded.size, 1.0 / inst.n_devices))
         t_uniform += data.pi
-        scale = float(t_uniform.max(axis=1).mean()) or 1.0
+        scale = float(np.maximum(t_uniform.max(axis=1), data.floor).mean()) or 1.0
         np.divide(data.kappa, scale, out=data.kappa)
         np.divide(data.pi, scale, out=data.pi)
+        np.divide(data.floor, scale, out=data.floor)
         object.__setattr__(data, "time_scale_s", scale)
         return data
 
@@ -145,11 +161,27 @@ class P3Data:
         """``[I, U']``: pairs with load (``kappa > 0``)."""
         return self.kappa > 0
 
+    @property
+    def has_floor(self) -> bool:
+        """Whether a loaded local device sets a positive floor in some layer."""
+        return bool(self.floor.any())
+
+    @property
+    def n_multipliers(self) -> int:
+        """Multipliers of the epigraph constraints: ``I U'`` pairs, plus ``I`` floors."""
+        return self.n_layers * (self.n_loaded + self.has_floor)
+
     @cached_property
     def kernel_arrays(self) -> tuple[np.ndarray, ...]:
         """``(kappa, pi, g_down, g_up)`` as C-contiguous float64, for ``_p3kernel``."""
         return tuple(np.ascontiguousarray(a, dtype=np.float64)
                      for a in (self.kappa, self.pi, self.g_down, self.g_up))
+
+    @cached_property
+    def kernel_floor(self) -> np.ndarray | None:
+        """The floor for ``_p3kernel`` (``None`` without a loaded local device, so that
+        those instances solve exactly as before)."""
+        return np.ascontiguousarray(self.floor, dtype=np.float64) if self.has_floor else None
 
     @cached_property
     def _gains(self) -> np.ndarray:
@@ -186,16 +218,21 @@ class P3Data:
         f, f1, f2 = self.curve(b)
         return self.kappa * f + self.pi, self.kappa * f1, self.kappa * f2
 
+    def layer_times(self, b: np.ndarray) -> np.ndarray:
+        """Normalized layer latencies ``max(F~_i, max_k t~[i, k])`` (eq. 11), ``[..., I]``."""
+        return np.maximum(self.times(b).max(axis=-1, initial=0.0), self.floor)
+
     def objective(self, b: np.ndarray) -> np.ndarray:
-        """Normalized P3 objective ``sum_i max_k t~[i, k]`` (eq. 19)."""
-        return self.times(b).max(axis=-1).sum(axis=-1)
+        """Normalized P3 objective ``sum_i max(F~_i, max_k t~[i, k])`` (eq. 19)."""
+        return self.layer_times(b).sum(axis=-1)
 
     def uniform_point(self) -> np.ndarray:
         """``b`` split evenly over the loaded devices (a feasible start)."""
         return np.full(self.n_loaded, 1.0 / max(self.n_loaded, 1))
 
     def bandwidth_hz(self, b: np.ndarray) -> np.ndarray:
-        """Full ``[U]`` allocation in Hz: ``b`` rescaled onto the simplex, idle devices 0."""
+        """Full ``[U]`` allocation in Hz: ``b`` rescaled onto the simplex, idle and local
+        devices 0 (with no loaded linked device, any split is optimal: uniform)."""
         out = np.zeros(self.n_devices)
         if self.n_loaded == 0:
             return np.full(self.n_devices, self.total_bandwidth_hz / self.n_devices)

@@ -105,13 +105,11 @@ def solve_substitute(problem: EnergyProblem, options: SubstituteOptions) -> Solu
 
 @register("p4", "wdmoe")
 def solve_wdmoe(problem: EnergyProblem, options: NoOptions) -> Solution:
-    """WDMoE (the paper): Algorithm 1 at the uniform split, then the P3 bandwidth
-    (exact; SLSQP with local devices); dropped experts skipped; energy at P3's bandwidth."""
+    """WDMoE (the paper): Algorithm 1 at the uniform split, then the exact P3 bandwidth
+    (local devices get 0 Hz); dropped experts skipped; energy at P3's bandwidth."""
     inst = problem.instance
     sel = get_method("p2/alg1")(SelectionProblem(inst)).selection
-    # the compiled p3/exact does not take local devices (zero communication): SLSQP then
-    p3 = "p3/slsqp" if inst.system.local_mask.any() else "p3/exact"
-    b = get_method(p3)(BandwidthProblem(inst, sel)).bandwidth_hz
+    b = get_method("p3/exact")(BandwidthProblem(inst, sel)).bandwidth_hz
     e = topk_experts(inst)
     kept = np.take_along_axis(sel.mask, e, axis=2)
     return p4_solution(problem, np.where(kept, e, -1), "p4/wdmoe", bandwidth_hz=b)

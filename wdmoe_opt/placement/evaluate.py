@@ -96,7 +96,8 @@ class PlacementEvaluator:
             signal_w=np.broadcast_to(signal, (n,) + signal.shape),
             compute_s=np.broadcast_to(self.compute_s[loaded], (n, loaded.size)),
             token_bits=inst.model.token_bits, total_bandwidth_hz=s.total_bandwidth_hz,
-            noise_psd_w_per_hz=s.noise_psd_w_per_hz)
+            noise_psd_w_per_hz=s.noise_psd_w_per_hz,
+            local=None if s.local is None else s.local_mask[loaded])
 
     def batch_latency(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``[N]``: the optimal P3 latency (s) of each batch's loads."""
