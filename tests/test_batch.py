@@ -49,13 +49,22 @@ def _random_batch(seed, devices, layers, fast, idle, n, spread=3):
 
 
 def _assert_same(res, n, sol):
-    """Same objective, bound and status as the per-call ``p3/exact`` solve."""
+    """Same status, and objective and bound equal as values, as the per-call ``p3/exact``.
+
+    The two paths normalize by ``T0`` summed in another order, so on a flat optimum
+    their allocations may differ far above round-off while their values cannot: each
+    objective lies above the other's certified bound, and the two objectives agree
+    within the larger certified gap (plus the sums' round-off).
+    """
     assert res.status[n] == sol.status.value
-    np.testing.assert_allclose(res.bandwidth_hz[n], sol.bandwidth_hz, rtol=1e-12,
-                               atol=1e-12 * sol.bandwidth_hz.sum())
-    # the same kernel on the same normalized data: equal to the last few ulps of the sums
-    np.testing.assert_allclose(res.objective_s[n], sol.objective_s, rtol=1e-13)
-    np.testing.assert_allclose(res.lower_bound_s[n], sol.lower_bound_s, rtol=1e-13)
+    roundoff = 1e-12
+    assert res.objective_s[n] >= sol.lower_bound_s * (1 - roundoff)
+    assert sol.objective_s >= res.lower_bound_s[n] * (1 - roundoff)
+    gap = max(res.gap[n], sol.gap) + roundoff
+    np.testing.assert_allclose(res.objective_s[n], sol.objective_s, rtol=gap)
+    np.testing.assert_allclose(res.lower_bound_s[n], sol.lower_bound_s, rtol=gap)
+    np.testing.assert_array_equal(res.bandwidth_hz[n] > 0, sol.bandwidth_hz > 0)
+    np.testing.assert_allclose(res.bandwidth_hz[n].sum(), sol.bandwidth_hz.sum(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("fast_fading", [False, True])
