@@ -161,3 +161,17 @@ def test_skip_threshold_default_beta_is_the_median_ratio():
     assert np.allclose(beta, np.median(ratio, axis=1), rtol=1e-12)
     skipped = (np.asarray(sol.extra["actions"])[..., 1] < 0).sum(axis=(1, 2))
     assert ((skipped >= 1) & (skipped <= inst.n_tokens // 2)).all()
+
+
+def test_joint_bandwidth_takes_its_selection_steps_with_options():
+    """``decode`` / ``prefill`` are steps: their options reach the inner method (the
+    32-expert model needs ``replacements``), and an unknown one is refused."""
+    from wdmoe_opt.errors import InputError
+    method = get_method("p4/joint-bandwidth")
+    step = {"method": "relax", "options": {"replacements": 1}}
+    opts = method.options_cls(prefill=step)
+    opts.validate("p4/joint-bandwidth")
+    assert opts.prefill.options.replacements == 1
+    with pytest.raises(InputError, match="replacements"):
+        method.options_cls(prefill={"method": "relax", "options": {"replacements": -1}}
+                           ).validate("p4/joint-bandwidth")

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..model import latency as lat
 from ..model.deviation import selection_from_actions
-from ..options import Options, option
-from ..registry import get_method, register
+from ..options import Options, option, step_option
+from ..registry import Step, register
 from ..solution import Solution, Status
 from .problem import EnergyProblem
 from .result import p4_solution
@@ -116,20 +116,18 @@ def bandwidth_step(problem: EnergyProblem, u: np.ndarray, p: np.ndarray) -> np.n
 class JointOptions(Options):
     """Knobs of ``p4/joint-bandwidth``."""
 
-    selection: str = option("auto", ("auto", "exact", "relax"),
-                            "P4 method at a fixed bandwidth (auto: exact for decode, "
-                            "relax for prefill)")
+    decode: Step = step_option("p4", "exact", "P4 step at a fixed bandwidth for a decode "
+                               "step (one token per layer)")
+    prefill: Step = step_option("p4", "relax", "P4 step at a fixed bandwidth for prefill")
     max_rounds: int = option(10, "positive_int", "alternation rounds at most")
 
 
 @register("p4", "joint-bandwidth", options=JointOptions, backends=("highspy",))
 def solve_joint_bandwidth(problem: EnergyProblem, options: JointOptions) -> Solution:
-    """P4-B: alternate the P4 selection and the energy-optimal bandwidth (convex for
-    fixed actions) from the uniform split; the best feasible point."""
-    name = options.selection
-    if name == "auto":
-        name = "exact" if problem.decode else "relax"
-    select = get_method(f"p4/{name}")
+    """P4-B: alternate the P4 selection (the ``decode`` or ``prefill`` step) and the
+    energy-optimal bandwidth (convex for fixed actions) from the uniform split; the
+    best feasible point."""
+    select = (options.decode if problem.decode else options.prefill).solve
     inst = problem.instance
     current = problem
     best, history = None, []
