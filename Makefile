@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-slow lint bench clean docs docs-check wheel-check
 
-$(STAMP): pyproject.toml wdmoe_opt/bandwidth/_p3kernel.c wdmoe_opt/_version.py
+$(STAMP): pyproject.toml wdmoe_opt/bandwidth/_p3kernel.c wdmoe_opt/selection/_p2kernel.c \
+		wdmoe_opt/_version.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,torch,docs]'
