@@ -116,9 +116,12 @@ def _device_loads(instance: Instance, q: np.ndarray) -> tuple[np.ndarray, np.nda
 def mask_loads(masks: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Loads ``(u, p)`` (eq. 9) of candidate masks ``[..., J, E]``, batched: ``onehot``
     ``[..., E, U]`` says which device hosts each expert (broadcast against the masks'
-    leading axes); ``u`` distinct tokens and ``p`` pairs per device, ``[..., U]``."""
-    pairs = np.einsum("...je,...ek->...jk", masks.astype(np.int64), onehot.astype(np.int64))
-    return np.count_nonzero(pairs, axis=-2), pairs.sum(axis=-2)
+    leading axes); ``u`` distinct tokens and ``p`` pairs per device, ``[..., U]``.
+
+    The per-(token, device) pair counts are a ``float32`` matrix product (BLAS; exact:
+    0/1 products summed over at most ``E < 2^24`` experts), summed in ``int64``."""
+    pairs = np.matmul(masks.astype(np.float32), onehot.astype(np.float32))
+    return np.count_nonzero(pairs, axis=-2), pairs.sum(axis=-2, dtype=np.int64)
 
 
 def device_time_from_loads(u, p, comm_s, comp_s) -> np.ndarray:
