@@ -87,17 +87,24 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
         bound += out.bound
         if out.columns is not None:
             choice[i] = lc.choice(out.columns)
-    if Status.INFEASIBLE in statuses:
-        status, bound = Status.INFEASIBLE, None
-    elif all(s == Status.OPTIMAL for s in statuses):
-        status = Status.OPTIMAL
-    elif Status.ERROR in statuses:
-        status = Status.ERROR
-    else:
-        status = Status.TIME_LIMIT
+    status = combined_status(statuses)
+    if status == Status.INFEASIBLE:
+        bound = None
     return p4_solution(problem, cand.actions(choice), method, status=status,
                        lower_bound_j=bound, tolerance=options.mip_gap,
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+
+
+def combined_status(statuses: list[Status]) -> Status:
+    """The problem's status from its layers': infeasible if one is, optimal if all
+    are, else error if one failed, else the time limit."""
+    if Status.INFEASIBLE in statuses:
+        return Status.INFEASIBLE
+    if all(s == Status.OPTIMAL for s in statuses):
+        return Status.OPTIMAL
+    if Status.ERROR in statuses:
+        return Status.ERROR
+    return Status.TIME_LIMIT
 
 
 def milp_rows(lc: LayerChoices):
