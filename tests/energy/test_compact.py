@@ -42,6 +42,22 @@ def test_shared_placement_equals_brute_force(seed):
     _assert_matches(get_method(COMPACT)(problem), problem)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3, 5, 7, 10])
+def test_pyomo_route_equals_brute_force(seed):
+    """The algebraic Pyomo model (rows written again from the instance)."""
+    problem = _case(300 + seed, tokens=(1, 2, 3)[seed % 3], experts=4,
+                    devices=2 if seed % 2 else None)
+    _assert_matches(get_method(COMPACT + "-pyomo")(problem), problem)
+
+
+def test_pyomo_route_agrees_on_sift32():
+    problem = _sift32(4, 1, 0.6)
+    a = get_method(COMPACT)(problem)
+    b = get_method(COMPACT + "-pyomo")(problem)
+    assert a.status == b.status == "optimal"
+    assert math.isclose(a.extra["energy_j"], b.extra["energy_j"], rel_tol=1e-8)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_equals_profile_milp_beyond_brute_force(seed):
     """Larger than the brute force reaches: the profile MILP (exact) is the reference."""

@@ -43,7 +43,7 @@ from ..model.deviation import FEASIBILITY_RTOL
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
-from .exact import ExactOptions, combined_status
+from .exact import ExactOptions, appsi_highs, combined_status
 from .problem import EnergyProblem
 from .result import p4_solution
 
@@ -221,12 +221,12 @@ def _highs(sm: SlotModel, options: ExactOptions, time_limit: float, integer: boo
     return h
 
 
-def solve_layer(sm: SlotModel, options: ExactOptions, time_limit: float):
-    """``(actions [J, K] or None, dual bound, status)`` of the layer's MILP."""
+def highspy_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
+                  time_limit: float):
+    """``(actions [J, K] or None, dual bound, status)`` of the layer's MILP (highspy
+    arrays)."""
     import highspy
 
-    if not sm.covered:
-        return None, np.nan, Status.INFEASIBLE
     h = _highs(sm, options, time_limit, integer=True)
     ms, info = h.getModelStatus(), h.getInfo()
     if ms == highspy.HighsModelStatus.kInfeasible:
@@ -236,6 +236,79 @@ def solve_layer(sm: SlotModel, options: ExactOptions, time_limit: float):
     status = {highspy.HighsModelStatus.kOptimal: Status.OPTIMAL,
               highspy.HighsModelStatus.kTimeLimit: Status.TIME_LIMIT}.get(ms, Status.ERROR)
     return acts, float(info.mip_dual_bound), status
+
+
+def pyomo_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
+                time_limit: float):
+    """The same MILP written again algebraically in Pyomo (unscaled rows, coefficients
+    recomputed from the instance, only the action list shared), HiGHS via APPSI: a
+    check of :func:`slot_model`'s array assembly."""
+    import pyomo.environ as pe
+
+    inst, i = problem.instance, sm.layer
+    sim, b = inst.similarity, problem.bandwidth_hz
+    e, w = inst.router_topk_experts[i], inst.router_topk_weights[i]
+    place = inst.placement[i]
+    comm = lat.comm_time_per_token_s(inst, b)[i]
+    comp = lat.compute_time_per_token_s(inst)
+    e_tok = lat.transmit_energy_per_token_j(inst, b)[i]
+    e_cmp = lat.compute_energy_per_token_j(inst)
+    local = (np.zeros(inst.n_devices, dtype=bool) if inst.system.local is None
+             else inst.system.local)
+    acts = [(int(j), int(s), int(r)) for j, s, r in zip(sm.token, sm.slot, sm.target,
+                                                        strict=True)]
+    dev = {a: int(place[a[2]]) for a in acts if a[2] >= 0}
+    m = pe.ConcreteModel()
+    m.A = pe.Set(initialize=range(len(acts)))
+    m.x = pe.Var(m.A, domain=pe.Binary)
+    sent = sorted({(a[0], dev[a]) for a in acts if a in dev and not local[dev[a]]})
+    m.y = pe.Var(pe.Set(initialize=sent, dimen=2), bounds=(0, 1))
+
+    def of(pred):
+        return [n for n, a in enumerate(acts) if pred(a)]
+
+    slots = sorted({a[:2] for a in acts})
+    m.one = pe.Constraint(pe.Set(initialize=slots, dimen=2), rule=lambda m, j, s: sum(
+        m.x[n] for n in of(lambda a: a[:2] == (j, s))) == 1)
+    pairs = sorted({(a[0], a[2]) for a in acts if a[2] >= 0})
+    z = {p: of(lambda a, p=p: (a[0], a[2]) == p) for p in pairs}
+    m.once = pe.Constraint(pe.Set(initialize=pairs, dimen=2), rule=lambda m, j, r: sum(
+        m.x[n] for n in z[j, r]) <= 1)
+    linked = [p for p in pairs if not local[place[p[1]]]]
+    m.link = pe.Constraint(pe.Set(initialize=linked, dimen=2), rule=lambda m, j, r: m.y[
+        j, int(place[r])] >= sum(m.x[n] for n in z[j, r]))
+    if not inst.identity_placement:
+        m.link_slot = pe.ConstraintList()
+        for (j, k) in sent:
+            for s in range(sm.shape[1]):
+                on = of(lambda a, j=j, k=k, s=s: a[:2] == (j, s) and dev.get(a) == k)
+                if on:
+                    m.link_slot.add(m.y[j, k] >= sum(m.x[n] for n in on))
+
+    def deviation(a):
+        j, s, r = a
+        unit = sim.skip[i, e[j, s]] if r < 0 else sim.replace[i, e[j, s], r]
+        return float(w[j, s] * unit)
+
+    budget = float(problem.layer_budget[i]) * (1 + FEASIBILITY_RTOL)
+    m.budget = pe.Constraint(range(sm.shape[0]), rule=lambda m, j: sum(
+        deviation(acts[n]) * m.x[n] for n in of(lambda a: a[0] == j)) <= budget)
+    deadline = float(problem.layer_deadline[i])
+    if np.isfinite(deadline):
+        m.deadline = pe.ConstraintList()
+        for k in sorted(set(dev.values())):
+            t = sum(float(comp[k]) * m.x[n] for n in of(lambda a, k=k: dev.get(a) == k))
+            if not local[k]:
+                t += sum(float(comm[k]) * m.y[jk] for jk in sent if jk[1] == k)
+            m.deadline.add(t <= deadline * (1 + FEASIBILITY_RTOL))
+    m.energy = pe.Objective(expr=sum(float(e_cmp[dev[a]]) * m.x[n] for n, a in
+                                     enumerate(acts) if a in dev)
+                            + sum(float(e_tok[k]) * m.y[j, k] for j, k in sent))
+    tol = {"primal_feasibility_tolerance": SOLVER_TOLERANCE,
+           "mip_feasibility_tolerance": SOLVER_TOLERANCE}
+    loaded, bound, status = appsi_highs(m, time_limit, options, tol)
+    x = np.array([m.x[n].value or 0.0 for n in m.A]) if loaded else None
+    return (None if x is None else sm.actions(x)), bound, status
 
 
 def layer_lp_bound(problem: EnergyProblem, i: int, time_limit: float = 60.0) -> float:
@@ -257,9 +330,10 @@ def layer_lp_bound(problem: EnergyProblem, i: int, time_limit: float = 60.0) -> 
     return float(h.getInfo().objective_function_value)
 
 
-@register("p4", "milp-compact", options=ExactOptions, backends=("highspy",), exact=True)
-def solve_milp_compact(problem: EnergyProblem, options: ExactOptions) -> Solution:
-    """Exact P4 through the slot-based MILP (no profile enumeration: any E, K, J)."""
+def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: str):
+    """Every layer's compact MILP through ``route`` (the time left shared over the
+    remaining layers, as :func:`~.exact.solve_prefill`); the P4 solution with the
+    summed dual bound."""
     clock = time.perf_counter()
     inst = problem.instance
     I = inst.n_layers
@@ -269,13 +343,27 @@ def solve_milp_compact(problem: EnergyProblem, options: ExactOptions) -> Solutio
     for i in range(I):
         sm = slot_model(problem, i)
         left = options.time_limit - (time.perf_counter() - clock)
-        acts, b, status = solve_layer(sm, options, max(left / (I - i), 1e-3))
+        acts, b, status = (route(problem, sm, options, max(left / (I - i), 1e-3))
+                           if sm.covered else (None, np.nan, Status.INFEASIBLE))
         statuses.append(status)
         bound += b
         if acts is not None:
             actions[i] = acts
     status = combined_status(statuses)
-    return p4_solution(problem, actions, "p4/milp-compact", status=status,
+    return p4_solution(problem, actions, method, status=status,
                        lower_bound_j=None if status == Status.INFEASIBLE else bound,
                        tolerance=options.mip_gap,
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+
+
+@register("p4", "milp-compact", options=ExactOptions, backends=("highspy",), exact=True)
+def solve_milp_compact(problem: EnergyProblem, options: ExactOptions) -> Solution:
+    """Exact P4 through the slot-based MILP (no profile enumeration: any E, K, J)."""
+    return solve_compact(problem, options, highspy_slots, "p4/milp-compact")
+
+
+@register("p4", "milp-compact-pyomo", options=ExactOptions, backends=("pyomo", "highspy"),
+          exact=True)
+def solve_milp_compact_pyomo(problem: EnergyProblem, options: ExactOptions) -> Solution:
+    """Exact P4 through the slot-based MILP written algebraically in Pyomo (small J)."""
+    return solve_compact(problem, options, pyomo_slots, "p4/milp-compact-pyomo")
