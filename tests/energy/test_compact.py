@@ -132,3 +132,18 @@ def test_cli_solves_and_checks(tmp_path):
     doc = json.loads(sol.read_text())
     assert doc["method"] == COMPACT and doc["status"] == "optimal"
     assert main(["check", str(inst), str(sol)]) == 0
+
+
+def test_warm_start_is_never_worse_than_its_relaxation():
+    """With ``warm_start`` the MILP starts from ``p4/relax`` (4 replacements): at a time
+    limit too short to improve it, the answer is that point (columns round trip)."""
+    problem = _sift32(16, 1, 0.6)
+    relax = get_method("p4/relax")(problem, {"replacements": 4})
+    assert relax.status in ("optimal", "feasible")
+    sol = get_method(COMPACT)(problem, {"warm_start": True, "time_limit": 0.02})
+    assert sol.status in ("optimal", "time_limit")
+    assert sol.extra["energy_j"] <= relax.extra["energy_j"] * (1 + 1e-9)
+    full = get_method(COMPACT)(problem, {"warm_start": True})
+    assert full.status == "optimal"
+    assert math.isclose(full.extra["energy_j"], get_method(COMPACT)(problem).extra["energy_j"],
+                        rel_tol=1e-8)

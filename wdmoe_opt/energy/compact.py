@@ -40,6 +40,7 @@ import numpy as np
 
 from ..model import latency as lat
 from ..model.deviation import FEASIBILITY_RTOL
+from ..options import option
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
@@ -49,6 +50,16 @@ from .result import p4_solution
 
 #: HiGHS primal and integrality tolerances of the compact MILP (rows scaled to 1).
 SOLVER_TOLERANCE = 1e-10
+#: Nearest replacements of the ``p4/relax`` point that warm-starts the highspy route.
+WARM_REPLACEMENTS = 4
+
+
+@dataclass(frozen=True)
+class CompactOptions(ExactOptions):
+    """Knobs of ``p4/milp-compact``: those of the exact P4, and the warm start."""
+
+    warm_start: bool = option(False, "bool", "start each layer's MILP from p4/relax's point "
+                              "with the 4 nearest replacements (within the time limit)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class SlotModel:
     slot: np.ndarray            # [n] slot of each action column
     target: np.ndarray          # [n] invoked expert (-1: skip)
     cost: np.ndarray            # [n + m] objective
+    link: tuple[np.ndarray, np.ndarray]   # [m] token and device of each link column
     rows: tuple[np.ndarray, np.ndarray, np.ndarray]   # (row, col, value)
     lo: np.ndarray
     hi: np.ndarray
@@ -84,6 +96,16 @@ class SlotModel:
         out = np.empty(J * K, dtype=np.int64)
         out[key[first]] = self.target[order[first]]
         return out.reshape(J, K)
+
+    def columns(self, actions: np.ndarray, placement: np.ndarray, devices: int) -> np.ndarray:
+        """The 0/1 column vector of ``actions`` ``[J, K]`` (the inverse of
+        :meth:`actions`; an action without a column is left out), ``placement`` the
+        layer's ``[E]`` devices."""
+        x = (actions[self.token, self.slot] == self.target).astype(np.float64)
+        sent = np.zeros((self.shape[0], devices))
+        j, s = np.nonzero(actions >= 0)
+        sent[j, placement[actions[j, s]]] = 1.0
+        return np.r_[x, sent[self.link[0], self.link[1]]]
 
 
 def slot_model(problem: EnergyProblem, i: int) -> SlotModel:
@@ -189,13 +211,15 @@ def slot_model(problem: EnergyProblem, i: int) -> SlotModel:
         keep = np.isin(dvc, used) & (val > 0)
         add(np.searchsorted(used, dvc[keep]), col[keep], val[keep],
             np.full(len(used), -np.inf), np.ones(len(used)))
-    return SlotModel(i, (J, K), tok, slot, target, cost,
+    return SlotModel(i, (J, K), tok, slot, target, cost, (yj, yk),
                      tuple(np.concatenate(a) for a in (rows, cols, vals)),
                      np.concatenate(lo), np.concatenate(hi), covered)
 
 
-def _highs(sm: SlotModel, options: ExactOptions, time_limit: float, integer: bool):
-    """The layer's model in a ``Highs`` object, run (``integer=False``: the LP)."""
+def _highs(sm: SlotModel, options: ExactOptions, time_limit: float, integer: bool,
+           start: np.ndarray | None = None):
+    """The layer's model in a ``Highs`` object, run (``integer=False``: the LP), from
+    the column vector ``start`` if given."""
     import highspy
     from scipy.sparse import coo_matrix
 
@@ -217,17 +241,24 @@ def _highs(sm: SlotModel, options: ExactOptions, time_limit: float, integer: boo
                                 np.full(m, int(highspy.HighsVarType.kInteger), dtype=np.uint8))
     h.addRows(len(sm.lo), sm.lo, sm.hi, a.nnz, a.indptr[:-1].astype(np.int32),
               a.indices.astype(np.int32), a.data)
+    if start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = start.tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
     h.run()
     return h
 
 
-def highspy_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
-                  time_limit: float):
+def highspy_slots(problem: EnergyProblem, sm: SlotModel, options: CompactOptions,
+                  time_limit: float, start: np.ndarray | None = None):
     """``(actions [J, K] or None, dual bound, status)`` of the layer's MILP (highspy
-    arrays)."""
+    arrays), from the layer's actions ``start`` ``[J, K]`` if given."""
     import highspy
 
-    h = _highs(sm, options, time_limit, integer=True)
+    x0 = None if start is None else sm.columns(
+        start, problem.instance.placement[sm.layer], problem.instance.n_devices)
+    h = _highs(sm, options, time_limit, integer=True, start=x0)
     ms, info = h.getModelStatus(), h.getInfo()
     if ms == highspy.HighsModelStatus.kInfeasible:
         return None, np.nan, Status.INFEASIBLE
@@ -239,7 +270,7 @@ def highspy_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
 
 
 def pyomo_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
-                time_limit: float):
+                time_limit: float, start: None = None):
     """The same MILP written again algebraically in Pyomo (unscaled rows, coefficients
     recomputed from the instance, only the action list shared), HiGHS via APPSI: a
     check of :func:`slot_model`'s array assembly."""
@@ -330,6 +361,19 @@ def layer_lp_bound(problem: EnergyProblem, i: int, time_limit: float = 60.0) -> 
     return float(h.getInfo().objective_function_value)
 
 
+def warm_start(problem: EnergyProblem) -> np.ndarray | None:
+    """``[I, J, K]`` actions of ``p4/relax`` with the :data:`WARM_REPLACEMENTS` nearest
+    replacements (a restriction of the actions: a feasible point if it finds one),
+    or None where it finds none."""
+    from .relax import RelaxOptions, solve_relax
+
+    R = min(WARM_REPLACEMENTS, problem.instance.n_experts - 1)
+    sol = solve_relax(problem, RelaxOptions(replacements=R))
+    if sol.status not in (Status.OPTIMAL, Status.FEASIBLE):
+        return None
+    return np.asarray(sol.extra["actions"])[..., 1]
+
+
 def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: str):
     """Every layer's compact MILP through ``route`` (the time left shared over the
     remaining layers, as :func:`~.exact.solve_prefill`); the P4 solution with the
@@ -338,12 +382,14 @@ def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: 
     inst = problem.instance
     I = inst.n_layers
     actions = inst.router_topk_experts.copy()
+    start = warm_start(problem) if getattr(options, "warm_start", False) else None
     bound, statuses = 0.0, []
     silence_highs_banner()
     for i in range(I):
         sm = slot_model(problem, i)
         left = options.time_limit - (time.perf_counter() - clock)
-        acts, b, status = (route(problem, sm, options, max(left / (I - i), 1e-3))
+        acts, b, status = (route(problem, sm, options, max(left / (I - i), 1e-3),
+                                 None if start is None else start[i])
                            if sm.covered else (None, np.nan, Status.INFEASIBLE))
         statuses.append(status)
         bound += b
@@ -356,8 +402,8 @@ def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: 
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
 
 
-@register("p4", "milp-compact", options=ExactOptions, backends=("highspy",), exact=True)
-def solve_milp_compact(problem: EnergyProblem, options: ExactOptions) -> Solution:
+@register("p4", "milp-compact", options=CompactOptions, backends=("highspy",), exact=True)
+def solve_milp_compact(problem: EnergyProblem, options: CompactOptions) -> Solution:
     """Exact P4 through the slot-based MILP (no profile enumeration: any E, K, J)."""
     return solve_compact(problem, options, highspy_slots, "p4/milp-compact")
 
