@@ -374,15 +374,16 @@ def warm_start(problem: EnergyProblem) -> np.ndarray | None:
     return np.asarray(sol.extra["actions"])[..., 1]
 
 
-def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: str):
+def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: str,
+                  warm: bool = False):
     """Every layer's compact MILP through ``route`` (the time left shared over the
-    remaining layers, as :func:`~.exact.solve_prefill`); the P4 solution with the
-    summed dual bound."""
+    remaining layers, as :func:`~.exact.solve_prefill`; with ``warm``, from
+    :func:`warm_start`'s point); the P4 solution with the summed dual bound."""
     clock = time.perf_counter()
     inst = problem.instance
     I = inst.n_layers
     actions = inst.router_topk_experts.copy()
-    start = warm_start(problem) if getattr(options, "warm_start", False) else None
+    start = warm_start(problem) if warm else None
     bound, statuses = 0.0, []
     silence_highs_banner()
     for i in range(I):
@@ -405,7 +406,8 @@ def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: 
 @register("p4", "milp-compact", options=CompactOptions, backends=("highspy",), exact=True)
 def solve_milp_compact(problem: EnergyProblem, options: CompactOptions) -> Solution:
     """Exact P4 through the slot-based MILP (no profile enumeration: any E, K, J)."""
-    return solve_compact(problem, options, highspy_slots, "p4/milp-compact")
+    return solve_compact(problem, options, highspy_slots, "p4/milp-compact",
+                         warm=options.warm_start)
 
 
 @register("p4", "milp-compact-pyomo", options=ExactOptions, backends=("pyomo", "highspy"),
