@@ -310,14 +310,15 @@ def part_milp(limit_s: float = 60.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _compact_row(problem: EnergyProblem, limit_s: float) -> dict:
+def _compact_row(problem: EnergyProblem, limit_s: float, warm_start: bool = False) -> dict:
     """``p4/milp-compact`` (wall, CPU, status, energy, bound) against ``p4/relax``
     restricted to 4 replacements (the profile methods refuse the full action space)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    sol = get_method("p4/milp-compact")(problem, {"time_limit": limit_s})
+    sol = get_method("p4/milp-compact")(problem, {"time_limit": limit_s,
+                                                  "warm_start": warm_start})
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     relax = get_method("p4/relax")(problem, {"replacements": 4})
-    return {"status": str(sol.status), "wall_s": wall, "cpu_s": cpu,
+    return {"warm_start": warm_start, "status": str(sol.status), "wall_s": wall, "cpu_s": cpu,
             "energy_j": sol.extra["energy_j"], "bound_j": sol.extra["energy_lower_bound_j"],
             "relax4_status": str(relax.status), "relax4_energy_j": relax.extra["energy_j"],
             "relax4_time_s": relax.solve_time_s}
@@ -327,7 +328,8 @@ def part_compact(limit_s: float = 60.0) -> pd.DataFrame:
     """``wdmoe-sift-32`` (32 experts, top-4: 33^4 profiles per token) through the
     slot-based MILP: the decode step (1 token, all 24 layers, the preset's 0.35 s
     deadline) on 5 seeds, then prefill (1 layer, J tokens, the tightest binding
-    deadline) until a size is not proved within ``limit_s``."""
+    deadline) until a size is not proved within ``limit_s``; last, 1024 tokens (paper
+    scale) at the time limit, without and with the warm start."""
     rows = []
     for seed in track(range(5), description="decode"):
         problem = EnergyProblem(generate("wdmoe-sift-32", seed=seed), 1.5)
@@ -341,6 +343,11 @@ def part_compact(limit_s: float = 60.0) -> pd.DataFrame:
                      "deadline_frac": frac, **row})
         if row["status"] != "optimal":
             break
+    problem, frac = _binding_problem(generate("wdmoe-sift-32", seed=0, tokens=1024, layers=1),
+                                     {"replacements": 4})
+    for warm in track((False, True), description="1024 tokens"):
+        rows.append({"mode": "prefill", "seed": 0, "layers": 1, "tokens": 1024,
+                     "deadline_frac": frac, **_compact_row(problem, limit_s, warm)})
     return pd.DataFrame(rows)
 
 

@@ -142,6 +142,7 @@ def test_warm_start_is_never_worse_than_its_relaxation():
     assert relax.status in ("optimal", "feasible")
     sol = get_method(COMPACT)(problem, {"warm_start": True, "time_limit": 0.02})
     assert sol.status in ("optimal", "time_limit")
+    assert check_p4(problem.instance, _doc(sol)) == []
     assert sol.extra["energy_j"] <= relax.extra["energy_j"] * (1 + 1e-9)
     full = get_method(COMPACT)(problem, {"warm_start": True})
     assert full.status == "optimal"

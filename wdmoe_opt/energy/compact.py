@@ -398,7 +398,8 @@ def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: 
             actions[i] = acts
     status = combined_status(statuses)
     return p4_solution(problem, actions, method, status=status,
-                       lower_bound_j=None if status == Status.INFEASIBLE else bound,
+                       lower_bound_j=bound if status != Status.INFEASIBLE and np.isfinite(bound)
+                       else None,
                        tolerance=options.mip_gap,
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
 
