@@ -6,6 +6,7 @@ speed, MILP limits, and the deviation bound against measured layer outputs.
     .venv/bin/python benchmarks/p4_energy.py speed --before main   # alternating with main
     .venv/bin/python benchmarks/p4_energy.py answers --before main # same answers as main?
     .venv/bin/python benchmarks/p4_energy.py milp     # largest prefill MILP proved in 60 s
+    .venv/bin/python benchmarks/p4_energy.py compact  # wdmoe-sift-32: slot MILP, decode + prefill
     .venv/bin/python benchmarks/p4_energy.py bound    # torch: bound vs measured (torch extra)
 
 Each part writes ``docs/figures/p4_<part>.{csv,md}`` (and a ``.png`` where there is a
@@ -272,13 +273,14 @@ def speed_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _binding_problem(inst) -> tuple[EnergyProblem, float]:
+def _binding_problem(inst, relax_options: dict | None = None) -> tuple[EnergyProblem, float]:
     """P4 with eps = 1.5 and the tightest deadline (a fraction of the fastest Top-K
-    layer) at which ``p4/relax`` finds a feasible point and some layer binds."""
+    layer) at which ``p4/relax`` (with ``relax_options``) finds a feasible point and
+    some layer binds."""
     top = lat.layer_latency_s(inst, Selection.topk(inst), lat.uniform_bandwidth_hz(inst))
     for frac in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         problem = EnergyProblem(inst, 1.5, deadlines_s=float(top.min() * frac))
-        sol = get_method("p4/relax")(problem)
+        sol = get_method("p4/relax")(problem, relax_options)
         if sol.status in ("optimal", "feasible") and sol.extra["layers_relaxed"] > 0:
             return problem, frac
     return problem, frac
@@ -305,6 +307,45 @@ def part_milp(limit_s: float = 60.0) -> pd.DataFrame:
                          "relax_time_s": relax.solve_time_s})
             if sol.status != "optimal":
                 break
+    return pd.DataFrame(rows)
+
+
+def _compact_row(problem: EnergyProblem, limit_s: float, warm_start: bool = False) -> dict:
+    """``p4/milp-compact`` (wall, CPU, status, energy, bound) against ``p4/relax``
+    restricted to 4 replacements (the profile methods refuse the full action space)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    sol = get_method("p4/milp-compact")(problem, {"time_limit": limit_s,
+                                                  "warm_start": warm_start})
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    relax = get_method("p4/relax")(problem, {"replacements": 4})
+    return {"warm_start": warm_start, "status": str(sol.status), "wall_s": wall, "cpu_s": cpu,
+            "energy_j": sol.extra["energy_j"], "bound_j": sol.extra["energy_lower_bound_j"],
+            "relax4_status": str(relax.status), "relax4_energy_j": relax.extra["energy_j"],
+            "relax4_time_s": relax.solve_time_s}
+
+
+def part_compact(limit_s: float = 60.0) -> pd.DataFrame:
+    """``wdmoe-sift-32`` (32 experts, top-4: 33^4 profiles per token) through the
+    slot-based MILP: the decode step (1 token, all 24 layers, the preset's 0.35 s
+    deadline) on 5 seeds, then prefill (1 layer, J tokens, the tightest binding
+    deadline) for J = 4 .. 512 within ``limit_s`` each; last, 1024 tokens (paper scale)
+    at the time limit, without and with the warm start."""
+    rows = []
+    for seed in track(range(5), description="decode"):
+        problem = EnergyProblem(generate("wdmoe-sift-32", seed=seed), 1.5)
+        rows.append({"mode": "decode", "seed": seed, "layers": 24, "tokens": 1,
+                     "deadline_frac": None, **_compact_row(problem, limit_s)})
+    # every size: the deadline fraction differs by size, so hardness is not monotone
+    for J in track((4, 8, 16, 32, 64, 128, 256, 512), description="prefill"):
+        problem, frac = _binding_problem(generate("wdmoe-sift-32", seed=0, tokens=J,
+                                                  layers=1), {"replacements": 4})
+        rows.append({"mode": "prefill", "seed": 0, "layers": 1, "tokens": J,
+                     "deadline_frac": frac, **_compact_row(problem, limit_s)})
+    problem, frac = _binding_problem(generate("wdmoe-sift-32", seed=0, tokens=1024, layers=1),
+                                     {"replacements": 4})
+    for warm in track((False, True), description="1024 tokens"):
+        rows.append({"mode": "prefill", "seed": 0, "layers": 1, "tokens": 1024,
+                     "deadline_frac": frac, **_compact_row(problem, limit_s, warm)})
     return pd.DataFrame(rows)
 
 
@@ -394,7 +435,8 @@ def bound_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["curves", "speed", "milp", "bound", "answers"])
+    ap.add_argument("part", choices=["curves", "speed", "milp", "compact", "bound",
+                                     "answers"])
     ap.add_argument("--deadline", choices=["topk", "preset"], default="topk",
                     help="curves: the deadline (see _instance)")
     ap.add_argument("--before", metavar="REF",
@@ -404,7 +446,8 @@ def main() -> None:
     args = ap.parse_args()
     if (args.before or args.json) and args.part not in ("speed", "answers"):
         ap.error("--before is for the speed and answers parts")
-    parts = {"speed": part_speed, "milp": part_milp, "bound": part_bound,
+    parts = {"speed": part_speed, "milp": part_milp, "compact": part_compact,
+             "bound": part_bound,
              "answers": part_answers}
     if args.json:
         parts[args.part]().to_json(args.json)

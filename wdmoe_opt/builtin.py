@@ -7,6 +7,7 @@ a heavy backend (cvxpy, pyomo, highspy) loads only when its method runs.
 from .bandwidth import conic, exact, robust, slsqp, uniform  # noqa: F401
 from .energy import bandwidth as energy_bandwidth  # noqa: F401
 from .energy import baselines, fading, relax  # noqa: F401
+from .energy import compact as energy_compact  # noqa: F401
 from .energy import exact as energy_exact  # noqa: F401
 from .joint import alternating, sequential, weight_floor  # noqa: F401
 from .joint import exact as joint_exact  # noqa: F401

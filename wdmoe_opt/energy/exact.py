@@ -87,17 +87,24 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
         bound += out.bound
         if out.columns is not None:
             choice[i] = lc.choice(out.columns)
-    if Status.INFEASIBLE in statuses:
-        status, bound = Status.INFEASIBLE, None
-    elif all(s == Status.OPTIMAL for s in statuses):
-        status = Status.OPTIMAL
-    elif Status.ERROR in statuses:
-        status = Status.ERROR
-    else:
-        status = Status.TIME_LIMIT
+    status = combined_status(statuses)
+    if status == Status.INFEASIBLE:
+        bound = None
     return p4_solution(problem, cand.actions(choice), method, status=status,
                        lower_bound_j=bound, tolerance=options.mip_gap,
                        extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+
+
+def combined_status(statuses: list[Status]) -> Status:
+    """The problem's status from its layers': infeasible if one is, optimal if all
+    are, else error if one failed, else the time limit."""
+    if Status.INFEASIBLE in statuses:
+        return Status.INFEASIBLE
+    if all(s == Status.OPTIMAL for s in statuses):
+        return Status.OPTIMAL
+    if Status.ERROR in statuses:
+        return Status.ERROR
+    return Status.TIME_LIMIT
 
 
 def milp_rows(lc: LayerChoices):
@@ -175,8 +182,6 @@ def highspy_route(lc: LayerChoices, time_limit: float, options: ExactOptions) ->
 def pyomo_route(lc: LayerChoices, time_limit: float, options: ExactOptions) -> LayerOutcome:
     """The same MILP as an algebraic Pyomo model, solved by HiGHS (APPSI)."""
     import pyomo.environ as pe
-    from pyomo.contrib.appsi.base import TerminationCondition
-    from pyomo.contrib.appsi.solvers import Highs
 
     if _uncovered(lc):
         return LayerOutcome(None, np.nan, Status.INFEASIBLE)
@@ -194,23 +199,35 @@ def pyomo_route(lc: LayerChoices, time_limit: float, options: ExactOptions) -> L
         float(time_[c, k]) * m.x[c] for c in np.flatnonzero(time_[:, k]).tolist())
         <= lc.deadline)
     m.energy = pe.Objective(expr=sum(float(lc.energy[c]) * m.x[c] for c in m.C))
+    loaded, bound, status = appsi_highs(m, time_limit, options)
+    cols = _columns(np.array([m.x[c].value or 0.0 for c in m.C]), lc) if loaded else None
+    return LayerOutcome(cols, bound, status)
+
+
+def appsi_highs(m, time_limit: float, options: ExactOptions,
+                highs_options: dict | None = None) -> tuple[bool, float, Status]:
+    """Solve the Pyomo MILP ``m`` by HiGHS (APPSI): ``(values loaded, dual bound,
+    status)`` (``infeasible``: proved; the bound is ``nan`` then)."""
+    from pyomo.contrib.appsi.base import TerminationCondition
+    from pyomo.contrib.appsi.solvers import Highs
+
     opt = Highs()
     opt.config.time_limit = float(time_limit)
     opt.config.load_solution = False
     opt.highs_options = {"mip_rel_gap": float(options.mip_gap),
-                         "threads": int(options.threads), "output_flag": False}
+                         "threads": int(options.threads), "output_flag": False,
+                         **(highs_options or {})}
     res = opt.solve(m)
     tc = res.termination_condition
     if tc == TerminationCondition.infeasible:
-        return LayerOutcome(None, np.nan, Status.INFEASIBLE)
-    cols = None
-    if res.best_feasible_objective is not None:
+        return False, np.nan, Status.INFEASIBLE
+    loaded = res.best_feasible_objective is not None
+    if loaded:
         res.solution_loader.load_vars()
-        cols = _columns(np.array([m.x[c].value or 0.0 for c in m.C]), lc)
     status = {TerminationCondition.optimal: Status.OPTIMAL,
               TerminationCondition.maxTimeLimit: Status.TIME_LIMIT}.get(tc, Status.ERROR)
     bound = res.best_objective_bound
-    return LayerOutcome(cols, float(bound if bound is not None else -np.inf), status)
+    return loaded, float(bound if bound is not None else -np.inf), status
 
 
 @register("p4", "exact", options=ExactOptions, backends=("highspy",), exact=True)
