@@ -273,23 +273,30 @@ def _topk_allowed(w: np.ndarray, k: int) -> np.ndarray:
     return w >= kth
 
 
+def _pair_devices(instance: Instance, q: np.ndarray) -> np.ndarray:
+    """``[I, J, E]``: the device serving each selected pair (-1 elsewhere): the expert's
+    placement, or with replicated experts the instance's ``route`` where it is set and
+    the split rule elsewhere (``check_placement.split_devices``)."""
+    if instance.replicas is None:
+        return np.where(q, instance.placement[:, None, :], -1)
+    from .check_placement import split_devices
+    from .model.replicas import replica_lists
+    dev = split_devices(replica_lists(instance.replicas), q, q.shape[1])
+    if instance.route is not None:
+        dev = np.where(q & (instance.route >= 0), instance.route, dev)
+    return dev
+
+
 def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
     """Layer latencies (eq. 11) and total WLR (eq. 12), one layer at a time."""
     s, m = instance.system, instance.model
     I, U = instance.n_layers, instance.n_devices
     layer = np.zeros(I)
     wlr_total = 0.0
-    if instance.replicas is not None:   # replicated experts: each pair on its routed copy
-        from .check_placement import split_devices
-        dev = split_devices([[[int(k) for k in c if k >= 0] for c in row]
-                             for row in instance.replicas], q, q.shape[1])
+    dev = _pair_devices(instance, q)
     for i in range(I):
         for k in range(U):
-            experts_on_k = instance.placement[i] == k
-            sent = q[i][:, experts_on_k]                  # [J, experts on k]
-            weights = instance.gating_weights[i][:, experts_on_k]
-            if instance.replicas is not None:
-                sent, weights = dev[i] == k, instance.gating_weights[i]
+            sent = dev[i] == k                                # [J, E]
             pairs = int(sent.sum())
             if pairs == 0:
                 continue
@@ -298,7 +305,7 @@ def _recompute(instance: Instance, q: np.ndarray, b: np.ndarray) -> tuple[np.nda
             t = math.inf if math.isinf(comm) else (
                 tokens * comm + pairs * (m.token_flops / s.compute_flops[k]))
             layer[i] = max(layer[i], t)
-            weight = float((weights * sent).sum())
+            weight = float((instance.gating_weights[i] * sent).sum())
             wlr_total += weight / t
     return layer, wlr_total
 

@@ -42,6 +42,15 @@ def _check_choice(value, allowed, field):
         raise InputError(field, f"must be one of {', '.join(allowed)}", value)
 
 
+def refuse_replicas(instance: Instance, problem_key: str) -> None:
+    """The selection problems (P1, P2, P4) read one copy per expert: an instance with
+    replicated experts (SPEC §7) is refused, not silently solved on its primaries."""
+    if instance.replicas is not None:
+        raise InputError("replicas", f"are not modelled by {problem_key}, whose selection "
+                         "reads one copy per expert: solve it as p3 under the router's "
+                         "Top-K or a given selection, or as p5", "replicated experts")
+
+
 @dataclass(frozen=True, eq=False)
 class BandwidthProblem:
     """P3 (eqs. 19-21): allocate bandwidth for a fixed selection."""
@@ -78,6 +87,7 @@ class SelectionProblem:
 
     def __post_init__(self):
         _check_choice(self.support, SUPPORTS, "support")
+        refuse_replicas(self.instance, self.key)
         b = (uniform_bandwidth_hz(self.instance) if self.bandwidth_hz is None
              else check_bandwidth(self.instance, self.bandwidth_hz))
         b = np.array(b, copy=True)
@@ -107,6 +117,7 @@ class JointProblem:
     def __post_init__(self):
         _check_choice(self.support, SUPPORTS, "support")
         _check_choice(self.lower_level, LOWER_LEVELS, "lower_level")
+        refuse_replicas(self.instance, self.key)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +136,7 @@ class WeightFloorProblem:
 
     def __post_init__(self):
         _check_choice(self.support, SUPPORTS, "support")
+        refuse_replicas(self.instance, self.key)
         rho = self.min_retained_weight
         if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
             raise InputError("min_retained_weight", "must be a number in [0, 1]", rho)

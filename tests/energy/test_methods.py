@@ -175,3 +175,15 @@ def test_joint_bandwidth_takes_its_selection_steps_with_options():
     with pytest.raises(InputError, match="replacements"):
         method.options_cls(prefill={"method": "relax", "options": {"replacements": -1}}
                            ).validate("p4/joint-bandwidth")
+
+
+def test_replicated_experts_are_refused():
+    """P4 reads one copy per expert (its tables count loads on the placement): an
+    instance with replicated experts is refused by name, not solved on its primaries."""
+    from wdmoe_opt.errors import InputError
+    inst = tiny_sift(3, tokens=4)
+    spare = inst.n_devices - 1
+    lists = [[[int(k)] + ([spare] if e == 0 and k != spare else []) for e, k in enumerate(row)]
+             for row in inst.placement]
+    with pytest.raises(InputError, match=r"^replicas are not modelled by p4"):
+        EnergyProblem(inst.replace(replicas=lists), 1.5)

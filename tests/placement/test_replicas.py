@@ -30,7 +30,12 @@ from wdmoe_opt.model.replicas import (
 from wdmoe_opt.placement import PlacementProblem
 from wdmoe_opt.placement.evaluate import PlacementEvaluator
 from wdmoe_opt.placement.result import placement_solution
-from wdmoe_opt.problems import BandwidthProblem
+from wdmoe_opt.problems import (
+    BandwidthProblem,
+    JointProblem,
+    SelectionProblem,
+    WeightFloorProblem,
+)
 from wdmoe_opt.registry import get_method
 
 
@@ -314,3 +319,39 @@ def test_mirrored_group_crosses_once():
     u, p = route_loads(split_route(rep, q), 3)
     np.testing.assert_array_equal(p[0], [6, 0, 6])
     np.testing.assert_array_equal(u[0], [3, 0, 3])
+
+
+def test_replicas_in_the_instance_file_are_refused_where_not_modelled(tmp_path, capsys):
+    """The selection methods read one copy per expert: an instance file that carries
+    ``replicas`` itself (not through --placement-from) is refused the same way."""
+    inst = trace(1, devices=6)
+    lists = [[[int(inst.placement[i, e])] + ([5] if e == 0 else []) for e in range(4)]
+             for i in range(2)]
+    path = tmp_path / "rep.json"
+    path.write_text(json.dumps(instance_to_dict(inst.replace(replicas=lists))))
+    for problem in ("p1", "p2"):
+        capsys.readouterr()
+        assert main(["solve", str(path), "--problem", problem]) == 2
+        assert "replicas" in capsys.readouterr().err
+    assert main(["solve", str(path), "--problem", "p3", "--selection", "alg1"]) == 2
+    assert main(["solve", str(path), "--problem", "p3", "-o", str(tmp_path / "s.json")]) == 0
+    rep = inst.replace(replicas=lists)
+    for make in (SelectionProblem, JointProblem, WeightFloorProblem):
+        with pytest.raises(InputError, match=r"^replicas are not modelled"):
+            make(rep)
+
+
+def test_check_follows_the_instances_route():
+    """An instance whose ``route`` sends pairs to their second copy: the solver's model
+    and the independent checker agree (the checker used to apply the split rule)."""
+    inst = trace(1, devices=6)
+    lists = [[[int(inst.placement[i, e]), 4 + (e % 2)] for e in range(4)] for i in range(2)]
+    rep = inst.replace(replicas=lists)
+    sel = Selection.topk(rep)
+    route = np.where(sel.mask, np.array([[c[1] for c in row] for row in lists])[:, None, :],
+                     -1)
+    routed = rep.replace(route=route)
+    sol = get_method("p3/exact")(BandwidthProblem(routed, sel))
+    assert check_solution(routed, solution_to_dict(sol)) == []
+    # the same document is not valid for the split rule's routing
+    assert check_solution(rep, solution_to_dict(sol)) != []

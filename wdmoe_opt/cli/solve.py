@@ -15,7 +15,7 @@ import click
 from ..errors import InputError
 from ..io import read_instance, read_solution_dict, solution_to_json, write_solution
 from ..io.solution_io import bandwidth_from_document, selection_from_document
-from ..model import Instance
+from ..model import Instance, Selection
 from ..placement import REPLICATING, PlacementProblem
 from ..problems import (
     LOWER_LEVELS,
@@ -106,6 +106,8 @@ def _p3(instance: Instance, flags: Flags):
     if flags.given("selection_from"):
         doc = _solution_doc(instance, flags.take("selection_from"), "--selection-from")
         selection = selection_from_document(doc, instance, "--selection-from")
+    elif instance.replicas is not None and not flags.given("selection"):
+        selection = Selection.topk(instance)   # the router's Top-K: no placement read
     else:
         p2 = SelectionProblem(instance, support=flags.take("support", "topk"))
         selection = _step(flags, "selection", "p2", "topk").solve(p2).selection
@@ -196,11 +198,6 @@ def build(instance: Instance, problem_key: str, given: dict):
     flags = Flags(given)
     if problem_key != "p5" and flags.given("placement_from"):
         instance = placed(instance, flags.take("placement_from"))
-        if instance.replicas is not None and (problem_key != "p3" or given.get(
-                "selection") not in (None, "topk")):
-            raise InputError("--placement-from", "holds replicated experts: solved with "
-                             "--problem p3 only (the router's Top-K or --selection-from; "
-                             "the selection methods read one copy per expert)", problem_key)
     problem, step = BUILDERS[problem_key](instance, flags)
     step = flags.with_time_limit(step)
     if flags.given("time_limit") and not flags.time_limit_used:

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import Instance, uniform_bandwidth_hz
 from ..model.deviation import require_similarity
-from ..problems import check_bandwidth
+from ..problems import check_bandwidth, refuse_replicas
 
 
 def layer_budgets(epsilon: float, sensitivities: np.ndarray) -> np.ndarray:
@@ -52,6 +52,7 @@ class EnergyProblem:
 
     def __post_init__(self):
         inst = self.instance
+        refuse_replicas(inst, "p4")
         I = inst.n_layers
         sim = require_similarity(inst)
         sens = (sim.sensitivities(I) if self.sensitivities is None
