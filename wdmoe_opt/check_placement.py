@@ -98,9 +98,9 @@ def _replicas(raw, pl: np.ndarray, U: int, out: list[str]) -> list | None:
         return None
     for i, row in enumerate(raw):
         for e, devs in enumerate(row):
-            if (not isinstance(devs, list) or not devs or len(set(devs)) != len(devs)
+            if (not isinstance(devs, list) or not devs
                     or any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < U
-                           for k in devs)):
+                           for k in devs) or len(set(devs)) != len(devs)):
                 out.append(f"replicas[{i}][{e}]: {devs!r} is not a list of distinct "
                            f"device ids in 0..{U - 1}")
                 return None
@@ -124,11 +124,8 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
         if not single:
             out.append("extra.route: required when experts are replicated")
             return None
-        dev = np.full((I, J, E), -1, dtype=np.int64)
-        for i in range(I):
-            for e in range(E):
-                dev[i, q[i, :, e], e] = copies[i][e][0]
-        return dev
+        first = np.array([[devs[0] for devs in row] for row in copies], dtype=np.int64)
+        return np.where(q, first[:, None, :], -1)
     if rule not in ("split", "given"):
         out.append(f"extra.route_rule: unknown rule {rule!r}")
     if not isinstance(raw, list) or len(raw) != I or any(
@@ -139,11 +136,11 @@ def _route(extra: dict, copies: list, q: np.ndarray, jb: int,
     for i in range(I):
         for j in range(J):
             experts = np.flatnonzero(q[i, j])
-            if len(raw[i][j]) != experts.size:
+            if not isinstance(raw[i][j], list) or len(raw[i][j]) != experts.size:
                 out.append(f"extra.route[{i}][{j}]: one device per selected expert needed")
                 return None
             for e, k in zip(experts, raw[i][j], strict=True):
-                if k not in copies[i][e]:
+                if isinstance(k, bool) or k not in copies[i][e]:
                     out.append(f"extra.route[{i}][{j}]: device {k!r} holds no copy of "
                                f"expert {e}")
                     return None

@@ -215,6 +215,11 @@ def test_check_rejects_bad_routes_and_copies():
         lambda d: d["extra"].pop("route")))
     assert any("unknown rule" in v for v in broken(
         lambda d: d["extra"].__setitem__("route_rule", "fastest")))
+    # malformed entries are reported, not raised
+    assert any("not a list of distinct device ids" in v for v in broken(
+        lambda d: d.__setitem__("replicas", [[[[0]], [1], [2, 5], [3]]])))
+    assert any("one device per selected expert" in v for v in broken(
+        lambda d: d["extra"]["route"][0].__setitem__(first, 5)))
     # a route that moves no pair but drops the copies changes the recomputed latency
     assert any(v.startswith("objective_s") for v in broken(
         lambda d: d.__setitem__("objective_s", d["objective_s"] * 0.9)))
