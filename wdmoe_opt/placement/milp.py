@@ -218,16 +218,17 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
     # the incumbent starts at the local search's placement (and copies, routed by the
     # split rule): a lower score stops the loop sooner (a relaxation at or above it
     # proves it optimal)
-    search = LocalSearchOptions()
+    # the start's searches share this method's own time limit
+    search = LocalSearchOptions(time_limit=options.time_limit)
     best = local_search(problem, greedy(problem, ev)[0], search, ev)[0]
-    best_score, bound, rounds, stop = ev.score(best), 0.0, 0, "max_rounds"
+    bound, rounds, stop = 0.0, 0, "max_rounds"
     replicas = route = None
     if problem.max_replicas > 1:
         replicas, _ = replicate(problem, best, ev, move_targets(
             problem, experts_per_device(best, ev.U), problem.instance.n_experts),
-            time_limit=search.time_limit, max_passes=search.max_passes,
-            full_neighbourhood=search.full_neighbourhood)
-        best_score = ev.score(best, replicas)
+            time_limit=max(options.time_limit - (time.perf_counter() - clock), 1e-3),
+            max_passes=search.max_passes, full_neighbourhood=search.full_neighbourhood)
+    best_score = ev.score(best, replicas)
     for _ in range(options.max_rounds):
         rounds += 1
         left = options.time_limit - (time.perf_counter() - clock)
