@@ -90,7 +90,7 @@ def solve_substitute(problem: EnergyProblem, options: SubstituteOptions) -> Solu
             + lat.compute_energy_per_token_j(inst)[inst.placement])       # [I, E]
     resident = ~inst.router_topk_mask & (w >= (1 - options.alpha) * s_next) & (w < s_next)
     actions = e.copy()
-    wk = np.take_along_axis(w, e, axis=2)
+    wk = inst.router_topk_weights
     li = np.arange(I)[:, None]
     for s in np.argsort(wk.mean(axis=(0, 1)), kind="stable"):          # K slots, low weight first
         cost = np.where(resident, unit[:, None, :], np.inf)              # [I, J, E]

@@ -122,7 +122,7 @@ def slot_model(problem: EnergyProblem, i: int) -> SlotModel:
     comp = lat.compute_time_per_token_s(inst)                         # [U]
     e_tok = lat.transmit_energy_per_token_j(inst, b)[i]               # [U]
     e_cmp = lat.compute_energy_per_token_j(inst)                      # [U]
-    linked = np.ones(U, dtype=bool) if inst.system.local is None else ~inst.system.local
+    linked = ~inst.system.local_mask
     budget = problem.layer_budget[i] * (1 + FEASIBILITY_RTOL)
     # every (token, slot, target) action, target -1 (skip) then 0..E-1
     tgt = np.broadcast_to(np.arange(-1, E), (J, K, E + 1))
@@ -284,8 +284,7 @@ def pyomo_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,
     comp = lat.compute_time_per_token_s(inst)
     e_tok = lat.transmit_energy_per_token_j(inst, b)[i]
     e_cmp = lat.compute_energy_per_token_j(inst)
-    local = (np.zeros(inst.n_devices, dtype=bool) if inst.system.local is None
-             else inst.system.local)
+    local = inst.system.local_mask
     acts = [(int(j), int(s), int(r)) for j, s, r in zip(sm.token, sm.slot, sm.target,
                                                         strict=True)]
     dev = {a: int(place[a[2]]) for a in acts if a[2] >= 0}

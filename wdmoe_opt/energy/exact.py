@@ -76,7 +76,7 @@ def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
     """Every layer's MILP through ``route``; the P4 solution with the summed bound."""
     clock = time.perf_counter()
     cand = Candidates.build(problem)
-    I, J = cand.energy.shape[:2]
+    I, J = cand.row.shape
     choice = np.full((I, J), cand.keep_index())
     bound, statuses = 0.0, []
     for i in range(I):
