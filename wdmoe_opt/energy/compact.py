@@ -44,7 +44,7 @@ from ..options import option
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
-from .exact import ExactOptions, appsi_highs, combined_status
+from .exact import ExactOptions, appsi_highs, combined_status, highs_outcome, run_highs
 from .problem import EnergyProblem
 from .result import p4_solution
 
@@ -220,53 +220,21 @@ def _highs(sm: SlotModel, options: ExactOptions, time_limit: float, integer: boo
            start: np.ndarray | None = None):
     """The layer's model in a ``Highs`` object, run (``integer=False``: the LP), from
     the column vector ``start`` if given."""
-    import highspy
-    from scipy.sparse import coo_matrix
-
-    row, col, val = sm.rows
-    a = coo_matrix((val, (row, col)), shape=(len(sm.lo), sm.n_columns)).tocsr()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("threads", int(options.threads))
-    h.setOptionValue("primal_feasibility_tolerance", SOLVER_TOLERANCE)
-    n = sm.n_columns
-    h.addVars(n, np.zeros(n), np.ones(n))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), sm.cost)
-    if integer:
-        h.setOptionValue("mip_rel_gap", float(options.mip_gap))
-        h.setOptionValue("mip_feasibility_tolerance", SOLVER_TOLERANCE)
-        m = sm.n_actions
-        h.changeColsIntegrality(m, np.arange(m, dtype=np.int32),
-                                np.full(m, int(highspy.HighsVarType.kInteger), dtype=np.uint8))
-    h.addRows(len(sm.lo), sm.lo, sm.hi, a.nnz, a.indptr[:-1].astype(np.int32),
-              a.indices.astype(np.int32), a.data)
-    if start is not None:
-        sol = highspy.HighsSolution()
-        sol.col_value = start.tolist()
-        sol.value_valid = True
-        h.setSolution(sol)
-    h.run()
-    return h
+    return run_highs(sm.cost, sm.rows, sm.lo, sm.hi, time_limit, options,
+                     n_integer=sm.n_actions if integer else 0, tolerance=SOLVER_TOLERANCE,
+                     start=start)
 
 
 def highspy_slots(problem: EnergyProblem, sm: SlotModel, options: CompactOptions,
                   time_limit: float, start: np.ndarray | None = None):
     """``(actions [J, K] or None, dual bound, status)`` of the layer's MILP (highspy
     arrays), from the layer's actions ``start`` ``[J, K]`` if given."""
-    import highspy
 
     x0 = None if start is None else sm.columns(
         start, problem.instance.placement[sm.layer], problem.instance.n_devices)
-    h = _highs(sm, options, time_limit, integer=True, start=x0)
-    ms, info = h.getModelStatus(), h.getInfo()
-    if ms == highspy.HighsModelStatus.kInfeasible:
-        return None, np.nan, Status.INFEASIBLE
-    has_point = info.primal_solution_status == 2
-    acts = sm.actions(np.asarray(h.getSolution().col_value)) if has_point else None
-    status = {highspy.HighsModelStatus.kOptimal: Status.OPTIMAL,
-              highspy.HighsModelStatus.kTimeLimit: Status.TIME_LIMIT}.get(ms, Status.ERROR)
-    return acts, float(info.mip_dual_bound), status
+    x, bound, status = highs_outcome(_highs(sm, options, time_limit, integer=True,
+                                            start=x0))
+    return None if x is None else sm.actions(x), bound, status
 
 
 def pyomo_slots(problem: EnergyProblem, sm: SlotModel, options: ExactOptions,

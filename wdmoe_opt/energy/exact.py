@@ -123,31 +123,67 @@ def milp_rows(lc: LayerChoices):
     return row, col, val, lo, hi
 
 
-def highspy_layer(lc: LayerChoices, time_limit: float, options: ExactOptions,
-                  integer: bool = True):
-    """Solve the layer's MILP (or, ``integer=False``, its LP relaxation) in highspy;
-    return the ``Highs`` object after ``run``."""
+def run_highs(cost: np.ndarray, rows: tuple, lo: np.ndarray, hi: np.ndarray,
+              time_limit: float, options: ExactOptions, *, n_integer: int = 0,
+              tolerance: float | None = None, start: np.ndarray | None = None):
+    """A 0/1 model ``min cost x, lo <= A x <= hi`` (``rows = (row, col, value)`` of
+    ``A``) in highspy, its first ``n_integer`` columns integer (0: the LP), primal
+    (and MIP) feasibility ``tolerance`` if given, from the column vector ``start`` if
+    given; the ``Highs`` object after ``run``."""
     import highspy
     from scipy.sparse import coo_matrix
 
-    row, col, val, lo, hi = milp_rows(lc)
-    n = len(lc.token)
+    row, col, val = rows
+    n = len(cost)
     a = coo_matrix((val, (row, col)), shape=(len(lo), n)).tocsr()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("threads", int(options.threads))
-    if integer:
-        h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+    if tolerance is not None:
+        h.setOptionValue("primal_feasibility_tolerance", tolerance)
     h.addVars(n, np.zeros(n), np.ones(n))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), lc.energy)
-    if integer:
-        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
-                                np.full(n, int(highspy.HighsVarType.kInteger), dtype=np.uint8))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
+    if n_integer:
+        h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+        if tolerance is not None:
+            h.setOptionValue("mip_feasibility_tolerance", tolerance)
+        h.changeColsIntegrality(n_integer, np.arange(n_integer, dtype=np.int32),
+                                np.full(n_integer, int(highspy.HighsVarType.kInteger),
+                                        dtype=np.uint8))
     h.addRows(len(lo), lo, hi, a.nnz, a.indptr[:-1].astype(np.int32),
               a.indices.astype(np.int32), a.data)
+    if start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = start.tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
     h.run()
     return h
+
+
+def highs_outcome(h) -> tuple[np.ndarray | None, float, Status]:
+    """``(column values or None, dual bound, status)`` of a MILP run by
+    :func:`run_highs`: infeasible, optimal, time limit (with or without a point) or
+    error."""
+    import highspy
+
+    ms, info = h.getModelStatus(), h.getInfo()
+    if ms == highspy.HighsModelStatus.kInfeasible:
+        return None, np.nan, Status.INFEASIBLE
+    x = np.asarray(h.getSolution().col_value) if info.primal_solution_status == 2 else None
+    status = {highspy.HighsModelStatus.kOptimal: Status.OPTIMAL,
+              highspy.HighsModelStatus.kTimeLimit: Status.TIME_LIMIT}.get(ms, Status.ERROR)
+    return x, float(info.mip_dual_bound), status
+
+
+def highspy_layer(lc: LayerChoices, time_limit: float, options: ExactOptions,
+                  integer: bool = True):
+    """Solve the layer's MILP (or, ``integer=False``, its LP relaxation) in highspy;
+    return the ``Highs`` object after ``run``."""
+    row, col, val, lo, hi = milp_rows(lc)
+    return run_highs(lc.energy, (row, col, val), lo, hi, time_limit, options,
+                     n_integer=len(lc.token) if integer else 0)
 
 
 def _columns(x: np.ndarray, lc: LayerChoices) -> np.ndarray:
@@ -163,20 +199,12 @@ def _uncovered(lc: LayerChoices) -> bool:
 
 def highspy_route(lc: LayerChoices, time_limit: float, options: ExactOptions) -> LayerOutcome:
     """The layer's MILP as highspy arrays."""
-    import highspy
 
     if _uncovered(lc):
         return LayerOutcome(None, np.nan, Status.INFEASIBLE)
     silence_highs_banner()
-    h = highspy_layer(lc, time_limit, options)
-    ms, info = h.getModelStatus(), h.getInfo()
-    if ms == highspy.HighsModelStatus.kInfeasible:
-        return LayerOutcome(None, np.nan, Status.INFEASIBLE)
-    has_point = info.primal_solution_status == 2
-    cols = _columns(np.asarray(h.getSolution().col_value), lc) if has_point else None
-    status = {highspy.HighsModelStatus.kOptimal: Status.OPTIMAL,
-              highspy.HighsModelStatus.kTimeLimit: Status.TIME_LIMIT}.get(ms, Status.ERROR)
-    return LayerOutcome(cols, float(info.mip_dual_bound), status)
+    x, bound, status = highs_outcome(highspy_layer(lc, time_limit, options))
+    return LayerOutcome(None if x is None else _columns(x, lc), bound, status)
 
 
 def pyomo_route(lc: LayerChoices, time_limit: float, options: ExactOptions) -> LayerOutcome:
