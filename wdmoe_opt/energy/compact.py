@@ -33,7 +33,6 @@ dual bound is a valid lower bound on the full action space whatever the time lim
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +43,8 @@ from ..options import option
 from ..registry import register
 from ..selection.milp import silence_highs_banner
 from ..solution import Solution, Status
-from .exact import ExactOptions, appsi_highs, combined_status, highs_outcome, run_highs
+from .exact import ExactOptions, appsi_highs, highs_outcome, run_highs, solve_by_layer
 from .problem import EnergyProblem
-from .result import p4_solution
 
 #: HiGHS primal and integrality tolerances of the compact MILP (rows scaled to 1).
 SOLVER_TOLERANCE = 1e-10
@@ -343,32 +341,24 @@ def warm_start(problem: EnergyProblem) -> np.ndarray | None:
 
 def solve_compact(problem: EnergyProblem, options: ExactOptions, route, method: str,
                   warm: bool = False):
-    """Every layer's compact MILP through ``route`` (the time left shared over the
-    remaining layers, as :func:`~.exact.solve_prefill`; with ``warm``, from
-    :func:`warm_start`'s point); the P4 solution with the summed dual bound."""
-    clock = time.perf_counter()
-    inst = problem.instance
-    I = inst.n_layers
-    actions = inst.router_topk_experts.copy()
+    """Every layer's compact MILP through ``route`` (:func:`~.exact.solve_by_layer`;
+    with ``warm``, from :func:`warm_start`'s point); the P4 solution with the summed
+    dual bound."""
+    actions = problem.instance.router_topk_experts.copy()
     start = warm_start(problem) if warm else None
-    bound, statuses = 0.0, []
     silence_highs_banner()
-    for i in range(I):
+
+    def solve_layer(i: int, seconds) -> tuple[float, Status]:
         sm = slot_model(problem, i)
-        left = options.time_limit - (time.perf_counter() - clock)
-        acts, b, status = (route(problem, sm, options, max(left / (I - i), 1e-3),
-                                 None if start is None else start[i])
-                           if sm.covered else (None, np.nan, Status.INFEASIBLE))
-        statuses.append(status)
-        bound += b
+        if not sm.covered:
+            return np.nan, Status.INFEASIBLE
+        acts, bound, status = route(problem, sm, options, seconds(),
+                                    None if start is None else start[i])
         if acts is not None:
             actions[i] = acts
-    status = combined_status(statuses)
-    return p4_solution(problem, actions, method, status=status,
-                       lower_bound_j=bound if status != Status.INFEASIBLE and np.isfinite(bound)
-                       else None,
-                       tolerance=options.mip_gap,
-                       extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+        return bound, status
+
+    return solve_by_layer(problem, options, method, solve_layer, lambda: actions)
 
 
 @register("p4", "milp-compact", options=CompactOptions, backends=("highspy",), exact=True)

@@ -71,28 +71,44 @@ class LayerOutcome:
 Route = Callable[[LayerChoices, float, ExactOptions], LayerOutcome]
 
 
+def solve_by_layer(problem: EnergyProblem, options: ExactOptions, method: str,
+                   solve_layer: Callable[[int, Callable[[], float]], tuple[float, Status]],
+                   actions: Callable[[], np.ndarray]) -> Solution:
+    """Every layer through ``solve_layer(i, seconds)`` -> ``(bound, status)``, where
+    ``seconds()`` is the layer's share of the time left (over the remaining layers);
+    the P4 solution of ``actions()`` with the summed bound (none when infeasible or
+    not finite)."""
+    clock = time.perf_counter()
+    I = problem.instance.n_layers
+    bound, statuses = 0.0, []
+    for i in range(I):
+        def seconds(i=i) -> float:
+            return max((options.time_limit - (time.perf_counter() - clock)) / (I - i), 1e-3)
+        b, status = solve_layer(i, seconds)
+        statuses.append(status)
+        bound += b
+    status = combined_status(statuses)
+    return p4_solution(problem, actions(), method, status=status,
+                       lower_bound_j=bound if status != Status.INFEASIBLE and np.isfinite(bound)
+                       else None,
+                       tolerance=options.mip_gap,
+                       extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+
+
 def solve_prefill(problem: EnergyProblem, options: ExactOptions, route: Route,
                   method: str) -> Solution:
     """Every layer's MILP through ``route``; the P4 solution with the summed bound."""
-    clock = time.perf_counter()
     cand = Candidates.build(problem)
-    I, J = cand.row.shape
-    choice = np.full((I, J), cand.keep_index())
-    bound, statuses = 0.0, []
-    for i in range(I):
+    choice = np.full(cand.row.shape, cand.keep_index())
+
+    def solve_layer(i: int, seconds) -> tuple[float, Status]:
         lc = layer_choices(cand, i)
-        left = options.time_limit - (time.perf_counter() - clock)
-        out = route(lc, max(left / (I - i), 1e-3), options)
-        statuses.append(out.status)
-        bound += out.bound
+        out = route(lc, seconds(), options)
         if out.columns is not None:
             choice[i] = lc.choice(out.columns)
-    status = combined_status(statuses)
-    if status == Status.INFEASIBLE:
-        bound = None
-    return p4_solution(problem, cand.actions(choice), method, status=status,
-                       lower_bound_j=bound, tolerance=options.mip_gap,
-                       extra={"layers_optimal": statuses.count(Status.OPTIMAL)})
+        return out.bound, out.status
+
+    return solve_by_layer(problem, options, method, solve_layer, lambda: cand.actions(choice))
 
 
 def combined_status(statuses: list[Status]) -> Status:
