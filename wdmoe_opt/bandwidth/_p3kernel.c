@@ -869,9 +869,10 @@ static int interior_point(const P3 *p, double tol, int max_iter,
  * them) are packed into `work` (kappa, pi [I, n'], gains [R, n'], then b [n'] and
  * lam [I, n' + 1]) and solved as above, with full's floor (or none), in the workspace
  * mem, piv; the point goes back to b_out [n] with 0 for idle and local devices. With
- * one loaded linked device it takes the whole budget (its times decrease) and its
- * objective is its own bound; with none the split is uniform and every layer takes
- * its floor. info: code, nu, bound, objective, iterations. */
+ * one loaded linked device it takes the whole budget (its times decrease; in_seconds
+ * takes its objective as its own bound); with none the split is uniform and every
+ * layer takes its floor. info: code, bound (NaN without a certified point; not
+ * computed for at most one loaded device), iterations. */
 static void solve_packed(const P3 *full, const int *cols, int used, double tol, int max_iter,
                          double time_limit, double *work, double *mem, int *piv,
                          double *b_out, double *info)
@@ -882,16 +883,7 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
     for (int k = 0; k < n; k++)
         b_out[k] = used ? 0.0 : 1.0 / n;
     if (used == 1) {
-        double f, mf1, f2, total = 0.0;
-        for (int i = 0; i < I; i++) {
-            size_t idx = (size_t)i * n + cols[0];
-            curve(full, R > 1 ? i : 0, cols[0], 1.0, &f, &mf1, &f2);
-            double t = full->kappa[idx] * f + full->pi[idx];
-            total += full->floor ? fmax(t, full->floor[i]) : t;
-        }
         b_out[cols[0]] = 1.0;
-        best.bound = best.objective = total;
-        best.have = 1;
     } else if (used > 1) {
         size_t m = (size_t)I * used, rm = (size_t)R * used;
         double *kappa = work, *pi = kappa + m, *gd = pi + m, *gu = gd + rm;
@@ -913,13 +905,9 @@ static void solve_packed(const P3 *full, const int *cols, int used, double tol, 
             for (int j = 0; j < used; j++)
                 b_out[cols[j]] = b[j];
     }
-    if (!best.have)
-        best.bound = best.objective = best.nu = NAN;
     info[0] = code;
-    info[1] = best.nu;
-    info[2] = best.bound;
-    info[3] = best.objective;
-    info[4] = iterations;
+    info[1] = best.have ? best.bound : NAN;
+    info[2] = iterations;
 }
 
 /* A batch in physical units, as batch.py's P3Batch: loads u, p [I, n] (eq. 9) and
@@ -990,8 +978,8 @@ enum { OUT_OPTIMAL = 0, OUT_FEASIBLE = 1, OUT_TIME_LIMIT = 2, OUT_ERROR = 3 };
 
 /* The answer in seconds for instance j from the kernel's normalized point b [n] and
  * info (solve_packed), by bandwidth/common.py's finish: after a failure before any
- * certified point (codes 3-5) the point is the uniform split over the loaded devices,
- * without a bound, status error. b rescaled onto the simplex gives hz [n]; the
+ * certified point (codes 3-5) the point is the uniform split over the loaded linked
+ * devices (cols [used]), without a bound, status error. b rescaled onto the simplex gives hz [n]; the
  * objective (eq. 19) is recomputed in seconds from the physical data at hz, as
  * P3Batch.objective_s (R = B log2(1 + S / (N0 B)), 0 at B = 0; t = u L (1/R_down +
  * 1/R_up) + p a, 0 without load). The bound is the kernel's times T0 (the objective
@@ -1000,22 +988,21 @@ enum { OUT_OPTIMAL = 0, OUT_FEASIBLE = 1, OUT_TIME_LIMIT = 2, OUT_ERROR = 3 };
  * and the status is optimal when the relative gap is at most tol, feasible otherwise,
  * time_limit when the kernel stopped on its clock. out: objective, bound, status;
  * link [R, n]: scratch. */
-static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *info, double t0,
-                       double tol, double roundoff, double *b, double *hz, double *link,
-                       double *out)
+static void in_seconds(const Batch *bt, Py_ssize_t j, const int *cols, int used,
+                       const double *info, double t0, double tol, double roundoff, double *b,
+                       double *hz, double *link, double *out)
 {
     int I = bt->I, n = bt->n, R = bt->R, code = (int)info[0];
     int failed = code >= ST_SINGULAR && code <= ST_NO_BRACKET;
     size_t rn = (size_t)R * n;
     const double *u = bt->tokens + j * bt->load_stride, *p = bt->pairs + j * bt->load_stride;
     const double *a = bt->compute + j * bt->compute_stride, *s = bt->signal + j * 2 * rn;
-    if (failed)
-        for (int k = 0; k < n; k++) {
-            int loaded = 0;
-            for (int i = 0; i < I && !loaded && !is_local(bt, k); i++)
-                loaded = u[(size_t)i * n + k] > 0.0;
-            b[k] = loaded ? 1.0 / used : 0.0;
-        }
+    if (failed) {
+        for (int k = 0; k < n; k++)
+            b[k] = 0.0;
+        for (int c = 0; c < used; c++)
+            b[cols[c]] = 1.0 / used;
+    }
     double total = 0.0;
     for (int k = 0; k < n; k++)
         total += b[k];
@@ -1038,7 +1025,7 @@ static void in_seconds(const Batch *bt, Py_ssize_t j, int used, const double *in
         }
         objective += top;
     }
-    double bound = failed ? NAN : used <= 1 ? objective : info[2] * t0;
+    double bound = failed ? NAN : used <= 1 ? objective : info[1] * t0;
     int above = bound > objective * (1.0 + roundoff), status;
     if (above)
         bound = NAN;
@@ -1066,7 +1053,7 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
     int I = bt->I, n = bt->n, R = bt->R, used = 0;
     size_t m = (size_t)I * n, rn = (size_t)R * n;
     double *kappa = work, *pi = kappa + m, *g = pi + m, *cf = g + 2 * rn, *b = cf + rn;
-    double *floor = b + n, *info = floor + I, *packed = info + 5;
+    double *floor = b + n, *info = floor + I, *packed = info + 3;
     const double *u = bt->tokens + j * bt->load_stride;
     for (int k = 0; k < n; k++) {
         int loaded = 0;
@@ -1082,10 +1069,10 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
     P3 full = {I, n, R, kappa, pi, g, g + rn, floored ? floor : NULL};
     solve_packed(&full, cols, used, tol, max_iter, time_limit, packed, mem, piv, b, info);
     double answer[3];
-    in_seconds(bt, j, used, info, t0, tol, roundoff, b, hz, cf, answer);
+    in_seconds(bt, j, cols, used, info, t0, tol, roundoff, b, hz, cf, answer);
     for (int r = 0; r < 3; r++)
         out[r * stride] = answer[r];
-    out[3 * stride] = info[4];
+    out[3 * stride] = info[2];
 }
 
 /* Doubles of solve_instance's per-instance scratch (its own arrays, then
@@ -1093,7 +1080,7 @@ static void solve_instance(const Batch *bt, Py_ssize_t j, double tol, int max_it
 static size_t batch_work(int I, int n, int R)
 {
     size_t m = (size_t)I * n, rn = (size_t)R * n;
-    return 2 * m + 3 * rn + n + I + 5 + (3 * m + I + 2 * rn + n);
+    return 2 * m + 3 * rn + n + I + 3 + (3 * m + I + 2 * rn + n);
 }
 
 /* ------------------------------------------------------------ Python bindings */
