@@ -25,15 +25,8 @@ from ..solution import Solution, Status
 from .problem import EnergyProblem
 from .result import p4_solution
 
-LN2 = np.log(2.0)
 #: Bisection steps (each halves a bracket of relative width ~1e30: 1e-18 at the end).
 BISECTION_STEPS = 100
-
-
-def _rate_and_slope(b: np.ndarray, signal: np.ndarray, n0: float):
-    """``R(B)`` (eqs. 2-3) and ``dR/dB`` elementwise (``b > 0``)."""
-    x = signal / (n0 * b)
-    return b * np.log1p(x) / LN2, (np.log1p(x) - x / (1 + x)) / LN2
 
 
 def bandwidth_step(problem: EnergyProblem, u: np.ndarray, p: np.ndarray) -> np.ndarray | None:
@@ -54,8 +47,8 @@ def bandwidth_step(problem: EnergyProblem, u: np.ndarray, p: np.ndarray) -> np.n
     def comm(b):                                              # [..., I, U] per-token time
         bb = np.broadcast_to(b, (inst.n_layers, U))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rd = _rate_and_slope(bb, sig_d, n0)[0]
-            ru = _rate_and_slope(bb, sig_u, n0)[0]
+            rd = lat.rate_and_slope(bb, sig_d, n0)[0]
+            ru = lat.rate_and_slope(bb, sig_u, n0)[0]
             return L / rd + L / ru
 
     # Bmin_k: the least bandwidth meeting every layer's deadline (bisection on [0, B])
@@ -81,8 +74,8 @@ def bandwidth_step(problem: EnergyProblem, u: np.ndarray, p: np.ndarray) -> np.n
     def marginal(b):                                           # -f_k'(b) >= 0, [..., U]
         bb = np.maximum(b, 1e-300)[..., None, :]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rd, sd = _rate_and_slope(bb, sd_e, n0)
-            ru, su = _rate_and_slope(bb, su_e, n0)
+            rd, sd = lat.rate_and_slope(bb, sd_e, n0)
+            ru, su = lat.rate_and_slope(bb, su_e, n0)
             per = L * (s.bs_power_w * sd / rd ** 2 + s.tx_power_w * su / ru ** 2)
             return np.where(w_e > 0, w_e * per, 0.0).sum(axis=-2)
 

@@ -43,12 +43,12 @@ _LOADED_FLOOR = 1e-6
 
 
 def _comm_slope(instance: Instance, bandwidth_hz: np.ndarray) -> np.ndarray:
-    """``d c_k / d B_k`` of eq. (6), ``[I, U]`` (``R' = (ln(1 + x) - x / (1 + x)) / ln 2``
-    with ``x = S / (N0 B)``, eqs. 2-3; 0 on a ``local`` device)."""
+    """``d c_k / d B_k = -L R' / R^2`` of eq. (6), summed over both directions, ``[I, U]``
+    (:func:`~wdmoe_opt.model.latency.rate_and_slope`; 0 on a ``local`` device)."""
     b = np.asarray(bandwidth_hz, dtype=np.float64)
-    x = instance.received_power_w / (instance.system.noise_psd_w_per_hz * b)   # [2, R, U]
-    rate = b * np.log1p(x) / lat.LN2
-    slope = -instance.model.token_bits * (np.log1p(x) - x / (1.0 + x)) / lat.LN2 / rate ** 2
+    rate, d_rate = lat.rate_and_slope(b, instance.received_power_w,           # [2, R, U]
+                                      instance.system.noise_psd_w_per_hz)
+    slope = -instance.model.token_bits * d_rate / rate ** 2
     slope = np.where(instance.system.local_mask, 0.0, slope.sum(axis=0))
     return np.broadcast_to(slope, (instance.n_layers, instance.n_devices))
 

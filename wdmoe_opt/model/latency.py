@@ -28,6 +28,15 @@ def shannon_rate_bps(bandwidth_hz, signal_w, noise_psd_w_per_hz) -> np.ndarray:
     return np.where(b > 0, r, 0.0)
 
 
+def rate_and_slope(bandwidth_hz, signal_w, noise_psd_w_per_hz):
+    """``R(B)`` of eqs. (2)-(3) and ``dR/dB = (ln(1 + x) - x / (1 + x)) / ln 2``,
+    ``x = S / (N0 B)``, elementwise for ``B > 0`` (the gradients of the bandwidth
+    steps)."""
+    x = signal_w / (noise_psd_w_per_hz * bandwidth_hz)
+    lg = np.log1p(x)
+    return bandwidth_hz * lg / LN2, (lg - x / (1 + x)) / LN2
+
+
 def link_rates_bps(instance: Instance, bandwidth_hz) -> tuple[np.ndarray, np.ndarray]:
     """Downlink (eq. 2) and uplink (eq. 3) rates, each ``[..., I, U]`` (read-only;
     under slow fading a broadcast view of one row)."""
