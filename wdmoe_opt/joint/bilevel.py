@@ -46,6 +46,7 @@ from .enumerate import (
     follower_optimal,
     layer_wlr,
     leader_choice,
+    least_latency,
 )
 
 #: Budget on ``boxes x candidates x devices`` floats scored at once.
@@ -132,9 +133,8 @@ class _Bounder:
         for i, c in enumerate(self.cands):
             t_hi = device_times(self.instance, c, hi)                     # [nb, n, U]
             ok = self.fixed[i] if self.fixed is not None else self._may_reply(c, lo, t_hi)
-            layer_t = np.where(ok, t_hi.max(axis=-1), np.inf)
-            k = layer_t.argmin(axis=-1)
-            bound += np.take_along_axis(layer_t, k[:, None], axis=-1)[:, 0]
+            value, k = least_latency(ok, t_hi)
+            bound += value
             pick.append(k)
             single &= np.count_nonzero(ok, axis=-1) == 1
         return bound, np.stack(pick, axis=-1), single

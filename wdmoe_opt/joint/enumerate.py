@@ -100,12 +100,19 @@ def leader_choice(instance: Instance, cands: list[LayerCandidates], bandwidth_hz
     for c in cands:
         times = device_times(instance, c, bandwidth_hz)
         tf = times if follower_bandwidth_hz is None else device_times(instance, c, fb)
-        ok = follower_optimal(layer_wlr(c, tf), tie_tol)
-        layer_t = np.where(ok, times.max(axis=-1), np.inf)
-        k = layer_t.argmin(axis=-1)
+        value, k = least_latency(follower_optimal(layer_wlr(c, tf), tie_tol), times)
         choice.append(k)
-        total = total + np.take_along_axis(layer_t, k[..., None], axis=-1)[..., 0]
+        total = total + value
     return total, np.stack(choice, axis=-1)
+
+
+def least_latency(ok: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among the candidates ``ok`` (``[..., n]``), the least layer latency (eq. 11, the
+    device maximum of ``times`` ``[..., n, U]``) and its candidate index (``inf`` and
+    0 where none is ok)."""
+    layer_t = np.where(ok, times.max(axis=-1), np.inf)
+    k = layer_t.argmin(axis=-1)
+    return np.take_along_axis(layer_t, k[..., None], axis=-1)[..., 0], k
 
 
 def selection_mask(cands: list[LayerCandidates], choice) -> np.ndarray:
