@@ -203,10 +203,7 @@ class Candidates:
         flat = (self.row[i, j] * K + np.arange(K)) * C + self.codes[np.asarray(p)]
         targets = np.take(self.slot_target, flat)
         device = np.take(self.slot_device, flat)
-        first = device >= 0
-        for s in range(1, K):
-            for t in range(s):
-                first[:, s] &= device[:, s] != device[:, t]
+        first = _first_visit(device)
         dev0 = np.maximum(device, 0)
         with np.errstate(invalid="ignore"):
             st = np.where(device >= 0, self.compute_s[dev0]
@@ -249,10 +246,7 @@ class Candidates:
         U = self.problem.instance.n_devices
         dev = self._chosen(choice, self.slot_device)
         on = dev >= 0
-        first = on.copy()
-        for s in range(1, dev.shape[1]):
-            for t in range(s):
-                first[:, s] &= dev[:, s] != dev[:, t]
+        first = _first_visit(dev)
         rows = np.repeat(np.arange(I) * U, J)[:, None] + dev
         p = np.bincount(rows[on], minlength=I * U).reshape(I, U)
         u = np.bincount(rows[first], minlength=I * U).reshape(I, U)
@@ -305,6 +299,17 @@ def _distinct_topk(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
     row = np.empty(int(present.sum()), dtype=np.intp)
     row[inv] = np.arange(key.size)                   # any token of the row will do
     return row, inv.reshape(I, J)
+
+
+def _first_visit(device: np.ndarray) -> np.ndarray:
+    """``[n, K]``: whether each slot's device (``-1``: skipped) is its first visit in
+    the row (eq. 10: a token crosses a device's link once, however many experts it
+    invokes there)."""
+    first = device >= 0
+    for s in range(1, device.shape[1]):
+        for t in range(s):
+            first[:, s] &= device[:, s] != device[:, t]
+    return first
 
 
 def _on_axis(table: np.ndarray, s: int, K: int, tokens_last: bool = False) -> np.ndarray:

@@ -17,6 +17,14 @@ import numpy as np
 from .candidates import Candidates, _on_axis
 
 
+def _timed_devices(time: np.ndarray, deadline: float) -> np.ndarray:
+    """Devices of ``time`` ``[n, U]`` whose deadline row can bind: a finite deadline
+    and some use."""
+    if not np.isfinite(deadline):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero((time > 0).any(axis=0))
+
+
 @dataclass(frozen=True)
 class LayerSets:
     """The invoked sets ``S`` of layer ``layer``: which each token may take, and what
@@ -38,9 +46,7 @@ class LayerSets:
     @property
     def timed_devices(self) -> np.ndarray:
         """Devices whose deadline row can bind (a finite deadline and some use)."""
-        if not np.isfinite(self.deadline):
-            return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero((self.time > 0).any(axis=0))
+        return _timed_devices(self.time, self.deadline)
 
     def profiles(self, cand: Candidates, token: np.ndarray, sets: np.ndarray) -> np.ndarray:
         """The profile that realizes set ``sets[k]`` for token ``token[k]``: the least
@@ -123,9 +129,7 @@ class LayerChoices:
     @property
     def timed_devices(self) -> np.ndarray:
         """Devices whose deadline row can bind (a finite deadline and some use)."""
-        if not np.isfinite(self.deadline):
-            return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero((self.time > 0).any(axis=0))
+        return _timed_devices(self.time, self.deadline)
 
     def choice(self, columns: np.ndarray) -> np.ndarray:
         """``[J]`` profile per token from one chosen column per token."""
