@@ -126,13 +126,12 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
     state = PlacementState(ev, start)
     start_score = state.objective
     inst = problem.instance
-    n_targets = inst.n_experts if options.targets is None else options.targets
     scored = accepted = passes = 0
     stop = "local optimum"
     for _ in range(options.max_passes):
         passes += 1
         improved = False
-        targets = move_targets(problem, state.counts, n_targets)
+        targets = move_targets(problem, state.counts, options.targets)
         used = targets[:np.count_nonzero(state.counts.any(axis=0))]
         for layer in rng.permutation(inst.n_layers):
             layer = int(layer)
@@ -173,9 +172,12 @@ def local_search(problem: PlacementProblem, start: np.ndarray, options: LocalSea
         "moves_per_s": scored / elapsed if elapsed > 0 else None}
 
 
-def move_targets(problem: PlacementProblem, counts: np.ndarray, n_targets: int) -> np.ndarray:
+def move_targets(problem: PlacementProblem, counts: np.ndarray,
+                 n_targets: int | None) -> np.ndarray:
     """The devices in use (``counts`` ``[I, U]`` > 0 in some layer), then the
-    ``n_targets`` fastest unused ones by ``c_k(B / D) + a_k``."""
+    ``n_targets`` (None: ``E``) fastest unused ones by ``c_k(B / D) + a_k``."""
+    if n_targets is None:
+        n_targets = problem.instance.n_experts
     used = np.flatnonzero(counts.any(axis=0))
     order = np.argsort(per_token_time_s(problem, max(used.size, 1)), kind="stable")
     return np.r_[used, order[~np.isin(order, used)][:n_targets]].astype(np.int64)
@@ -191,9 +193,9 @@ def solve_local_search(problem: PlacementProblem, options: LocalSearchOptions) -
     pl, trace = local_search(problem, start, options, ev)
     replicas = None
     if problem.max_replicas > 1 and trace["stopped"] != "time limit":
-        n_targets = problem.instance.n_experts if options.targets is None else options.targets
         replicas, more = replicate(
-            problem, pl, ev, move_targets(problem, experts_per_device(pl, ev.U), n_targets),
+            problem, pl, ev, move_targets(problem, experts_per_device(pl, ev.U),
+                                          options.targets),
             time_limit=options.time_limit - (time.perf_counter() - clock),
             max_passes=options.max_passes, full_neighbourhood=options.full_neighbourhood)
         trace = {**trace, **more, "stopped": more["replication_stopped"]}

@@ -225,7 +225,7 @@ def solve_milp(problem: PlacementProblem, options: PlacementMilpOptions) -> Solu
     replicas = route = None
     if problem.max_replicas > 1:
         replicas, _ = replicate(problem, best, ev, move_targets(
-            problem, experts_per_device(best, ev.U), problem.instance.n_experts),
+            problem, experts_per_device(best, ev.U), None),
             time_limit=max(options.time_limit - (time.perf_counter() - clock), 1e-3),
             max_passes=search.max_passes, full_neighbourhood=search.full_neighbourhood)
     best_score = ev.score(best, replicas)
